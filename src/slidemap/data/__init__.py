@@ -1,0 +1,1 @@
+"""Data layer: sites on disk -> Site objects -> split areas -> grid patches -> DataModule."""

@@ -1,0 +1,150 @@
+"""LightningDataModule for one scenario: which sites train, every site's test area tested, all in memory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from slidemap.data.patches import Normaliser, Patches, cut_patches, fit_normaliser
+from slidemap.data.reader import read_sites
+from slidemap.data.site import DEFAULT_CHANNELS, Site
+from slidemap.data.split import SiteSplit, SplitConfig, split_site
+from slidemap.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Everything a scenario needs, built by pure functions (testable without Lightning)."""
+
+    sites: dict[str, Site]
+    splits: dict[str, SiteSplit]
+    normaliser: Normaliser
+    train: Patches
+    val: Patches
+    test: dict[str, Patches]
+
+
+def split_sites(sites: dict[str, Site]) -> dict[str, SiteSplit]:
+    """Each site's train/val/test blocks, honouring its ``site.yaml`` split settings."""
+    return {name: split_site(site.shape, SplitConfig.from_meta(site.meta, f"{name}/site.yaml"))
+            for name, site in sites.items()}
+
+
+def check_window(sites: dict[str, Site], splits: dict[str, SiteSplit], window: int) -> None:
+    """Refuse a window that does not fit in a test area: the grid would be one padded patch of mostly nothing."""
+    for name, split in splits.items():
+        t = split.test
+        if window > t.rows or window > t.cols:
+            raise InputError(sites[name].meta.get("path", name),
+                             f"window {window} px is larger than the test area of site '{name}' "
+                             f"({t.rows} x {t.cols} px); use a smaller window or a larger site")
+
+
+def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
+            channels: tuple[str, ...] = DEFAULT_CHANNELS) -> PreparedData:
+    """Split, normalise (training areas of ``train_sites`` only) and cut every area into grid patches."""
+    unknown = [s for s in train_sites if s not in sites]
+    if unknown:
+        raise InputError(None, f"unknown training site(s) {unknown}; known sites: {', '.join(sorted(sites))}")
+    splits = split_sites(sites)
+    check_window(sites, splits, window)
+    normaliser = fit_normaliser([(sites[s], splits[s].train) for s in train_sites], tuple(channels))
+    train, val, test = [], [], {}
+    for name, site in sites.items():
+        stack = normaliser(site.stack(tuple(channels)), site.valid)
+        label = site.label if site.label is not None else np.zeros(site.shape, np.uint8)
+        if name in train_sites:
+            train.append(cut_patches(stack, label, site.valid, splits[name].train, window))
+            val.append(cut_patches(stack, label, site.valid, splits[name].val, window))
+        test[name] = cut_patches(stack, label, site.valid, splits[name].test, window)
+    return PreparedData(sites, splits, normaliser, Patches.concat(train), Patches.concat(val), test)
+
+
+def _dataset(p: Patches) -> TensorDataset:
+    return TensorDataset(torch.from_numpy(p.x), torch.from_numpy(p.y.astype(np.float32)), torch.from_numpy(p.valid))
+
+
+class SiteDataModule(pl.LightningDataModule):
+    """Serves grid patches of a folder of sites for one scenario.
+
+    Args:
+        root: Folder of site folders (DESIGN section 2).
+        train_sites: Sites whose training areas train the model; None = all sites (scenario ``all``).
+        sites: Sites to read (and test); None = every site under ``root``.
+        window: Patch size in pixels.
+        channels: Input channel names (default: the paper's B2, B3, B4, B8, slope).
+        batch_size: Training batch size (the paper: 4).
+        eval_batch_size: Batch size for validation, test and prediction.
+        synthetic: If given ({seed, scale}), the built-in synthetic sites are generated into ``root`` first.
+    """
+
+    def __init__(self, root: str, train_sites: list[str] | None = None, sites: list[str] | None = None,
+                 window: int = 64, channels: list[str] | tuple[str, ...] = DEFAULT_CHANNELS, batch_size: int = 4,
+                 eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0,
+                 synthetic: dict | None = None) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.train_sites = list(train_sites) if train_sites is not None else None
+        self.site_names = list(sites) if sites is not None else None
+        self.window = int(window)
+        self.channels = tuple(channels)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.synthetic = dict(synthetic) if synthetic else None
+        self.data: PreparedData | None = None
+
+    def prepare_data(self) -> None:
+        if self.synthetic is not None:
+            from slidemap.data.synthetic import ensure_synthetic
+
+            ensure_synthetic(self.root, scale=float(self.synthetic["scale"]), seed=int(self.synthetic["seed"]))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is not None:
+            return
+        self.prepare_data()
+        start = time.perf_counter()
+        sites = read_sites(self.root, self.site_names)
+        train_sites = self.train_sites if self.train_sites is not None else list(sites)
+        self.data = prepare(sites, train_sites, self.window, self.channels)
+        log.info("data ready in %.1f s: %d train, %d val patches; test areas %s", time.perf_counter() - start,
+                 len(self.data.train), len(self.data.val), {k: len(v) for k, v in self.data.test.items()})
+
+    @property
+    def test_areas(self) -> list[str]:
+        """Names of the test dataloaders, in order (one per site)."""
+        assert self.data is not None, "call setup() first"
+        return list(self.data.test)
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.channels)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.data is not None
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(_dataset(self.data.train), batch_size=self.batch_size, shuffle=True, generator=gen,
+                          num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.data is not None
+        return DataLoader(_dataset(self.data.val), batch_size=self.eval_batch_size, num_workers=self.num_workers)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        assert self.data is not None
+        return [DataLoader(_dataset(p), batch_size=self.eval_batch_size, num_workers=self.num_workers)
+                for p in self.data.test.values()]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return self.test_dataloader()

@@ -1,0 +1,134 @@
+"""Write the synthetic sites to disk in exactly the user's format (DESIGN section 2), once per (seed, scale)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import shapely
+import yaml
+from pyproj import Transformer
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+from rasterio.warp import Resampling, reproject
+from shapely import affinity
+from shapely.geometry import mapping
+
+from slidemap.data.synthetic.landslides import make_landslides
+from slidemap.data.synthetic.relief import carve_terrain, slope_aspect
+from slidemap.data.synthetic.scene import render
+from slidemap.data.synthetic.specs import SITES, SiteSpec
+from slidemap.io import atomic_dir
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEED = 0
+DEFAULT_SCALE = 0.1
+GENERATOR_VERSION = 1
+PIXEL_M = 10.0
+DEM_PIXEL_M = 12.5
+MARGIN_PX = 24  # terrain beyond the s2 extent, so the DEM (and slope) at the edge has real neighbours
+
+
+def _utm_origin(spec: SiteSpec) -> tuple[float, float]:
+    to_utm = Transformer.from_crs("EPSG:4326", f"EPSG:{spec.epsg}", always_xy=True)
+    x, y = to_utm.transform(spec.lon, spec.lat)
+    return round(x / PIXEL_M) * PIXEL_M, round(y / PIXEL_M) * PIXEL_M
+
+
+def build_site(spec: SiteSpec, seed: int, scale: float) -> dict:
+    """Generate one site in memory: reflectance, DEM on its own 12.5 m grid, polygons in the site CRS."""
+    rng = np.random.default_rng([seed, list(SITES).index(spec.name), int(round(scale * 1e6))])
+    rows, cols = spec.scaled_shape(scale)
+    big = (rows + 2 * MARGIN_PX, cols + 2 * MARGIN_PX)
+    terrain_big = carve_terrain(rng, spec, big)
+    crop = (slice(MARGIN_PX, MARGIN_PX + rows), slice(MARGIN_PX, MARGIN_PX + cols))
+    terrain = {k: v[crop] for k, v in terrain_big.items()}
+    slope, aspect, down_r, down_c = slope_aspect(terrain["elev"], PIXEL_M)
+    terrain.update(slope=slope, aspect=aspect, down_r=down_r, down_c=down_c)
+    polys = make_landslides(rng, spec, terrain, (rows, cols))
+    if spec.name == "taiwan":
+        older = replace(spec, slide_fraction=0.10, runout_share=0.2)
+        terrain["old_scars"] = make_landslides(rng, older, terrain, (rows, cols))
+    refl = render(rng, spec, terrain, polys, (rows, cols))
+
+    x0, y0 = _utm_origin(spec)
+    top = y0 + rows * PIXEL_M
+    transform = from_origin(x0, top, PIXEL_M, PIXEL_M)
+    big_transform = from_origin(x0 - MARGIN_PX * PIXEL_M, top + MARGIN_PX * PIXEL_M, PIXEL_M, PIXEL_M)
+    crs = CRS.from_epsg(spec.epsg)
+    margin_m = 16 * DEM_PIXEL_M
+    dem_cols = int(np.ceil((cols * PIXEL_M + 2 * margin_m) / DEM_PIXEL_M))
+    dem_rows = int(np.ceil((rows * PIXEL_M + 2 * margin_m) / DEM_PIXEL_M))
+    dem_transform = from_origin(x0 - margin_m, top + margin_m, DEM_PIXEL_M, DEM_PIXEL_M)
+    dem = np.full((dem_rows, dem_cols), -9999.0, np.float32)
+    reproject(terrain_big["elev"], dem, src_transform=big_transform, src_crs=crs, dst_transform=dem_transform,
+              dst_crs=crs, src_nodata=None, dst_nodata=-9999.0, resampling=Resampling.bilinear)
+
+    dn = np.round(refl * 10000).astype(np.uint16)
+    if spec.name == "japan":  # a swath-edge wedge of no-data, as real tiles have
+        rr, cc = np.mgrid[0:rows, 0:cols]
+        dn[:, (rr + cc) < 0.08 * (rows + cols)] = 0
+    a, b, _, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+    world = [affinity.affine_transform(p, [a, b, d, e, transform.c, f]) for p in polys]
+    return {"dn": dn, "transform": transform, "crs": crs, "dem": dem, "dem_transform": dem_transform,
+            "polygons": world}
+
+
+def _write_site(folder: Path, spec: SiteSpec, site: dict, seed: int, scale: float) -> None:
+    folder.mkdir(parents=True)
+    dn = site["dn"]
+    profile = dict(driver="GTiff", width=dn.shape[2], height=dn.shape[1], count=4, dtype="uint16", crs=site["crs"],
+                   transform=site["transform"], nodata=0, tiled=True, blockxsize=256, blockysize=256,
+                   compress="deflate")
+    with rasterio.open(folder / "s2.tif", "w", **profile) as dst:
+        dst.write(dn)
+        for i, band in enumerate(("B2", "B3", "B4", "B8"), start=1):
+            dst.set_band_description(i, band)
+    dem = site["dem"]
+    with rasterio.open(folder / "dem.tif", "w", driver="GTiff", width=dem.shape[1], height=dem.shape[0], count=1,
+                       dtype="float32", crs=site["crs"], transform=site["dem_transform"], nodata=-9999.0,
+                       tiled=True, blockxsize=256, blockysize=256, compress="deflate") as dst:
+        dst.write(dem, 1)
+    to_wgs84 = Transformer.from_crs(site["crs"], "EPSG:4326", always_xy=True)
+    features = []
+    for i, poly in enumerate(site["polygons"]):
+        geo = shapely.transform(poly, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])))
+        geo = shapely.set_precision(geo, 1e-9)
+        features.append({"type": "Feature", "properties": {"id": i, "area_m2": round(poly.area, 1)},
+                         "geometry": mapping(geo)})
+    (folder / "inventory.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    meta = {"description": spec.description, "bands": ["B2", "B3", "B4", "B8"], "scale": 0.0001, "offset": 0.0,
+            "synthetic": {"seed": seed, "scale": scale, "version": GENERATOR_VERSION}}
+    (folder / "site.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+
+
+def write_synthetic(out: str | Path, scale: float = DEFAULT_SCALE, seed: int = DEFAULT_SEED) -> Path:
+    """Generate the three sites into ``out`` (replacing it atomically) and return the folder."""
+    out = Path(out)
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    with atomic_dir(out) as tmp:
+        for spec in SITES.values():
+            start = time.perf_counter()
+            _write_site(tmp / spec.name, spec, build_site(spec, seed, scale), seed, scale)
+            log.info("synthetic site %s written in %.1f s", spec.name, time.perf_counter() - start)
+        stamp = {"seed": seed, "scale": scale, "version": GENERATOR_VERSION, "sites": list(SITES)}
+        (tmp / "synthetic.json").write_text(json.dumps(stamp, indent=2))
+    return out
+
+
+def ensure_synthetic(out: str | Path, scale: float = DEFAULT_SCALE, seed: int = DEFAULT_SEED) -> Path:
+    """Return ``out``, generating it first unless it already holds this (seed, scale, version)."""
+    out = Path(out)
+    stamp = out / "synthetic.json"
+    if stamp.exists():
+        got = json.loads(stamp.read_text())
+        if (got.get("seed"), got.get("scale"), got.get("version")) == (seed, scale, GENERATOR_VERSION):
+            return out
+    return write_synthetic(out, scale=scale, seed=seed)

@@ -1,0 +1,1 @@
+"""Evaluation: pixel metrics, the rule-based baseline, prediction maps."""
