@@ -35,8 +35,13 @@ class PreparedData:
 
 def split_sites(sites: dict[str, Site]) -> dict[str, SiteSplit]:
     """Each site's train/val/test blocks, honouring its ``site.yaml`` split settings."""
-    return {name: split_site(site.shape, SplitConfig.from_meta(site.meta, f"{name}/site.yaml"))
+    return {name: split_site(site.shape, SplitConfig.from_meta(site.meta, _site_file(site, "site.yaml")))
             for name, site in sites.items()}
+
+
+def _site_file(site: Site, filename: str) -> str:
+    folder = site.meta.get("path")
+    return str(Path(folder) / filename) if folder else f"{site.name}/{filename}"
 
 
 def check_window(sites: dict[str, Site], splits: dict[str, SiteSplit], window: int) -> None:

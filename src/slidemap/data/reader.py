@@ -325,6 +325,7 @@ def read_site(folder: PathLikeStr, require_label: bool = True) -> Site:
     if not folder.is_dir():
         raise InputError(folder, "site folder not found")
     meta = load_meta(folder)
+    meta["path"] = str(folder)
     inventory, mask_path = _find_inventory(folder), folder / "mask.tif"
     if inventory is None and not mask_path.exists() and require_label:  # fail before the slow reads
         raise InputError(folder, "no inventory.* or mask.tif: the site has no landslide labels")

@@ -74,6 +74,15 @@ class SplitConfig:
         unknown = set(raw) - {"axis", "test_fraction", "val_fraction", "test_side", "min_val"}
         if unknown:
             raise InputError(source, f"unknown split keys {sorted(unknown)}")
+        for key in ("test_fraction", "val_fraction"):
+            if key in raw and (isinstance(raw[key], bool) or not isinstance(raw[key], (int, float))):
+                raise InputError(source, f"split {key} must be a number, got {raw[key]!r}")
+        if "min_val" in raw and (isinstance(raw["min_val"], bool) or not isinstance(raw["min_val"], int)
+                                 or raw["min_val"] < 0):
+            raise InputError(source, f"split min_val must be a non-negative integer, got {raw['min_val']!r}")
+        for key in ("axis", "test_side"):
+            if key in raw and not isinstance(raw[key], str):
+                raise InputError(source, f"split {key} must be a string, got {raw[key]!r}")
         cfg = cls(**raw)
         if cfg.axis not in ("auto", "rows", "cols"):
             raise InputError(source, f"split axis must be auto, rows or cols, got {cfg.axis!r}")

@@ -68,11 +68,13 @@ def render(rng: np.random.Generator, spec: SiteSpec, terrain: dict[str, np.ndarr
         layers.append((bed & braid, S.WATER))
         layers.append((bed & ~braid, S.GRAVEL[:, None, None] * (0.9 + 0.2 * fractal_field(rng, shape, 2.0))))
         old = terrain["old_scars"]  # earlier typhoons' scars, half re-vegetated: not in this event's inventory
-        regrowth = rng.uniform(0.15, 0.65, len(old))
-        for level in (0.2, 0.35, 0.5, 0.65):
+        regrowth = rng.uniform(0.35, 0.75, len(old))
+        for level in (0.4, 0.55, 0.7):
             group = [p for p, g in zip(old, regrowth) if abs(g - level) <= 0.075 + 1e-9]
             old_spec = (1 - level) * np.asarray(spec.soil)[:, None, None] * 0.95 + level * veg
             layers.append((coverage(group, shape), old_spec))
+        outcrops = parcels(rng, shape, (slope > 30) & ~bed, max(1, n // 1500), (6, 18))  # cliffs and road cuts
+        layers.append((coverage(outcrops, shape), S.ROCK[:, None, None] * (0.8 + 0.3 * fractal_field(rng, shape, 2.0))))
     elif spec.name == "china":
         treeline = 2950 + 200 * (fractal_field(rng, shape, 3.0) - 0.5)
         alpine = np.clip((elev - treeline) / 120, 0, 1)

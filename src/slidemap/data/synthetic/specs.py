@@ -51,7 +51,7 @@ class SiteSpec:
 
 GRAVEL = np.array([0.105, 0.125, 0.140, 0.180])  # braided river bed (Taiwan)
 WATER = np.array([0.045, 0.055, 0.045, 0.030])
-ROCK = np.array([0.150, 0.170, 0.185, 0.225])  # limestone faces and scree (China)
+ROCK = np.array([0.130, 0.145, 0.155, 0.190])  # limestone faces and scree (China)
 DRY_GRASS = np.array([0.050, 0.080, 0.085, 0.240])
 FIELD_BARE = np.array([0.070, 0.090, 0.115, 0.175])  # ploughed volcanic soil (Japan)
 FIELD_STUBBLE = np.array([0.085, 0.105, 0.125, 0.215])
@@ -62,9 +62,9 @@ SITES: dict[str, SiteSpec] = {
     "taiwan": SiteSpec(
         name="taiwan", epsg=32651, lon=120.80, lat=22.95, shape=(1720, 2720),
         elev_min=300.0, elev_max=2600.0, valley_scale_px=260.0, rivers=3, bed_half_width_px=(6.0, 22.0),
-        slide_fraction=0.067, slide_mean_px=344.0, slide_sigma=0.9, slide_min_px=13.0, elongation=(2.0, 4.5),
+        slide_fraction=0.067, slide_mean_px=380.0, slide_sigma=0.9, slide_min_px=13.0, elongation=(2.0, 4.5),
         runout_share=0.5, slope_pref_deg=28.0, elev_pref=None,
-        soil=(0.095, 0.120, 0.145, 0.200), remnant=(0.2, 0.6), veg=(0.022, 0.045, 0.028, 0.330),
+        soil=(0.075, 0.105, 0.150, 0.215), remnant=(0.1, 0.5), veg=(0.022, 0.045, 0.028, 0.330),
         haze=0.030, sun_elevation=62.0, sun_azimuth=95.0,
         description="Western Taitung, Typhoon Morakot 2009: large shallow slides with long runouts into braided "
         "river beds (bright, flat confounders)",
@@ -72,9 +72,9 @@ SITES: dict[str, SiteSpec] = {
     "china": SiteSpec(
         name="china", epsg=32648, lon=103.88, lat=33.18, shape=(680, 947),
         elev_min=1978.0, elev_max=3711.0, valley_scale_px=150.0, rivers=2, bed_half_width_px=(2.0, 5.0),
-        slide_fraction=0.043, slide_mean_px=116.0, slide_sigma=0.8, slide_min_px=11.0, elongation=(1.5, 3.0),
+        slide_fraction=0.043, slide_mean_px=125.0, slide_sigma=0.8, slide_min_px=11.0, elongation=(1.5, 3.0),
         runout_share=0.0, slope_pref_deg=40.0, elev_pref=None,
-        soil=(0.135, 0.160, 0.180, 0.235), remnant=(0.0, 0.25), veg=(0.028, 0.050, 0.035, 0.300),
+        soil=(0.165, 0.195, 0.235, 0.285), remnant=(0.0, 0.25), veg=(0.028, 0.050, 0.035, 0.300),
         haze=0.018, sun_elevation=65.0, sun_azimuth=125.0,
         description="Shuzheng Valley, Jiuzhaigou earthquake 2017: rockfalls on steep faces and scree above the tree "
         "line (bare-rock confounders)",
@@ -82,9 +82,9 @@ SITES: dict[str, SiteSpec] = {
     "japan": SiteSpec(
         name="japan", epsg=32654, lon=141.90, lat=42.70, shape=(1160, 2250),
         elev_min=0.0, elev_max=600.0, valley_scale_px=90.0, rivers=4, bed_half_width_px=(12.0, 30.0),
-        slide_fraction=0.165, slide_mean_px=87.0, slide_sigma=0.8, slide_min_px=2.0, elongation=(1.5, 3.0),
+        slide_fraction=0.165, slide_mean_px=96.0, slide_sigma=0.8, slide_min_px=2.0, elongation=(1.5, 3.0),
         runout_share=0.3, slope_pref_deg=14.0, elev_pref=(150.0, 450.0),
-        soil=(0.080, 0.110, 0.140, 0.215), remnant=(0.0, 0.35), veg=(0.028, 0.058, 0.036, 0.300),
+        soil=(0.095, 0.135, 0.160, 0.255), remnant=(0.0, 0.35), veg=(0.028, 0.058, 0.036, 0.300),
         haze=0.050, sun_elevation=48.0, sun_azimuth=160.0,
         description="Eastern Iburi, Hokkaido earthquake 2018: many small dense shallow slides on pumice-covered "
         "hills; farmland with bare fields and logged slopes (confounders)",

@@ -23,6 +23,7 @@ from slidemap.data.synthetic.landslides import make_landslides
 from slidemap.data.synthetic.relief import carve_terrain, slope_aspect
 from slidemap.data.synthetic.scene import render
 from slidemap.data.synthetic.specs import SITES, SiteSpec
+from slidemap.errors import InputError
 from slidemap.io import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,8 @@ def _write_site(folder: Path, spec: SiteSpec, site: dict, seed: int, scale: floa
 def write_synthetic(out: str | Path, scale: float = DEFAULT_SCALE, seed: int = DEFAULT_SEED) -> Path:
     """Generate the three sites into ``out`` (replacing it atomically) and return the folder."""
     out = Path(out)
-    if scale <= 0:
-        raise ValueError(f"scale must be positive, got {scale}")
+    if not scale > 0:
+        raise InputError("--scale", f"scale must be positive, got {scale}")
     with atomic_dir(out) as tmp:
         for spec in SITES.values():
             start = time.perf_counter()

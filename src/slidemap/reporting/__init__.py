@@ -1,0 +1,1 @@
+"""Reporting: human- and script-readable summaries of sites, runs and sweeps."""

@@ -1,0 +1,113 @@
+"""LightningModule: masked binary cross-entropy, Adam, and pixel metrics per test area (torchmetrics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics.classification import BinaryStatScores
+
+from slidemap.evaluation.metrics import scores
+
+
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+               pos_weight: float | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy on logits averaged over valid pixels only (nodata never teaches the model).
+
+    Args:
+        logits, target, valid: (N, H, W); target in {0, 1}, valid bool.
+        pos_weight: optional weight of the landslide class (imbalanced data).
+        weight: optional per-pixel weight map (N, H, W), as in the paper's weighted loss.
+    """
+    pw = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none", pos_weight=pw)
+    w = valid.to(logits.dtype)
+    if weight is not None:
+        w = w * weight
+    return (loss * w).sum() / w.sum().clamp_min(1.0)
+
+
+class LandslideModule(pl.LightningModule):
+    """Wraps any segmentation network that maps (N, C, H, W) to one logit per pixel.
+
+    Args:
+        net: The network (its constructor arguments should be in ``net.hparams_dict``).
+        test_areas: Names of the test dataloaders, in order; metrics are kept per area and pooled as "all".
+        lr, betas: Adam settings (the paper: 1e-3, (0.9, 0.999)).
+        pos_weight: Optional positive-class weight for the BCE loss.
+        threshold: Probability threshold for the binary map (the paper: 0.5).
+        model_name: Registry name of the network, recorded in the checkpoint.
+        data_info: Channels and normalisation, recorded in the checkpoint so maps can be made later.
+    """
+
+    def __init__(self, net: nn.Module, test_areas: list[str] | None = None, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), pos_weight: float | None = None,
+                 threshold: float = 0.5, model_name: str = "", data_info: dict | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.save_hyperparameters(ignore=["net"])
+        self.hparams["net_hparams"] = dict(getattr(net, "hparams_dict", {}))
+        self.test_areas = list(test_areas or [])
+        self.val_stats = BinaryStatScores(threshold=threshold, ignore_index=-1)
+        self.test_stats = nn.ModuleList(BinaryStatScores(threshold=threshold, ignore_index=-1)
+                                        for _ in self.test_areas)
+        self.test_results: dict[str, dict[str, Any]] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, H, W)."""
+        return self.net(x)[:, 0]
+
+    def _loss(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y, valid = batch[:3]
+        logits = self(x)
+        weight = batch[3] if len(batch) > 3 else None
+        return masked_bce(logits, y, valid, self.hparams.pos_weight, weight), logits
+
+    @staticmethod
+    def _masked_target(y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return torch.where(valid, y.long(), torch.full_like(y, -1, dtype=torch.long))
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        loss, _ = self._loss(batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch[0].shape[0])
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        loss, logits = self._loss(batch)
+        n_valid = batch[2].sum().clamp_min(1)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=int(n_valid))
+        self.val_stats.update(torch.sigmoid(logits), self._masked_target(batch[1], batch[2]))
+
+    def on_validation_epoch_end(self) -> None:
+        tp, fp, _, fn, _ = self.val_stats.compute().tolist()
+        self.log("val/f1", scores(tp, fp, fn)["f1"], prog_bar=True)
+        self.val_stats.reset()
+
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
+        _, y, valid = batch[:3]
+        probs = torch.sigmoid(self(batch[0]))
+        self.test_stats[dataloader_idx].update(probs, self._masked_target(y, valid))
+
+    def on_test_epoch_end(self) -> None:
+        """Metrics per area over every valid pixel, and "all" pooled from the areas' TP/FP/FN."""
+        results: dict[str, dict[str, Any]] = {}
+        totals = {"tp": 0, "fp": 0, "fn": 0}
+        for name, stat in zip(self.test_areas, self.test_stats):
+            tp, fp, _, fn, _ = (int(v) for v in stat.compute().tolist())
+            results[name] = {**scores(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn}
+            for k, v in (("tp", tp), ("fp", fp), ("fn", fn)):
+                totals[k] += v
+            stat.reset()
+        results["all"] = {**scores(totals["tp"], totals["fp"], totals["fn"]), **totals}
+        for area, metrics in results.items():
+            for key in ("precision", "recall", "f1", "iou"):
+                self.log(f"test/{area}/{key}", metrics[key], add_dataloader_idx=False)
+        self.test_results = results
+
+    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return torch.sigmoid(self(batch[0]))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))

@@ -1,0 +1,102 @@
+"""One training run from a Hydra config: data, model, fit with early stopping, test every area, write outputs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from slidemap.data.datamodule import SiteDataModule
+from slidemap.training.module import LandslideModule
+from slidemap.training.outputs import stitch, write_metrics, write_prediction
+from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
+
+log = logging.getLogger(__name__)
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The run's own directory (Hydra's output dir, or ``cfg.paths.output_dir`` when run outside Hydra)."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.paths.output_dir)
+
+
+def _sweep_group() -> str | None:
+    if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+        return str(HydraConfig.get().sweep.dir)
+    return None
+
+
+def build_loggers(cfg: DictConfig, out: Path) -> list[Any]:
+    """Loggers from ``cfg.logger`` (a mapping of name -> instantiable); W&B defaults to offline mode."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    loggers = []
+    for name, conf in (cfg.get("logger") or {}).items():
+        kwargs: dict[str, Any] = {}
+        if name == "wandb":
+            kwargs = {"save_dir": str(out), "group": _sweep_group(),
+                      "config": OmegaConf.to_container(cfg, resolve=True)}
+        loggers.append(instantiate(conf, **kwargs))
+    return loggers
+
+
+def run(cfg: DictConfig) -> float:
+    """Train and test one model x window x scenario; returns the best validation F1 (for sweepers)."""
+    start = time.perf_counter()
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+    datamodule: SiteDataModule = instantiate(cfg.data)
+    datamodule.setup()  # reads and checks the data (e.g. window vs test area) before any training
+    net = instantiate(cfg.model.net, in_channels=datamodule.in_channels)
+    data = datamodule.data
+    module = LandslideModule(
+        net, test_areas=datamodule.test_areas, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+        pos_weight=cfg.loss.pos_weight, threshold=cfg.threshold, model_name=cfg.model.name,
+        data_info={"channels": list(datamodule.channels), "window": datamodule.window,
+                   "normaliser": data.normaliser.to_dict()},
+    )
+    loggers = build_loggers(cfg, out)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
+                                      default_root_dir=str(out))
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt_arg = ckpt if ckpt else None
+        val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)
+        val_f1 = float(val[0]["val/f1"]) if val else float("nan")
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)
+        predictions = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_arg)
+        maps = {}
+        for name, batches in zip(datamodule.test_areas, predictions):
+            probs = torch.cat(list(batches)).numpy() if batches else np.zeros((0, 1, 1), np.float32)
+            block = data.splits[name].test
+            maps[name] = stitch(data.test[name], probs, block)
+            write_prediction(out / "predictions", data.sites[name], block, maps[name], cfg.threshold)
+        payload = {
+            "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
+            "seed": int(cfg.seed), "epochs": int(trainer.current_epoch),
+            "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
+            "val_f1": val_f1, "train_sites": list(cfg.scenario.train_sites or data.sites),
+            "areas": module.test_results,
+        }
+        write_metrics(out, payload)
+        log_predictions_to_wandb(loggers, module.test_results, maps, data)
+        log.info("run %s done in %.1f s: F1 %s", out.name, payload["wall_time_s"],
+                 {a: round(m["f1"], 3) for a, m in module.test_results.items()})
+        return val_f1
+    finally:
+        finish_wandb(loggers)
