@@ -60,6 +60,18 @@ def _baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from slidemap.reporting.report import report_command
+
+    return report_command(args)
+
+
+def _map(args: argparse.Namespace) -> int:
+    from slidemap.predict import map_command
+
+    return map_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from slidemap.data.synthetic import DEFAULT_SCALE, DEFAULT_SEED
 
@@ -81,6 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--sites", nargs="+", default=None, help="only these sites (default: all)")
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("report", help="the paper's tables and figures from a (partly) finished sweep directory")
+    p.add_argument("sweep_dir", help="a multirun/<date>/<time> folder")
+    p.add_argument("--out", default=None, help="output folder (default: SWEEP_DIR/report)")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("map", help="landslide maps of a new scene from a trained checkpoint")
+    p.add_argument("--ckpt", required=True, help="a checkpoint written by train.py")
+    p.add_argument("--scene", required=True, help="a site folder with s2.tif and dem.tif (no inventory needed)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction of the blended mosaic")
+    p.set_defaults(func=_map)
     return parser
 
 

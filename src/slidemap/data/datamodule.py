@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from slidemap.data.patches import Normaliser, Patches, cut_patches, fit_normaliser
 from slidemap.data.reader import read_sites
@@ -90,12 +90,15 @@ class SiteDataModule(pl.LightningDataModule):
         batch_size: Training batch size (the paper: 4).
         eval_batch_size: Batch size for validation, test and prediction.
         synthetic: If given ({seed, scale}), the built-in synthetic sites are generated into ``root`` first.
+        min_samples_per_epoch: A training set smaller than this is cycled (reshuffled each pass) so an epoch
+            still makes a few optimiser steps: with 128 px windows a small site holds only a handful of
+            patches, and early stopping per epoch would otherwise end training after a dozen updates.
     """
 
     def __init__(self, root: str, train_sites: list[str] | None = None, sites: list[str] | None = None,
                  window: int = 64, channels: list[str] | tuple[str, ...] = DEFAULT_CHANNELS, batch_size: int = 4,
                  eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0,
-                 synthetic: dict | None = None) -> None:
+                 synthetic: dict | None = None, min_samples_per_epoch: int = 0) -> None:
         super().__init__()
         self.root = Path(root)
         self.train_sites = list(train_sites) if train_sites is not None else None
@@ -107,6 +110,7 @@ class SiteDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.synthetic = dict(synthetic) if synthetic else None
+        self.min_samples_per_epoch = int(min_samples_per_epoch)
         self.data: PreparedData | None = None
 
     def prepare_data(self) -> None:
@@ -139,8 +143,9 @@ class SiteDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         assert self.data is not None
         gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(_dataset(self.data.train), batch_size=self.batch_size, shuffle=True, generator=gen,
-                          num_workers=self.num_workers)
+        dataset = _dataset(self.data.train)
+        sampler = RandomSampler(dataset, num_samples=max(len(dataset), self.min_samples_per_epoch), generator=gen)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         assert self.data is not None

@@ -10,9 +10,13 @@ from slidemap.models.resunet import ResUNet
 from slidemap.models.smp_models import SmpModel
 from slidemap.models.unet import UNet
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["ALIASES", "MODELS", "build_model"]
 
 MODELS: dict[str, type[nn.Module]] = {"unet": UNet, "resunet": ResUNet, "smp": SmpModel}
+
+ALIASES: dict[str, str] = {"smp_unet": "smp"}
+"""Hydra model-config names (what checkpoints record as ``model_name``) that build a registered class: the
+smp architecture itself is in the recorded constructor arguments."""
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
@@ -22,7 +26,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         ValueError: ``name`` is not registered; the message lists the known names.
     """
     try:
-        cls = MODELS[name.lower()]
+        cls = MODELS[ALIASES.get(name.lower(), name.lower())]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
     return cls(**kwargs)

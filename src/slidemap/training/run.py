@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from slidemap.data.datamodule import SiteDataModule
+from slidemap.errors import InputError
 from slidemap.training.module import LandslideModule
 from slidemap.training.outputs import stitch, write_metrics, write_prediction
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
@@ -44,15 +45,35 @@ def build_loggers(cfg: DictConfig, out: Path) -> list[Any]:
     for name, conf in (cfg.get("logger") or {}).items():
         kwargs: dict[str, Any] = {}
         if name == "wandb":
-            kwargs = {"save_dir": str(out), "group": _sweep_group(),
-                      "config": OmegaConf.to_container(cfg, resolve=True)}
-        loggers.append(instantiate(conf, **kwargs))
+            kwargs = {"save_dir": str(out), "group": _sweep_group()}
+        logger = instantiate(conf, **kwargs)
+        if name == "wandb":  # the whole resolved config, so runs can be filtered by any setting
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        loggers.append(logger)
     return loggers
+
+
+def check_choices(cfg: DictConfig) -> None:
+    """Refuse a window outside ``cfg.windows`` with the list of choices, as Hydra does for config groups."""
+    allowed = [int(w) for w in cfg.windows]
+    if not isinstance(cfg.window, int) or cfg.window not in allowed:
+        raise InputError("window", f"unsupported window {cfg.window!r}; choose one of {', '.join(map(str, allowed))}")
+
+
+def resolve_precision(requested: str | int, accelerator: str) -> str | int:
+    """``auto`` picks the fast path the hardware has: bf16 autocast on CPUs with AMX/AVX512-BF16 and on GPUs
+    that support it (fp16 on older GPUs), full fp32 otherwise."""
+    if str(requested) != "auto":
+        return requested
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "32-true"
 
 
 def run(cfg: DictConfig) -> float:
     """Train and test one model x window x scenario; returns the best validation F1 (for sweepers)."""
     start = time.perf_counter()
+    check_choices(cfg)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
@@ -70,8 +91,9 @@ def run(cfg: DictConfig) -> float:
     )
     loggers = build_loggers(cfg, out)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    precision = resolve_precision(cfg.trainer.get("precision", "auto"), str(cfg.trainer.get("accelerator", "auto")))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
-                                      default_root_dir=str(out))
+                                      default_root_dir=str(out), precision=precision)
     try:
         trainer.fit(module, datamodule=datamodule)
         ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -88,7 +110,7 @@ def run(cfg: DictConfig) -> float:
             write_prediction(out / "predictions", data.sites[name], block, maps[name], cfg.threshold)
         payload = {
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
-            "seed": int(cfg.seed), "epochs": int(trainer.current_epoch),
+            "seed": int(cfg.seed), "epochs": int(trainer.current_epoch), "precision": str(precision),
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
             "val_f1": val_f1, "train_sites": list(cfg.scenario.train_sites or data.sites),
             "areas": module.test_results,

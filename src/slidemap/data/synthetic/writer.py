@@ -109,12 +109,13 @@ def _write_site(folder: Path, spec: SiteSpec, site: dict, seed: int, scale: floa
     (folder / "site.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
 
 
-def write_synthetic(out: str | Path, scale: float = DEFAULT_SCALE, seed: int = DEFAULT_SEED) -> Path:
-    """Generate the three sites into ``out`` (replacing it atomically) and return the folder."""
+def write_synthetic(out: str | Path, scale: float = DEFAULT_SCALE, seed: int = DEFAULT_SEED,
+                    overwrite: bool = True) -> Path:
+    """Generate the three sites into ``out`` (replacing it atomically unless ``overwrite`` is False)."""
     out = Path(out)
     if not scale > 0:
         raise InputError("--scale", f"scale must be positive, got {scale}")
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=overwrite) as tmp:
         for spec in SITES.values():
             start = time.perf_counter()
             _write_site(tmp / spec.name, spec, build_site(spec, seed, scale), seed, scale)
@@ -132,4 +133,5 @@ def ensure_synthetic(out: str | Path, scale: float = DEFAULT_SCALE, seed: int = 
         got = json.loads(stamp.read_text())
         if (got.get("seed"), got.get("scale"), got.get("version")) == (seed, scale, GENERATOR_VERSION):
             return out
-    return write_synthetic(out, scale=scale, seed=seed)
+    # A parallel sweep may start several jobs at once: if another finishes the folder first, keep theirs.
+    return write_synthetic(out, scale=scale, seed=seed, overwrite=out.exists())

@@ -1,0 +1,254 @@
+"""Read a sweep directory: its complete runs, its unfinished jobs, the grid it was meant to cover, and its tables."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+from slidemap.training.outputs import METRICS_FILE
+
+log = logging.getLogger(__name__)
+
+AREA_ORDER = ("taiwan", "china", "japan", "all")
+SCENARIO_ORDER = ("all", "taiwan", "china", "japan")  # the paper's scenarios 1-4
+MODEL_ORDER = ("unet", "resunet")
+PAPER_TABLE = {"all": 4, "taiwan": 5, "china": 6, "japan": 7}
+METRIC_COLUMNS = (("precision", "P"), ("recall", "R"), ("f1", "F1"))
+_SKIP_DIRS = {"wandb", "checkpoints", "predictions", "csv", "report", "__pycache__"}
+
+RunKey = tuple[str, int, str]
+"""(model, window, scenario): what names a job, as its ``run_name`` ``model-window-scenario`` does."""
+
+
+def ordered(values: Iterable[Any], preferred: Sequence[Any] = ()) -> list[Any]:
+    """Distinct ``values``: the ones in ``preferred`` first in that order, then the rest sorted."""
+    seen = set(values)
+    return [v for v in preferred if v in seen] + sorted(seen - set(preferred), key=str)
+
+
+def run_key(record: dict[str, Any]) -> RunKey:
+    return str(record["model"]), int(record["window"]), str(record["scenario"])
+
+
+def key_name(key: RunKey) -> str:
+    return "-".join(map(str, key))
+
+
+@dataclass
+class Sweep:
+    """What a sweep directory holds. ``runs`` are complete (metrics.json with test results)."""
+
+    root: Path
+    runs: list[dict[str, Any]]
+    incomplete: dict[RunKey | str, str] = field(default_factory=dict)  # job (key, or dir if unknown) -> reason
+    axes: dict[str, list[Any]] = field(default_factory=dict)  # expected models / windows / scenarios
+
+    @property
+    def expected(self) -> list[RunKey]:
+        return list(product(self.axes.get("model", []), self.axes.get("window", []), self.axes.get("scenario", [])))
+
+    def missing(self) -> list[tuple[str, str]]:
+        """(job name, why) for every expected job without a complete run, then unidentifiable broken jobs."""
+        done = {run_key(r) for r in self.runs}
+        out = [(key_name(k), self.incomplete.get(k, "absent: never started, or its folder was removed"))
+               for k in sorted(self.expected, key=_sort_key) if k not in done]
+        out += [(str(k), why) for k, why in self.incomplete.items() if isinstance(k, str)]
+        return out
+
+
+def _job_dirs(root: Path) -> list[Path]:
+    """Folders under ``root`` that are Hydra jobs (a ``.hydra`` folder) or hold a metrics.json."""
+    jobs = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if ".hydra" in dirnames or METRICS_FILE in filenames:
+            jobs.append(Path(dirpath))
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+    return sorted(jobs)
+
+
+def _config_key(job: Path) -> RunKey | None:
+    """The job's (model, window, scenario) from its Hydra config, or None when it cannot be told."""
+    path = job / ".hydra" / "config.yaml"
+    try:
+        cfg = OmegaConf.load(path)
+        return str(cfg.model.name), int(cfg.window), str(cfg.scenario.name)
+    except Exception as err:  # noqa: BLE001 -- a broken job is reported, not fatal
+        log.debug("%s: no job key (%s)", path, err)
+        return None
+
+
+def _read_job(job: Path) -> tuple[dict[str, Any] | None, str]:
+    """(complete run record, "") or (None, why the job is not complete)."""
+    path = job / METRICS_FILE
+    if not path.exists():
+        return None, "incomplete: no metrics.json (still running, failed or killed; see its train.log)"
+    try:
+        record = json.loads(path.read_text())
+        run_key(record)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return None, f"incomplete: metrics.json unreadable ({type(err).__name__}: {err})"
+    if not record.get("areas"):
+        return None, "incomplete: metrics.json has no test results"
+    return {**record, "dir": str(job)}, ""
+
+
+def _sweep_values(text: str) -> list[str]:
+    """The values of one Hydra sweep override: ``a,b``, ``choice(a,b)`` or ``range(lo,hi[,step])``."""
+    text = text.strip()
+    m = re.fullmatch(r"range\((-?\d+)\s*,\s*(-?\d+)(?:\s*,\s*(-?\d+))?\)", text)
+    if m:
+        return [str(v) for v in range(int(m.group(1)), int(m.group(2)), int(m.group(3) or 1))]
+    m = re.fullmatch(r"choice\((.*)\)", text)
+    return [v.strip().strip("'\"") for v in (m.group(1) if m else text).split(",") if v.strip()]
+
+
+def sweep_axes(multirun_yaml: Path) -> dict[str, list[str]]:
+    """Models, windows and scenarios a Hydra multirun asked for (its task overrides and sweeper params).
+
+    A key the sweep did not override takes the single value of the composed config saved beside it.
+    """
+    cfg = OmegaConf.load(multirun_yaml)
+    asked: dict[str, list[str]] = {}
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    for key, value in dict(params).items():
+        asked[str(key).lstrip("+~")] = _sweep_values(str(value))
+    for item in OmegaConf.select(cfg, "hydra.overrides.task") or []:
+        key, sep, value = str(item).partition("=")
+        if sep:
+            asked[key.lstrip("+~")] = _sweep_values(value)
+    defaults = {"model": OmegaConf.select(cfg, "model.name", throw_on_missing=False, default=None),
+                "window": OmegaConf.select(cfg, "window", default=None),
+                "scenario": OmegaConf.select(cfg, "scenario.name", default=None)}
+    axes = {}
+    for key, default in defaults.items():
+        values = asked.get(key, [] if default is None else [str(default)])
+        axes[key] = [int(v) for v in values if v.lstrip("-").isdigit()] if key == "window" else values
+    return axes
+
+
+def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
+    """Read every job of a sweep (a progress bar over jobs) and the grid it was meant to cover."""
+    root = Path(sweep_dir)
+    runs, incomplete = [], {}
+    axes: dict[str, set[Any]] = {"model": set(), "window": set(), "scenario": set()}
+    jobs = _job_dirs(root)
+    for job in tqdm(jobs, desc="reading runs", unit="run", disable=not progress, leave=False):
+        record, why = _read_job(job)
+        if record is not None:
+            runs.append(record)
+            key: RunKey | None = run_key(record)
+        else:
+            key = _config_key(job)
+            incomplete[key if key is not None else str(job.relative_to(root))] = why
+        if key is not None:
+            for name, value in zip(("model", "window", "scenario"), key):
+                axes[name].add(value)
+    candidates = {root / "multirun.yaml"} | {job.parent / "multirun.yaml" for job in jobs}
+    for multirun in sorted(p for p in candidates if p.is_file()):
+        try:
+            for name, values in sweep_axes(multirun).items():
+                axes[name].update(values)
+        except Exception as err:  # noqa: BLE001 -- an unreadable multirun.yaml only loses the expected grid
+            log.warning("%s: cannot read the sweep's overrides (%s)", multirun, err)
+    runs.sort(key=lambda r: _sort_key(run_key(r)))
+    return Sweep(root=root, runs=runs, incomplete=incomplete,
+                 axes={"model": ordered(axes["model"], MODEL_ORDER), "window": sorted(axes["window"]),
+                       "scenario": ordered(axes["scenario"], SCENARIO_ORDER)})
+
+
+def _sort_key(key: RunKey) -> tuple:
+    model, window, scenario = key
+    s = SCENARIO_ORDER.index(scenario) if scenario in SCENARIO_ORDER else len(SCENARIO_ORDER)
+    m = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+    return s, scenario, m, model, window
+
+
+def load_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """Every complete run (a metrics.json with areas) under ``sweep_dir``, in the paper's order."""
+    return scan_sweep(sweep_dir, progress=False).runs
+
+
+def areas_of(runs: list[dict[str, Any]]) -> list[str]:
+    """Test areas present in any run: the sites in the paper's order, the pooled ``all`` last."""
+    seen = {a for r in runs for a in r["areas"]}
+    sites = ordered(seen - {"all"}, AREA_ORDER)
+    return sites + (["all"] if "all" in seen else [])
+
+
+def scenario_title(scenario: str) -> str:
+    trained = "the training areas of every site" if scenario == "all" else f"the {scenario} training area"
+    paper = f" (paper Table {PAPER_TABLE[scenario]})" if scenario in PAPER_TABLE else ""
+    return f"Scenario {scenario}: trained on {trained}{paper}"
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def scenario_tables(runs: list[dict[str, Any]], baseline: dict | None = None) -> str:
+    """Markdown: per scenario, rows model x window, columns area x P/R/F1 (percent), best per column in bold.
+
+    The rule baseline, when given, is a last italic row of each table; it never takes the best mark, which
+    compares the learned models with one another as the paper's tables do.
+    """
+    areas = areas_of(runs)
+    seeds = len({r.get("seed") for r in runs}) > 1
+    out = []
+    for scenario in ordered({r["scenario"] for r in runs}, SCENARIO_ORDER):
+        rows = [r for r in runs if r["scenario"] == scenario]
+        best = {(a, k): max((_pct(r["areas"][a][k]) for r in rows if a in r["areas"]), key=float, default=None)
+                for a in areas for k, _ in METRIC_COLUMNS}
+        out.append(f"### {scenario_title(scenario)}\n")
+        head = ["model", "window"] + (["seed"] if seeds else []) + ["epochs"]
+        head += [f"{a} {short}" for a in areas for _, short in METRIC_COLUMNS]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * 2 + ("---|" if seeds else "") + "--:|" + "--:|" * (3 * len(areas)))
+        for r in rows:
+            cells = [r["model"], str(r["window"])] + ([str(r.get("seed", ""))] if seeds else [])
+            cells.append(str(r.get("epochs", "")))
+            for a in areas:
+                for k, _ in METRIC_COLUMNS:
+                    value = _pct(r["areas"][a][k]) if a in r["areas"] else ""
+                    cells.append(f"**{value}**" if value and value == best[(a, k)] else value)
+            out.append("| " + " | ".join(cells) + " |")
+        rule = (baseline or {}).get("scenarios", {}).get(scenario)
+        if rule:
+            cells = ["*rule baseline*", "–"] + (["–"] if seeds else []) + ["–"]
+            cells += [f"*{_pct(rule[a][k])}*" if a in rule else "" for a in areas for k, _ in METRIC_COLUMNS]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def wide_table(runs: list[dict[str, Any]], scenario: str) -> tuple[list[str], list[list[Any]]]:
+    """One scenario's table as columns and rows (model, window, then area x P/R/F1 in percent), for W&B."""
+    areas = areas_of(runs)
+    columns = ["model", "window"] + [f"{a} {short}" for a in areas for _, short in METRIC_COLUMNS]
+    rows = [[r["model"], int(r["window"])] + [round(100 * r["areas"][a][k], 2) if a in r["areas"] else None
+                                               for a in areas for k, _ in METRIC_COLUMNS]
+            for r in runs if r["scenario"] == scenario]
+    return columns, rows
+
+
+def transfer_summary(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean F1 on a site's own test area vs on the other sites' test areas (single-site scenarios only)."""
+    own, other = [], []
+    for r in runs:
+        if r["scenario"] == "all":
+            continue
+        for area, m in r["areas"].items():
+            if area == "all":
+                continue
+            (own if area == r["scenario"] else other).append(m["f1"])
+    return {"own_site_f1": sum(own) / len(own) if own else float("nan"),
+            "other_site_f1": sum(other) / len(other) if other else float("nan")}

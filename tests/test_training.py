@@ -1,0 +1,207 @@
+"""The LightningModule (loss, metrics per area) and real training runs through train.py and Hydra."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from slidemap.models import UNet
+from slidemap.training.module import LandslideModule, masked_bce
+
+REPO = Path(__file__).resolve().parents[1]
+AREA_KEYS = {"precision", "recall", "f1", "iou", "tp", "fp", "fn"}
+
+
+# ---------------------------------------------------------------- loss
+
+
+def test_masked_bce_ignores_invalid_pixels():
+    # Valid pixels: logit 0 with target 1 -> -log(0.5) = log 2; logit 0 with target 0 -> log 2.
+    # The invalid pixel (logit 10, target 0: loss ~10) must not count.
+    logits = torch.tensor([[[0.0, 0.0, 10.0]]])
+    target = torch.tensor([[[1.0, 0.0, 0.0]]])
+    valid = torch.tensor([[[True, True, False]]])
+    assert masked_bce(logits, target, valid).item() == pytest.approx(math.log(2))
+
+
+def test_masked_bce_positive_weight_and_weight_map():
+    logits = torch.zeros(1, 1, 2)
+    target = torch.tensor([[[1.0, 0.0]]])
+    valid = torch.ones(1, 1, 2, dtype=torch.bool)
+    # pos_weight 3: (3 log 2 + log 2) / 2 = 2 log 2
+    assert masked_bce(logits, target, valid, pos_weight=3.0).item() == pytest.approx(2 * math.log(2))
+    # weight map (1, 0): only the first pixel counts -> log 2
+    weight = torch.tensor([[[1.0, 0.0]]])
+    assert masked_bce(logits, target, valid, weight=weight).item() == pytest.approx(math.log(2))
+
+
+# ---------------------------------------------------------------- metrics per area on a fixed prediction
+
+
+class FixedLogits(nn.Module):
+    """Returns logits stored in channel 0 of the input: the test decides the prediction exactly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] + 0 * self.dummy
+
+
+def _area(pred: list[list[int]], truth: list[list[int]], valid: list[list[int]]) -> TensorDataset:
+    logits = torch.tensor(pred, dtype=torch.float32)[None, None] * 20 - 10  # 1 -> +10, 0 -> -10
+    return TensorDataset(logits, torch.tensor(truth, dtype=torch.float32)[None],
+                         torch.tensor(valid, dtype=torch.bool)[None])
+
+
+def test_test_metrics_per_area_and_pooled_all():
+    # Area a: pred/truth on 2x3, last column invalid. Valid pixels: pred 1 1 0 0, truth 1 0 1 0
+    #   -> TP 1, FP 1, FN 1: P = R = F1 = 0.5, IoU = 1/3.
+    a = _area([[1, 1, 1], [0, 0, 1]], [[1, 0, 0], [1, 0, 0]], [[1, 1, 0], [1, 1, 0]])
+    # Area b: pred 1 1 1 1, truth 1 1 1 0 -> TP 3, FP 1, FN 0: P 0.75, R 1, F1 6/7, IoU 0.75.
+    b = _area([[1, 1], [1, 1]], [[1, 1], [1, 0]], [[1, 1], [1, 1]])
+    module = LandslideModule(FixedLogits(), test_areas=["a", "b"])
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.test(module, dataloaders=[DataLoader(a), DataLoader(b)], verbose=False)
+    res = module.test_results
+    assert (res["a"]["tp"], res["a"]["fp"], res["a"]["fn"]) == (1, 1, 1)
+    assert res["a"]["f1"] == pytest.approx(0.5) and res["a"]["iou"] == pytest.approx(1 / 3)
+    assert (res["b"]["tp"], res["b"]["fp"], res["b"]["fn"]) == (3, 1, 0)
+    assert res["b"]["precision"] == pytest.approx(0.75) and res["b"]["f1"] == pytest.approx(6 / 7)
+    # "all" pools counts: TP 4, FP 2, FN 1 -> P 2/3, R 4/5, F1 8/11 (not the mean of 0.5 and 6/7)
+    assert (res["all"]["tp"], res["all"]["fp"], res["all"]["fn"]) == (4, 2, 1)
+    assert res["all"]["f1"] == pytest.approx(8 / 11)
+
+
+def test_loss_decreases_on_a_tiny_site():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 5, 32, 32)).astype(np.float32)
+    y = (x[:, 3] - x[:, 2] > 0.8).astype(np.float32)  # a learnable pixel rule
+    valid = np.ones_like(y, dtype=bool)
+    data = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(valid)), batch_size=4)
+    torch.manual_seed(0)
+    module = LandslideModule(UNet(in_channels=5, base_filters=8))
+    before = float(np.mean([module._loss(b)[0].item() for b in data]))
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=15, logger=False, enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False)
+    trainer.fit(module, train_dataloaders=data)
+    after = float(np.mean([module._loss(b)[0].item() for b in data]))
+    assert after < 0.7 * before
+
+
+def test_optimiser_is_the_papers_adam():
+    opt = LandslideModule(UNet(in_channels=5, base_filters=8)).configure_optimizers()
+    assert isinstance(opt, torch.optim.Adam)
+    assert opt.defaults["lr"] == 1e-3 and opt.defaults["betas"] == (0.9, 0.999)
+
+
+# ---------------------------------------------------------------- train.py end to end
+
+
+def train(args: list[str], tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def tiny(synthetic_root: Path, *extra: str) -> list[str]:
+    return [f"data.root={synthetic_root}", "trainer.max_epochs=2", "trainer.min_epochs=1",
+            "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false",
+            *extra]
+
+
+@pytest.mark.slow
+def test_single_run_writes_every_artefact(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    done = train(tiny(synthetic_root, "logger=csv", "model.net.base_filters=8", f"hydra.run.dir={out}"), tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["model"], metrics["window"], metrics["scenario"], metrics["seed"]) == ("unet", 64, "all", 0)
+    assert metrics["epochs"] >= 1 and metrics["wall_time_s"] > 0
+    assert set(metrics["areas"]) == {"taiwan", "china", "japan", "all"}
+    for area in metrics["areas"].values():
+        assert AREA_KEYS <= set(area)
+    pooled = {k: sum(metrics["areas"][a][k] for a in ("taiwan", "china", "japan")) for k in ("tp", "fp", "fn")}
+    assert pooled == {k: metrics["areas"]["all"][k] for k in pooled}
+    assert (out / "checkpoints" / "best.ckpt").is_file()
+    assert (out / ".hydra" / "config.yaml").is_file()
+    import rasterio
+
+    from slidemap.data.datamodule import split_sites
+    from slidemap.data.reader import read_site
+
+    site = read_site(synthetic_root / "japan")
+    test = split_sites({"japan": site})["japan"].test
+    with rasterio.open(out / "predictions" / "japan_binary.tif") as src:
+        assert src.crs == site.crs and (src.height, src.width) == (test.rows, test.cols)
+        assert src.transform.c == pytest.approx(site.transform.c + test.col0 * site.transform.a)
+        binary = src.read(1)
+    tp = int(((binary == 1) & (site.label[test.slices] == 1) & site.valid[test.slices]).sum())
+    assert tp == metrics["areas"]["japan"]["tp"]  # the written map is the scored map
+
+
+@pytest.mark.slow
+def test_same_seed_same_metrics(synthetic_root, tmp_path):
+    results = []
+    for i in range(2):
+        out = tmp_path / f"run{i}"
+        done = train(tiny(synthetic_root, "logger=none", "model.net.base_filters=8", "scenario=china",
+                          f"hydra.run.dir={out}"), tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results.append(json.loads((out / "metrics.json").read_text())["areas"])
+    assert results[0] == results[1]
+
+
+@pytest.mark.slow
+def test_small_sweep_gives_each_job_its_metrics_and_wandb_run(synthetic_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    done = train(["-m", "model=unet,resunet", "window=32", "scenario=taiwan,china", f"hydra.sweep.dir={sweep}",
+                  *tiny(synthetic_root, "trainer.max_epochs=1", "+trainer.limit_test_batches=2")], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == ["resunet-32-china", "resunet-32-taiwan", "unet-32-china", "unet-32-taiwan"]
+    run_ids = set()
+    for job in jobs:
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        model, window, scenario = job.split("-")
+        assert (metrics["model"], metrics["window"], metrics["scenario"]) == (model, int(window), scenario)
+        offline = list((sweep / job / "wandb").glob("offline-run-*"))
+        assert len(offline) == 1, f"{job}: expected its own W&B offline run, got {offline}"
+        run_ids.add(offline[0].name.rsplit("-", 1)[-1])
+    assert len(run_ids) == 4
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("model=vgg", "Could not find 'model/vgg'"),
+    ("scenario=mars", "Could not find 'scenario/mars'"),
+    ("window=48", "unsupported window 48; choose one of 32, 64, 128"),
+])
+def test_unknown_choices_fail_with_the_list(synthetic_root, tmp_path, override, expected):
+    done = train([f"data.root={synthetic_root}", "logger=none", override], tmp_path, timeout=120)
+    assert done.returncode != 0
+    assert expected in done.stderr
+    if override.startswith(("model", "scenario")):
+        assert "Available options" in done.stderr
+
+
+def test_window_larger_than_a_test_area_fails_before_training(tmp_path):
+    from fake_sites import make_site
+
+    make_site(tmp_path / "sites" / "tiny")  # 16 x 20 px: its test area is far smaller than 32 px
+    done = train(["data=scenes", f"data.root={tmp_path / 'sites'}", "logger=none", "window=32",
+                  f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert "window 32 px is larger than the test area of site 'tiny'" in done.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
