@@ -53,6 +53,19 @@ def build_loggers(cfg: DictConfig, out: Path) -> list[Any]:
     return loggers
 
 
+def share_cores() -> int:
+    """Give each of a parallel launcher's jobs its share of the cores, so jobs do not oversubscribe threads."""
+    n_jobs = 1
+    if HydraConfig.initialized():
+        launcher = HydraConfig.get().launcher
+        n_jobs = int(launcher.get("n_jobs", 1) or 1) if hasattr(launcher, "get") else 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n_jobs = cores if n_jobs < 0 else n_jobs  # joblib's -1 = one job per core
+    threads = max(1, cores // max(1, n_jobs))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def check_choices(cfg: DictConfig) -> None:
     """Refuse a window outside ``cfg.windows`` with the list of choices, as Hydra does for config groups."""
     allowed = [int(w) for w in cfg.windows]
@@ -74,6 +87,7 @@ def run(cfg: DictConfig) -> float:
     """Train and test one model x window x scenario; returns the best validation F1 (for sweepers)."""
     start = time.perf_counter()
     check_choices(cfg)
+    threads = share_cores()
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
@@ -111,6 +125,7 @@ def run(cfg: DictConfig) -> float:
         payload = {
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
             "seed": int(cfg.seed), "epochs": int(trainer.current_epoch), "precision": str(precision),
+            "threads": threads,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
             "val_f1": val_f1, "train_sites": list(cfg.scenario.train_sites or data.sites),
             "areas": module.test_results,

@@ -1,0 +1,242 @@
+"""The sweep report's figures: the numbers they plot (pure, testable), the TP/FP/FN maps, and the PNGs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+from rasterio.errors import RasterioError
+from tqdm.auto import tqdm
+
+from slidemap.data.site import Site
+from slidemap.data.split import SiteSplit
+from slidemap.reporting.sweep import MODEL_ORDER, SCENARIO_ORDER, areas_of, ordered, run_key
+
+DPI = 150
+NODATA, TN, TP, FP, FN = range(5)
+OUTCOME_COLOURS = ("#ffffff", "#e3e3e3", "#1a9850", "#d73027", "#2c7bb6")
+OUTCOME_LABELS = ("no data", "true negative", "true positive (TP)", "false positive (FP)", "false negative (FN)")
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def _site_f1(run: dict[str, Any]) -> list[float]:
+    """F1 on each site's test area (the pooled ``all`` area left out, as in the paper's mean F1)."""
+    return [m["f1"] for area, m in run["areas"].items() if area != "all"]
+
+
+def figure_data(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every number the summary figures plot (F1 as fractions, means over the site test areas).
+
+    Returns:
+        ``scenario_model``: {scenario: {model: mean F1 over windows and site test areas}} (paper Fig. 10);
+        ``window_scenario``: {model: {scenario: {window: mean F1 over site test areas}}} (paper Fig. 11);
+        ``transfer``: {"scenarios", "areas", "f1"}: F1 per training scenario (rows) and test area (columns),
+        averaged over models and windows; NaN where no run tested that pair.
+    """
+    scenarios = ordered({r["scenario"] for r in runs}, SCENARIO_ORDER)
+    models = ordered({r["model"] for r in runs}, MODEL_ORDER)
+    windows = sorted({int(r["window"]) for r in runs})
+    scenario_model = {s: {m: _mean([f for r in runs if r["scenario"] == s and r["model"] == m for f in _site_f1(r)])
+                          for m in models} for s in scenarios}
+    window_scenario = {m: {s: {w: _mean([f for r in runs if (r["model"], r["scenario"], int(r["window"])) == (m, s, w)
+                                         for f in _site_f1(r)]) for w in windows} for s in scenarios}
+                       for m in models}
+    areas = areas_of(runs)
+    transfer = [[_mean([r["areas"][a]["f1"] for r in runs if r["scenario"] == s and a in r["areas"]]) for a in areas]
+                for s in scenarios]
+    return {"scenario_model": scenario_model, "window_scenario": window_scenario,
+            "transfer": {"scenarios": scenarios, "areas": areas, "f1": transfer}}
+
+
+def _scenario_label(scenario: str) -> str:
+    return "trained on\nall sites" if scenario == "all" else f"trained on\n{scenario}"
+
+
+def _save(fig: Figure, path: Path, dpi: int = DPI) -> Path:
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
+    return path
+
+
+def _grouped_bars(ax: Any, groups: list[str], series: dict[str, list[float]], legend_title: str) -> None:
+    """Bars of each series side by side per group, each labelled with its value in percent."""
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(groups))
+    for i, (name, values) in enumerate(series.items()):
+        pct = 100 * np.asarray(values, dtype=float)
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, np.nan_to_num(pct), width, label=name)
+        ax.bar_label(bars, labels=["–" if np.isnan(v) else f"{v:.1f}" for v in pct], padding=2, fontsize=8)
+    ax.set_xticks(x, [_scenario_label(g) for g in groups])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("mean F1 (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(title=legend_title, loc="upper right", fontsize=8, title_fontsize=8, ncols=len(series))
+
+
+def plot_scenario_model(data: dict[str, Any], path: Path) -> Path:
+    """Paper Fig. 10: mean F1 per training scenario, one bar per model."""
+    table = data["scenario_model"]
+    scenarios = list(table)
+    models = list(next(iter(table.values()), {}))
+    fig = Figure(figsize=(max(6.0, 1.6 * len(scenarios) + 2), 4.5))
+    ax = fig.add_subplot()
+    _grouped_bars(ax, scenarios, {m: [table[s][m] for s in scenarios] for m in models}, "model")
+    ax.set_xlabel("training scenario")
+    ax.set_title("Mean F1 per scenario and model (cf. paper Fig. 10)\n"
+                 "mean over the site test areas and all windows", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_window_scenario(data: dict[str, Any], path: Path) -> Path:
+    """Paper Fig. 11: mean F1 per training scenario, one bar per window, one panel per model."""
+    table = data["window_scenario"]
+    models = list(table)
+    fig = Figure(figsize=(max(6.0, 1.6 * len(next(iter(table.values()), {})) + 2), 3.8 * len(models)))
+    axes = fig.subplots(len(models), 1, squeeze=False, sharex=True)[:, 0]
+    for ax, model in zip(axes, models):
+        scenarios = list(table[model])
+        windows = list(next(iter(table[model].values()), {}))
+        _grouped_bars(ax, scenarios, {f"{w} px": [table[model][s][w] for s in scenarios] for w in windows}, "window")
+        ax.set_title(f"{model}", fontsize=10, loc="left", fontweight="bold")
+    axes[-1].set_xlabel("training scenario")
+    fig.suptitle("Mean F1 per window and scenario (cf. paper Fig. 11)\nmean over the site test areas", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_transfer(data: dict[str, Any], path: Path) -> Path:
+    """Heat map of F1 per training scenario and test area (mean over models and windows), own site boxed."""
+    t = data["transfer"]
+    f1 = 100 * np.asarray(t["f1"], dtype=float).reshape(len(t["scenarios"]), len(t["areas"]))
+    fig = Figure(figsize=(1.3 * len(t["areas"]) + 2.5, 0.8 * len(t["scenarios"]) + 1.8))
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(f1), cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for i, scenario in enumerate(t["scenarios"]):
+        for j, area in enumerate(t["areas"]):
+            v = f1[i, j]
+            ax.text(j, i, "–" if np.isnan(v) else f"{v:.1f}", ha="center", va="center", fontsize=10,
+                    color="black" if np.isnan(v) or v > 60 else "white")
+            if scenario == area:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    ax.set_xticks(range(len(t["areas"])), ["all (pooled)" if a == "all" else a for a in t["areas"]])
+    ax.set_yticks(range(len(t["scenarios"])), [_scenario_label(s).replace("\n", " ") for s in t["scenarios"]])
+    ax.set_xlabel("test area")
+    ax.set_ylabel("training scenario")
+    fig.colorbar(image, ax=ax, label="F1 (%)")
+    ax.set_title("Transfer matrix: F1 (%) averaged over models and windows\n"
+                 "red box: trained and tested on the same site", fontsize=10)
+    return _save(fig, path)
+
+
+def outcome_map(binary: np.ndarray, label: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per pixel NODATA/TN/TP/FP/FN codes from a 0/1 prediction (255 = nodata) and the inventory mask."""
+    ok = valid & (binary != 255)
+    pred, truth = binary == 1, label.astype(bool)
+    out = np.full(binary.shape, NODATA, np.uint8)
+    out[ok & ~pred & ~truth] = TN
+    out[ok & pred & truth] = TP
+    out[ok & pred & ~truth] = FP
+    out[ok & ~pred & truth] = FN
+    return out
+
+
+@dataclass(frozen=True)
+class PanelCell:
+    """One map of a prediction panel: its outcome codes (None when the run or its map is missing)."""
+
+    title: str
+    outcome: np.ndarray | None
+    note: str = ""
+
+
+def plot_prediction_panel(area: str, scenario: str, rows: list[str], cols: list[str],
+                          cells: list[list[PanelCell]], path: Path) -> Path:
+    """A grid of TP/FP/FN maps of one test area: one row per model, one column per window."""
+    shape = next((c.outcome.shape for row in cells for c in row if c.outcome is not None), (1, 1))
+    cell_w = 3.6 if len(cols) <= 3 else 2.8
+    cell_h = cell_w * min(max(shape[0] / shape[1], 0.3), 2.0)  # extreme strips are squeezed, not cropped
+    fig = Figure(figsize=(cell_w * len(cols) + 0.6, (cell_h + 0.6) * len(rows) + 1.0), layout="constrained")
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    cmap = ListedColormap(OUTCOME_COLOURS)
+    for i, row_name in enumerate(rows):
+        for j, col_name in enumerate(cols):
+            ax, cell = axes[i, j], cells[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_box_aspect(cell_h / cell_w)
+            if cell.outcome is None:
+                ax.text(0.5, 0.5, cell.note or "no run", ha="center", va="center", transform=ax.transAxes,
+                        fontsize=9, color="grey", wrap=True)
+            else:
+                ax.imshow(cell.outcome, cmap=cmap, vmin=-0.5, vmax=len(OUTCOME_COLOURS) - 0.5,
+                          interpolation="antialiased", interpolation_stage="rgba", aspect="auto")
+            ax.set_title(cell.title, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(row_name, fontsize=10, fontweight="bold")
+    handles = [Patch(facecolor=c, edgecolor="grey", label=lab) for c, lab in zip(OUTCOME_COLOURS, OUTCOME_LABELS)]
+    fig.legend(handles=handles[1:] + handles[:1], loc="outside lower center", ncols=5, fontsize=8, frameon=False)
+    trained = "all sites" if scenario == "all" else scenario
+    fig.suptitle(f"Test area {area}: predictions of models trained on {trained} (cf. paper Figs. 6-9)",
+                 fontsize=11)
+    return _save(fig, path, dpi=200)  # small landslides stay visible on large test areas
+
+
+def panel_scenario(runs: list[dict[str, Any]], area: str) -> str:
+    """Which training scenario an area's prediction panel shows: the site's own, else ``all``, else the first."""
+    scenarios = ordered({r["scenario"] for r in runs}, SCENARIO_ORDER)
+    return area if area in scenarios else ("all" if "all" in scenarios else scenarios[0])
+
+
+def _read_binary(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+def prediction_panels(runs: list[dict[str, Any]], sites: dict[str, Site], splits: dict[str, SiteSplit],
+                      out: Path) -> dict[str, Path]:
+    """Per test area, a TP/FP/FN panel (rows: models, columns: windows) of its own scenario's runs."""
+    models = ordered({r["model"] for r in runs}, MODEL_ORDER)
+    windows = sorted({int(r["window"]) for r in runs})
+    by_key = {}
+    for r in runs:
+        by_key.setdefault(run_key(r), r)
+    jobs = [(area, m, w) for area in areas_of(runs) if area in sites for m in models for w in windows]
+    cells: dict[tuple[str, str, int], PanelCell] = {}
+    for area, model, window in tqdm(jobs, desc="prediction maps", unit="map", leave=False):
+        scenario = panel_scenario(runs, area)
+        run = by_key.get((model, window, scenario))
+        if run is None or area not in run["areas"]:
+            cells[(area, model, window)] = PanelCell(f"{window} px", None, "run missing")
+            continue
+        m = run["areas"][area]
+        title = f"{window} px: F1 {100 * m['f1']:.1f}%\n(P {100 * m['precision']:.1f}, R {100 * m['recall']:.1f})"
+        path = Path(run["dir"]) / "predictions" / f"{area}_binary.tif"
+        rows, cols = splits[area].test.slices
+        try:
+            binary = _read_binary(path)
+        except (RasterioError, OSError):
+            cells[(area, model, window)] = PanelCell(title, None, "no prediction map")
+            continue
+        site = sites[area]
+        if binary.shape != site.valid[rows, cols].shape:
+            cells[(area, model, window)] = PanelCell(title, None, "map does not match the test area")
+            continue
+        cells[(area, model, window)] = PanelCell(
+            title, outcome_map(binary, site.label[rows, cols], site.valid[rows, cols]))
+    written = {}
+    for area in dict.fromkeys(a for a, _, _ in jobs):
+        grid = [[cells[(area, m, w)] for w in windows] for m in models]
+        if all(c.outcome is None for row in grid for c in row):
+            continue
+        written[area] = plot_prediction_panel(area, panel_scenario(runs, area), models, [f"{w} px" for w in windows],
+                                              grid, out / f"predictions_{area}.png")
+    return written

@@ -1,0 +1,282 @@
+"""`slidemap report`: a (partly) finished sweep directory -> report.md, CSVs and the paper's figures, atomically."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from slidemap.data.site import Site
+from slidemap.data.split import SiteSplit
+from slidemap.errors import InputError
+from slidemap.io import atomic_dir
+from slidemap.reporting import figures as fig
+from slidemap.reporting.sweep import (SCENARIO_ORDER, Sweep, areas_of, ordered, scan_sweep, scenario_tables,
+                                      transfer_summary, wide_table)
+
+log = logging.getLogger(__name__)
+
+RUN_COLUMNS = ("scenario", "model", "window", "seed", "area", "precision", "recall", "f1", "iou", "tp", "fp", "fn",
+               "epochs", "wall_time_s", "train_sites", "run_dir")
+BASELINE_COLUMNS = ("scenario", "area", "ndvi_max", "slope_min", "precision", "recall", "f1", "tp", "fp", "fn")
+FIGURES = {"mean_f1_scenario_model": ("fig10_mean_f1_scenario_model.png", fig.plot_scenario_model),
+           "mean_f1_window_scenario": ("fig11_mean_f1_window_scenario.png", fig.plot_window_scenario),
+           "transfer_matrix": ("transfer_matrix.png", fig.plot_transfer)}
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """CLI handler: write the report and print the path of report.md."""
+    path = write_report(args.sweep_dir, getattr(args, "out", None))
+    print(path)
+    return 0
+
+
+def data_root(runs: list[dict[str, Any]]) -> tuple[Path | None, list[str] | None, str]:
+    """The sites folder the runs trained on (their saved Hydra config's ``data.root``), its site list, or why not.
+
+    A relative root is taken from the folder the sweep was launched in (``hydra.runtime.cwd``).
+    """
+    for run in runs:
+        hydra_dir = Path(run["dir"]) / ".hydra"
+        try:
+            cfg = OmegaConf.load(hydra_dir / "config.yaml")
+            root, sites = OmegaConf.select(cfg, "data.root"), OmegaConf.select(cfg, "data.sites")
+        except Exception as err:  # noqa: BLE001 -- any unreadable config: try the next run
+            log.debug("%s: no data.root (%s)", hydra_dir, err)
+            continue
+        if not root:
+            continue
+        root = Path(str(root))
+        if not root.is_absolute():
+            try:
+                root = Path(str(OmegaConf.load(hydra_dir / "hydra.yaml").hydra.runtime.cwd)) / root
+            except Exception:  # noqa: BLE001 -- fall back to the current folder
+                root = root.resolve()
+        return root, (list(sites) if sites else None), ""
+    return None, None, "no run's .hydra/config.yaml names a readable `data.root`"
+
+
+def load_sites(runs: list[dict[str, Any]]) -> tuple[dict[str, Site], dict[str, SiteSplit], str]:
+    """The runs' sites and splits and where they were read, or empty dicts and why not (the report goes on)."""
+    from slidemap.data.datamodule import split_sites
+    from slidemap.data.reader import read_sites
+
+    root, names, why = data_root(runs)
+    if root is None:
+        return {}, {}, why
+    try:
+        sites = read_sites(root, names)
+        return sites, split_sites(sites), str(root)
+    except InputError as err:
+        return {}, {}, f"cannot read the sites the runs trained on ({err})"
+
+
+def baseline_for(runs: list[dict[str, Any]], sites: dict[str, Site], splits: dict[str, SiteSplit]) -> dict | None:
+    """The NDVI + slope rule fitted on each scenario's training sites (from the runs' ``train_sites``)."""
+    from slidemap.evaluation.baseline import run_baseline
+
+    if not sites:
+        return None
+    scenarios = {}
+    for scenario in ordered({r["scenario"] for r in runs}, SCENARIO_ORDER):
+        run = next(r for r in runs if r["scenario"] == scenario)
+        train = list(run.get("train_sites") or (sites if scenario == "all" else [scenario]))
+        if all(s in sites for s in train):
+            scenarios[scenario] = train
+    return run_baseline(sites, splits, scenarios) if scenarios else None
+
+
+def run_rows(sweep: Sweep) -> list[list[Any]]:
+    """runs.csv: one row per complete run and test area (fractions, not percent)."""
+    rows = []
+    for r in sweep.runs:
+        for area, m in r["areas"].items():
+            rows.append([r["scenario"], r["model"], r["window"], r.get("seed", ""), area,
+                         *(m.get(k, "") for k in ("precision", "recall", "f1", "iou", "tp", "fp", "fn")),
+                         r.get("epochs", ""), r.get("wall_time_s", ""), "+".join(r.get("train_sites") or []),
+                         str(Path(r["dir"]).relative_to(sweep.root)) if Path(r["dir"]).is_relative_to(sweep.root)
+                         else r["dir"]])
+    return rows
+
+
+def baseline_rows(baseline: dict | None) -> list[list[Any]]:
+    if not baseline:
+        return []
+    return [[s, a, baseline["thresholds"][s]["ndvi_max"], baseline["thresholds"][s]["slope_min"],
+             *(m[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn"))]
+            for s, per_area in baseline["scenarios"].items() for a, m in per_area.items()]
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(rows)
+
+
+def _no_nan(value: Any) -> Any:
+    """JSON has no NaN: a mean over no runs becomes null."""
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+
+def _missing_section(sweep: Sweep) -> list[str]:
+    missing = sweep.missing()
+    if not missing:
+        return ["None: every expected job has a complete run."]
+    return [f"{len(missing)} expected job(s) have no complete run; the tables and figures leave them out.", "",
+            "| job (model-window-scenario) | status |", "|---|---|"] + [f"| {n} | {why} |" for n, why in missing]
+
+
+def _baseline_section(runs: list[dict[str, Any]], baseline: dict | None, sites_ok: bool, data_note: str) -> list[str]:
+    if not baseline:
+        return [f"Not computed: {'no scenario trained on sites that could be read' if sites_ok else data_note}."]
+    areas = areas_of(runs)
+    lines = ["A pixel is a landslide where NDVI < t1 and slope >= t2, thresholds grid-searched for the best F1 on "
+             f"each scenario's training and validation areas; sites read from `{data_note}`. Values in "
+             "[baseline.csv](baseline.csv).", "",
+             "| trained on | NDVI < | slope >= | " + " | ".join(f"{a} F1" for a in areas) + " |",
+             "|---|--:|--:|" + "--:|" * len(areas)]
+    for s, per_area in baseline["scenarios"].items():
+        t = baseline["thresholds"][s]
+        f1s = [_pct(per_area[a]["f1"]) if a in per_area else "–" for a in areas]
+        lines.append(f"| {s} | {t['ndvi_max']:.2f} | {t['slope_min']:.0f}° | " + " | ".join(f1s) + " |")
+    return lines
+
+
+def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: dict[str, Path]) -> list[str]:
+    scenarios = list(data["scenario_model"])
+    lines = ["## Mean F1 per scenario and model (paper Fig. 10)", "",
+             "Mean F1 (%) over the site test areas (pooled `all` left out) and all windows.", "",
+             f"![mean F1 per scenario and model]({figures['mean_f1_scenario_model'].name})", "",
+             "| model | " + " | ".join(f"trained on {s}" for s in scenarios) + " |", "|---|" + "--:|" * len(scenarios)]
+    for model in next(iter(data["scenario_model"].values())):
+        lines.append(f"| {model} | " + " | ".join(_pct(data["scenario_model"][s][model]) for s in scenarios) + " |")
+    lines += ["", "## Mean F1 per window and scenario (paper Fig. 11)", "",
+              "Mean F1 (%) over the site test areas.", "",
+              f"![mean F1 per window and scenario]({figures['mean_f1_window_scenario'].name})", "",
+              "| model | window | " + " | ".join(f"trained on {s}" for s in scenarios) + " |",
+              "|---|---|" + "--:|" * len(scenarios)]
+    for model, per_s in data["window_scenario"].items():
+        for w in next(iter(per_s.values())):
+            lines.append(f"| {model} | {w} px | " + " | ".join(_pct(per_s[s][w]) for s in scenarios) + " |")
+    t, summary = data["transfer"], transfer_summary(runs)
+    lines += ["", "## Transfer matrix", "", "F1 (%) per training scenario (rows) and test area (columns), averaged "
+              f"over models and windows. Single-site scenarios: mean F1 {_pct(summary['own_site_f1'])} on the "
+              f"site's own test area, {_pct(summary['other_site_f1'])} on the other sites'.", "",
+              f"![transfer matrix]({figures['transfer_matrix'].name})", "",
+              "| trained on | " + " | ".join(t["areas"]) + " |", "|---|" + "--:|" * len(t["areas"])]
+    lines += [f"| {s} | " + " | ".join(_pct(v) for v in row) + " |" for s, row in zip(t["scenarios"], t["f1"])]
+    return lines
+
+
+def _markdown(sweep: Sweep, baseline: dict | None, sites_ok: bool, data_note: str, data: dict[str, Any],
+              figures: dict[str, Path], panels: dict[str, Path]) -> str:
+    runs = sweep.runs
+    lines = [f"# Sweep report: `{sweep.root}`", "",
+             f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from **{len(runs)} complete run(s)** "
+             f"of {len(sweep.expected)} expected (models {', '.join(sweep.axes['model'])}; windows "
+             f"{', '.join(map(str, sweep.axes['window']))} px; scenarios {', '.join(sweep.axes['scenario'])}). "
+             f"Sum of run wall times: {sum(float(r.get('wall_time_s') or 0) for r in runs) / 60:.1f} min. "
+             "Every run and test area, as fractions: [runs.csv](runs.csv).", "", "## Missing runs", ""]
+    lines += _missing_section(sweep)
+    lines += ["", "## Results per scenario", "",
+              "Precision (P), recall (R) and F1 in percent on each site's held-out test area and on all test areas "
+              "pooled, as in the paper's Tables 4-7. **Bold**: best value of the column among the models "
+              "(the rule baseline row is for reference and never marked).", "",
+              scenario_tables(runs, baseline), "## Rule baseline (NDVI + slope)", ""]
+    lines += _baseline_section(runs, baseline, sites_ok, data_note) + [""]
+    lines += _figure_sections(runs, data, figures)
+    lines += ["", "## Prediction maps (paper Figs. 6-9)", ""]
+    if panels:
+        lines += ["Each test area as predicted by every model (rows) and window (columns), trained on that site "
+                  "(or on all sites when the sweep has no such scenario): green TP, red FP, blue FN, grey TN.", ""]
+        lines += [f"![{area}]({path.name})\n" for area, path in panels.items()]
+    else:
+        lines.append(f"Not drawn: {'no run wrote prediction maps' if sites_ok else data_note}.")
+    return "\n".join(lines) + "\n"
+
+
+def log_to_wandb(tables: dict[str, tuple[tuple[str, ...] | list[str], list[list[Any]]]],
+                 images: dict[str, Path]) -> bool:
+    """Log tables and figures to the active W&B run, if any (never starts one); True when logged."""
+    wandb = sys.modules.get("wandb")  # no run can be active in a process that never imported wandb
+    if wandb is None or getattr(wandb, "run", None) is None:
+        return False
+    payload: dict[str, Any] = {f"report/{k}": wandb.Table(columns=list(c), data=r) for k, (c, r) in tables.items()}
+    payload.update({f"report/{k}": wandb.Image(str(p), caption=k.replace("_", " ")) for k, p in images.items()})
+    wandb.run.log(payload)
+    return True
+
+
+def check_out_dir(out: Path, sweep: Sweep) -> None:
+    """Refuse an output folder whose replacement would delete runs or anything but an earlier report."""
+    target = out.resolve()
+    jobs = [Path(r["dir"]).resolve() for r in sweep.runs] + [sweep.root.resolve()]
+    if any(job == target or job.is_relative_to(target) for job in jobs):
+        raise InputError(out, "the report folder would hold the sweep's runs; choose another --out")
+    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / "report.md").exists())):
+        raise InputError(out, "exists and is not an earlier report (no report.md); refusing to replace it")
+
+
+def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write report.md, runs.csv, baseline.csv, figures.json and the PNGs into ``out_dir`` (default
+    SWEEP_DIR/report), replacing it atomically; returns the path of report.md."""
+    start = time.perf_counter()
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise InputError(root, "sweep folder not found")
+    sweep = scan_sweep(root)
+    if not sweep.runs:
+        raise InputError(root, f"no complete run (no metrics.json with test results) among {len(sweep.incomplete)} "
+                               "job folder(s); is this a multirun/<date>/<time> folder of a sweep that has run?")
+    log.info("%d complete run(s), %d missing, read in %.2f s", len(sweep.runs), len(sweep.missing()),
+             time.perf_counter() - start)
+    t = time.perf_counter()
+    sites, splits, data_note = load_sites(sweep.runs)
+    baseline = baseline_for(sweep.runs, sites, splits)
+    log.info("sites and rule baseline in %.2f s (%s)", time.perf_counter() - t, "done" if baseline else data_note)
+    out = Path(out_dir) if out_dir is not None else root / "report"
+    check_out_dir(out, sweep)
+    data = fig.figure_data(sweep.runs)
+    try:
+        with atomic_dir(out) as tmp:
+            t = time.perf_counter()
+            _write_csv(tmp / "runs.csv", RUN_COLUMNS, run_rows(sweep))
+            if baseline:
+                _write_csv(tmp / "baseline.csv", BASELINE_COLUMNS, baseline_rows(baseline))
+            (tmp / "figures.json").write_text(json.dumps(_no_nan(data), indent=2) + "\n")
+            figures = {k: plot(data, tmp / name) for k, (name, plot) in FIGURES.items()}
+            panels = fig.prediction_panels(sweep.runs, sites, splits, tmp)
+            (tmp / "report.md").write_text(_markdown(sweep, baseline, bool(sites), data_note, data, figures, panels))
+            log.info("tables and %d figure(s) written in %.2f s", len(figures) + len(panels), time.perf_counter() - t)
+    except PermissionError as err:
+        raise InputError(out, f"cannot write the report: {err.strerror}") from err
+    images = {k: out / p.name for k, p in figures.items()} | {f"predictions_{a}": out / p.name
+                                                              for a, p in panels.items()}
+    tables = {"runs": (RUN_COLUMNS, run_rows(sweep)), "baseline": (BASELINE_COLUMNS, baseline_rows(baseline)),
+              "missing": (("job", "status"), [list(m) for m in sweep.missing()]),
+              "mean_f1": (("model", "scenario", "window", "mean_f1"),
+                          [[m, s, w, None if math.isnan(v) else v] for m, per_s in data["window_scenario"].items()
+                           for s, per_w in per_s.items() for w, v in per_w.items()]),
+              **{f"scenario_{s}": wide_table(sweep.runs, s) for s in data["scenario_model"]}}
+    if log_to_wandb(tables, images):
+        log.info("report tables and figures logged to the active W&B run")
+    log.info("report of %s written to %s in %.1f s", root, out, time.perf_counter() - start)
+    return out / "report.md"
