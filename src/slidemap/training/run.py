@@ -100,6 +100,7 @@ def run(cfg: DictConfig) -> float:
     module = LandslideModule(
         net, test_areas=datamodule.test_areas, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
         pos_weight=cfg.loss.pos_weight, threshold=cfg.threshold, model_name=cfg.model.name,
+        channels_last=bool(cfg.get("channels_last", True)),
         data_info={"channels": list(datamodule.channels), "window": datamodule.window,
                    "normaliser": data.normaliser.to_dict()},
     )
