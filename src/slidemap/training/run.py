@@ -102,7 +102,8 @@ def run(cfg: DictConfig) -> float:
         pos_weight=cfg.loss.pos_weight, threshold=cfg.threshold, model_name=cfg.model.name,
         channels_last=bool(cfg.get("channels_last", True)),
         data_info={"channels": list(datamodule.channels), "window": datamodule.window,
-                   "normaliser": data.normaliser.to_dict()},
+                   "normaliser": data.normaliser.to_dict(), "scenario": str(cfg.scenario.name),
+                   "train_sites": list(cfg.scenario.train_sites or data.sites)},
     )
     loggers = build_loggers(cfg, out)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]

@@ -1,0 +1,19 @@
+"""Evaluate a trained checkpoint on every test area as full mosaics: see README and conf/eval.yaml."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from slidemap.entrypoints import guarded
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    from slidemap.evaluation.evaluate import run
+
+    return guarded(run, cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

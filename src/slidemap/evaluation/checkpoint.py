@@ -1,0 +1,147 @@
+"""Rebuild a trained network and its input normalisation from a checkpoint written by train.py.
+
+A slidemap checkpoint is a Lightning checkpoint of :class:`~slidemap.training.module.LandslideModule`; its
+hyper-parameters carry the registry name of the network (``model_name``), the network's constructor
+arguments (``net_hparams``) and ``data_info``: the input channels, the training window and the normaliser
+fitted on the scenario's training areas. That is everything needed to map a new scene.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zipfile
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from slidemap.data.patches import Normaliser
+from slidemap.data.site import CHANNELS
+from slidemap.errors import InputError
+from slidemap.models.registry import build_model
+
+log = logging.getLogger(__name__)
+
+_LOAD_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
+                AttributeError, TypeError, OSError)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedModel:
+    """A network ready for inference (eval mode, on CPU) and what it expects of its input."""
+
+    net: nn.Module
+    model_name: str
+    channels: tuple[str, ...]
+    window: int
+    normaliser: Normaliser
+    threshold: float
+    path: Path
+
+    def to(self, device: str | torch.device) -> "TrainedModel":
+        """Move the network to ``device`` (in place) and return self."""
+        self.net.to(device)
+        return self
+
+
+def resolve_checkpoint(path: str | PathLike[str]) -> Path:
+    """The checkpoint file; a run folder stands for its ``checkpoints/best.ckpt``."""
+    p = Path(path)
+    if p.is_dir():
+        best = p / "checkpoints" / "best.ckpt"
+        if best.is_file():
+            return best
+        raise InputError(p, "is a folder without checkpoints/best.ckpt; give the checkpoint file")
+    if not p.is_file():
+        raise InputError(p, "checkpoint not found")
+    return p
+
+
+def _first_line(err: BaseException) -> str:
+    return ((str(err).strip().splitlines() or [type(err).__name__])[0])[:200]
+
+
+def _require(hp: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+    value = hp.get(key)
+    if not isinstance(value, kind):
+        raise InputError(path, f"not a slidemap checkpoint: hyper-parameter '{key}' is missing or malformed "
+                               "(checkpoints are written by train.py)")
+    return value
+
+
+def load_checkpoint(path: str | PathLike[str]) -> TrainedModel:
+    """Load a train.py checkpoint: the network with its weights, channels, window and normaliser.
+
+    Raises:
+        InputError: missing or unreadable file, not a slidemap checkpoint, unknown model, weights that do
+            not fit the recorded network, or inconsistent channel / normalisation records.
+    """
+    path = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except _LOAD_ERRORS as err:
+        raise InputError(path, f"cannot read checkpoint (corrupt or not a PyTorch file): {_first_line(err)}") from err
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("hyper_parameters"), dict) \
+            or not isinstance(ckpt.get("state_dict"), dict):
+        raise InputError(path, "not a slidemap checkpoint: no Lightning hyper-parameters and state_dict "
+                               "(checkpoints are written by train.py)")
+    hp = ckpt["hyper_parameters"]
+    name = _require(hp, "model_name", str, path)
+    net_hparams = dict(_require(hp, "net_hparams", dict, path))
+    info = _require(hp, "data_info", dict, path)
+    channels = tuple(_require(info, "channels", (list, tuple), path))
+    window = _require(info, "window", int, path)
+    normaliser = _normaliser(_require(info, "normaliser", dict, path), channels, path)
+    unknown = [c for c in channels if c not in CHANNELS]
+    if unknown:
+        raise InputError(path, f"checkpoint asks for unknown channel(s) {unknown}; known: {', '.join(CHANNELS)}")
+    in_channels = net_hparams.get("in_channels", len(channels))
+    if in_channels != len(channels):
+        raise InputError(path, f"channel mismatch inside the checkpoint: the network takes {in_channels} "
+                               f"channels but {len(channels)} are recorded ({', '.join(channels)})")
+    try:
+        net = build_model(name, **net_hparams)
+    except (ValueError, TypeError) as err:
+        raise InputError(path, f"cannot rebuild model {name!r}: {_first_line(err)}") from err
+    weights = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as err:
+        raise InputError(path, f"weights do not fit model {name!r} {net_hparams}: "
+                               f"{' '.join(str(err).split())[:200]}") from err
+    net.eval()
+    log.info("loaded %s (%s, window %d, channels %s) from %s", name, net_hparams, window, ",".join(channels), path)
+    return TrainedModel(net=net, model_name=name, channels=channels, window=window, normaliser=normaliser,
+                        threshold=float(hp.get("threshold", 0.5)), path=path)
+
+
+def _normaliser(raw: dict[str, Any], channels: tuple[str, ...], path: Path) -> Normaliser:
+    try:
+        norm = Normaliser.from_dict(raw)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(path, f"not a slidemap checkpoint: malformed normaliser ({_first_line(err)})") from err
+    if norm.channels != channels or norm.mean.shape != (len(channels),) or norm.std.shape != (len(channels),):
+        raise InputError(path, f"normalisation does not match the channels inside the checkpoint: normaliser for "
+                               f"{list(norm.channels)} ({norm.mean.size} means), channels {list(channels)}")
+    if not (np.all(np.isfinite(norm.mean)) and np.all(norm.std > 0)):
+        raise InputError(path, "malformed normaliser: means must be finite and standard deviations positive")
+    return norm
+
+
+def check_channels(model: TrainedModel, channels: tuple[str, ...] | list[str], source: str) -> None:
+    """Refuse data configured with other input channels than the checkpoint was trained on."""
+    channels = tuple(channels)
+    if channels != model.channels:
+        raise InputError(model.path, f"channel mismatch: trained on [{', '.join(model.channels)}] but {source} "
+                                     f"gives [{', '.join(channels)}]; set data.channels=[{','.join(model.channels)}]")
+
+
+def same_normaliser(a: Normaliser, b: Normaliser, rtol: float = 1e-4) -> bool:
+    """Whether two normalisers hold the same statistics (to float32 round-off)."""
+    return (a.channels == b.channels and np.allclose(a.mean, b.mean, rtol=rtol, atol=1e-6)
+            and np.allclose(a.std, b.std, rtol=rtol, atol=1e-6))

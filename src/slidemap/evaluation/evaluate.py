@@ -1,0 +1,131 @@
+"""Evaluate a checkpoint on every site's test area as full mosaics: maps, polygons and metrics.json.
+
+The test areas are those of training (DESIGN section 3); each is predicted as one mosaic (blended
+overlapping tiles by default, or the paper's grid) on its own pixels only, as in training, and scored over
+every valid pixel. The network and its normalisation come from the checkpoint; the data settings must
+agree with it (same channels, and the scenario's training areas must give the checkpoint's statistics).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from slidemap.data.datamodule import split_sites
+from slidemap.data.patches import Normaliser, fit_normaliser
+from slidemap.data.reader import read_sites
+from slidemap.data.site import Site
+from slidemap.data.split import SiteSplit
+from slidemap.errors import InputError
+from slidemap.evaluation.checkpoint import TrainedModel, check_channels, load_checkpoint, same_normaliser
+from slidemap.evaluation.metrics import confusion_counts, pooled, scores
+from slidemap.evaluation.mosaic import MODES
+from slidemap.evaluation.polygons import object_counts, object_scores, pooled_objects
+from slidemap.predict import map_area, pick_device
+from slidemap.training.outputs import write_metrics
+from slidemap.training.run import output_dir
+
+log = logging.getLogger(__name__)
+
+
+def _settings(cfg: DictConfig) -> tuple[str, str, float]:
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+        raise InputError("ckpt_path", "no checkpoint given: python eval.py ckpt_path=RUN_DIR/checkpoints/best.ckpt")
+    mode = str(cfg.inference)
+    if mode not in MODES:
+        raise InputError("inference", f"unknown inference {mode!r}; choose one of {', '.join(MODES)}")
+    overlap = float(cfg.overlap)
+    if not 0.0 <= overlap < 1.0:
+        raise InputError("overlap", f"must lie in [0, 1), got {overlap}")
+    return str(cfg.ckpt_path), mode, overlap
+
+
+def _fmt(norm: Normaliser) -> str:
+    return ", ".join(f"{c} {m:.4g}+-{s:.3g}" for c, m, s in zip(norm.channels, norm.mean, norm.std))
+
+
+def check_normaliser(model: TrainedModel, sites: dict[str, Site], splits: dict[str, SiteSplit],
+                     train_sites: list[str], scenario: str, root: Path) -> None:
+    """Refuse data whose training areas (of this scenario) do not give the checkpoint's normalisation.
+
+    The statistics identify what a model was trained on: other statistics mean other data or another
+    scenario, and metrics on them would silently be a transfer experiment. The message names the sites whose
+    training areas do match, when some combination of one or all sites does.
+    """
+    def fitted(names: list[str]) -> Normaliser:
+        return fit_normaliser([(sites[s], splits[s].train) for s in names], model.channels)
+
+    here = fitted(train_sites)
+    if same_normaliser(here, model.normaliser):
+        return
+    candidates = [list(sites)] + [[s] for s in sites]
+    match = next((c for c in candidates if c != train_sites and same_normaliser(fitted(c), model.normaliser)), None)
+    hint = (f"it matches the training areas of {match}: evaluate with the scenario that trains on them"
+            if match else "it was trained on other data")
+    raise InputError(model.path, f"normalisation mismatch: the checkpoint's statistics ({_fmt(model.normaliser)}) "
+                                 f"differ from those of the training areas of scenario '{scenario}' "
+                                 f"{train_sites} in {root} ({_fmt(here)}); {hint} "
+                                 "(or set check_normaliser=false to evaluate it on this data anyway)")
+
+
+def run(cfg: DictConfig) -> float:
+    """Predict and score every test area; write maps, polygons and metrics.json. Returns the pooled F1."""
+    start = time.perf_counter()
+    ckpt_path, mode, overlap = _settings(cfg)
+    model = load_checkpoint(ckpt_path)
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    datamodule = instantiate(cfg.data, window=model.window)  # the data settings, as training builds them
+    check_channels(model, datamodule.channels, "data.channels")
+    datamodule.prepare_data()
+    sites = read_sites(datamodule.root, datamodule.site_names)
+    splits = split_sites(sites)
+    train_sites = datamodule.train_sites if datamodule.train_sites is not None else list(sites)
+    unknown = [s for s in train_sites if s not in sites]
+    if unknown:
+        raise InputError(None, f"unknown training site(s) {unknown}; known sites: {', '.join(sorted(sites))}")
+    if cfg.check_normaliser:
+        check_normaliser(model, sites, splits, train_sites, str(cfg.scenario.name), datamodule.root)
+    model.to(pick_device(str(cfg.device)))
+    tile = int(cfg.tile or model.window)
+    threshold = model.threshold if cfg.threshold is None else float(cfg.threshold)
+
+    areas: dict[str, dict[str, Any]] = {}
+    objects: dict[str, dict[str, Any]] = {}
+    counts, object_totals = [], []
+    for name, site in sites.items():
+        block = splits[name].test
+        result = map_area(model, site, out, block, mode=mode, overlap=overlap, tile=tile, threshold=threshold,
+                          batch_size=int(cfg.batch_size))
+        label = site.label[block.slices]
+        valid = site.valid[block.slices]
+        c = confusion_counts(result.binary == 1, label, valid)
+        counts.append(c)
+        areas[name] = {**scores(c["tp"], c["fp"], c["fn"]), "tp": c["tp"], "fp": c["fp"], "fn": c["fn"]}
+        oc = object_counts(result.binary, label, valid)
+        object_totals.append(oc)
+        objects[name] = object_scores(oc)
+        log.info("%s: F1 %.3f (P %.3f, R %.3f); %d of %d landslides hit, %d of %d polygons false alarms", name,
+                 areas[name]["f1"], areas[name]["precision"], areas[name]["recall"], oc["landslides_hit"],
+                 oc["landslides"], oc["false_alarms"], oc["polygons"])
+    total = pooled(counts)
+    areas["all"] = {**scores(total["tp"], total["fp"], total["fn"]),
+                    "tp": total["tp"], "fp": total["fp"], "fn": total["fn"]}
+    objects["all"] = object_scores(pooled_objects(object_totals))
+    payload = {
+        "model": model.model_name, "window": model.window, "scenario": str(cfg.scenario.name),
+        "checkpoint": str(model.path.resolve()), "inference": mode, "tile": tile,
+        "overlap": overlap if mode == "blend" else None, "threshold": threshold, "channels": list(model.channels),
+        "data_root": str(Path(datamodule.root).resolve()), "train_sites": list(train_sites),
+        "wall_time_s": round(time.perf_counter() - start, 2), "areas": areas, "objects": objects,
+    }
+    write_metrics(out, payload)
+    log.info("evaluated %s (%s) in %.1f s: F1 %s -> %s", model.path, mode, payload["wall_time_s"],
+             {a: round(m["f1"], 3) for a, m in areas.items()}, out)
+    return float(areas["all"]["f1"])
+

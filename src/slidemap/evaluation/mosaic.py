@@ -1,0 +1,187 @@
+"""Predict a whole area by tiles: overlapping windows blended smoothly (no seams) or the paper's plain grid.
+
+A network trained on w x w patches is run on w x w tiles of the area and the tiles are put back together:
+
+* ``blend`` (default): tiles overlap (50% by default) and each tile's probabilities are weighted by a 2-D
+  taper that falls to exactly zero at the tile's inner borders, where a network sees padding instead of the
+  neighbouring pixels; weights are summed and divided out. Sides that lie on the area's own border are not
+  tapered (no tile sees further there), so every pixel keeps a positive weight. For a translation-equivariant
+  network whose receptive field fits in the zero-weight border, the mosaic equals the full-image prediction.
+* ``grid``: the non-overlapping grid anchored at the area's corner, edge tiles zero-padded past the area --
+  exactly the patches training is tested on (:func:`slidemap.data.patches.cut_patches`).
+
+Memory stays bounded: rows are read band by band through a reader, and finished rows are yielded as soon as
+no later tile can touch them, so a caller can stream them to disk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from slidemap.data.patches import Normaliser
+from slidemap.data.site import Site
+from slidemap.data.split import Block
+
+MODES = ("blend", "grid")
+
+RowReader = Callable[[int, int], np.ndarray]
+"""``read(r0, r1)`` -> the normalised input rows ``[r0, r1)`` of the area, float32 (C, r1 - r0, W)."""
+
+
+def tile_starts(length: int, tile: int, mode: str = "blend", overlap: float = 0.5) -> list[int]:
+    """First pixel of each tile along one axis.
+
+    ``grid``: 0, tile, 2 tile, ... (the last may run past the end). ``blend``: steps of
+    ``round(tile * (1 - overlap))`` with the last tile aligned to the end, so no tile runs past the area
+    unless the area is shorter than one tile.
+    """
+    if mode == "grid":
+        return list(range(0, length, tile))
+    if length <= tile:
+        return [0]
+    stride = stride_px(tile, overlap)
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def stride_px(tile: int, overlap: float) -> int:
+    """Step between blended tiles (at least one pixel)."""
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    return max(1, int(round(tile * (1.0 - overlap))))
+
+
+def taper(tile: int, ramp: int, at_start: bool, at_end: bool) -> np.ndarray:
+    """1-D tile weights: sin^2 ramps of ``ramp`` px from exactly 0 at each inner border up to 1.
+
+    A side on the area's border (``at_start`` / ``at_end``) stays at 1. Ramps shorter than 2 px are dropped
+    (tiles that barely overlap are simply averaged).
+    """
+    w = np.ones(tile, np.float32)
+    ramp = min(ramp, tile // 2)
+    if ramp < 2:
+        return w
+    up = np.sin(0.5 * np.pi * np.arange(ramp) / ramp).astype(np.float32) ** 2
+    if not at_start:
+        w[:ramp] = up
+    if not at_end:
+        w[tile - ramp:] = up[::-1]
+    return w
+
+
+def _profiles(length: int, starts: list[int], tile: int, mode: str, overlap: float) -> list[np.ndarray]:
+    if mode == "grid":
+        return [np.ones(tile, np.float32) for _ in starts]
+    ramp = tile - stride_px(tile, overlap)
+    return [taper(tile, ramp, s == 0, s + tile >= length) for s in starts]
+
+
+def _device(net: nn.Module) -> torch.device:
+    p = next(net.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def predict_tiles(net: nn.Module, tiles: np.ndarray) -> np.ndarray:
+    """Probabilities (N, h, w) of a network that maps (N, C, h, w) to logits (N, 1, h, w)."""
+    x = torch.from_numpy(np.ascontiguousarray(tiles)).to(_device(net))
+    return torch.sigmoid(net(x)[:, 0].float()).cpu().numpy()
+
+
+def iter_mosaic(net: nn.Module, read: RowReader, valid: np.ndarray, tile: int, mode: str = "blend",
+                overlap: float = 0.5, batch_size: int = 16, progress: bool | None = None,
+                desc: str = "mosaic") -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(row0, probabilities)`` for consecutive finished row ranges covering the whole area.
+
+    Args:
+        net: Maps (N, C, tile, tile) to logits (N, 1, tile, tile); put in eval mode here.
+        read: Reader of normalised input rows (zeros at invalid pixels, as the training patches).
+        valid: bool (H, W); invalid pixels come out NaN, and tiles without a valid pixel are skipped.
+        tile: Tile size in pixels (the training window).
+        mode: ``blend`` or ``grid``.
+        overlap: Share of a tile shared with its neighbour in ``blend`` mode.
+        batch_size: Tiles per forward pass.
+        progress: Show a tqdm bar (None: only on a terminal).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mosaic mode {mode!r}; choose one of {', '.join(MODES)}")
+    net.eval()
+    rows, cols = valid.shape
+    r_starts = tile_starts(rows, tile, mode, overlap)
+    c_starts = tile_starts(cols, tile, mode, overlap)
+    r_w = _profiles(rows, r_starts, tile, mode, overlap)
+    c_w = _profiles(cols, c_starts, tile, mode, overlap)
+    acc = np.zeros((tile, cols), np.float32)  # rows [base, base + tile): the only rows tiles still touch
+    wsum = np.zeros((tile, cols), np.float32)
+    base = 0
+
+    def finished(n: int) -> np.ndarray:
+        out = np.full((n, cols), np.nan, np.float32)
+        ok = valid[base:base + n] & (wsum[:n] > 0)
+        np.divide(acc[:n], wsum[:n], out=out, where=ok)
+        return out
+
+    bar = tqdm(total=len(r_starts) * len(c_starts), unit="tile", desc=desc, leave=False, mininterval=1.0,
+               disable=None if progress is None else not progress)
+    with bar:
+        for r, rw in zip(r_starts, r_w):
+            if r > base:  # rows above this band are final
+                d = r - base
+                yield base, finished(d)
+                acc[:-d], wsum[:-d] = acc[d:].copy(), wsum[d:].copy()
+                acc[-d:], wsum[-d:] = 0.0, 0.0
+                base = r
+            h = min(tile, rows - r)
+            band = read(r, r + h)
+            band_valid = valid[r:r + h]
+            todo = [(c, cw) for c, cw in zip(c_starts, c_w) if band_valid[:, c:c + tile].any()]
+            bar.update(len(c_starts) - len(todo))
+            for i in range(0, len(todo), batch_size):
+                chunk = todo[i:i + batch_size]
+                x = np.zeros((len(chunk), band.shape[0], tile, tile), np.float32)
+                for k, (c, _) in enumerate(chunk):
+                    w = min(tile, cols - c)
+                    x[k, :, :h, :w] = band[:, :, c:c + w]
+                probs = predict_tiles(net, x)
+                for k, (c, cw) in enumerate(chunk):
+                    w = min(tile, cols - c)
+                    weight = rw[:h, None] * cw[None, :w]
+                    acc[:h, c:c + w] += probs[k, :h, :w] * weight
+                    wsum[:h, c:c + w] += weight
+                bar.update(len(chunk))
+        yield base, finished(rows - base)
+
+
+def predict_mosaic(net: nn.Module, stack: np.ndarray, valid: np.ndarray, tile: int, **kwargs) -> np.ndarray:
+    """Probabilities (H, W) of an in-memory normalised stack (C, H, W); NaN at invalid pixels."""
+    out = np.full(valid.shape, np.nan, np.float32)
+    for r0, part in iter_mosaic(net, lambda a, b: stack[:, a:b], valid, tile, **kwargs):
+        out[r0:r0 + part.shape[0]] = part
+    return out
+
+
+def site_reader(site: Site, normaliser: Normaliser, block: Block | None = None) -> tuple[RowReader, np.ndarray]:
+    """A row reader of the normalised channels of ``site`` (within ``block``) and the matching valid mask.
+
+    Stored channels are read as views; a derived one (NDVI) is computed once. Only the rows asked for are
+    normalised, so no full-scene copy of the input stack is made.
+    """
+    rows, cols = block.slices if block is not None else (slice(None), slice(None))
+    arrays = [site.channel(name)[rows, cols] for name in normaliser.channels]
+    valid = site.valid[rows, cols]
+
+    def read(r0: int, r1: int) -> np.ndarray:
+        return normaliser(np.stack([a[r0:r1] for a in arrays]), valid[r0:r1])
+
+    return read, valid
+
+
+def tile_count(shape: tuple[int, int], tile: int, mode: str = "blend", overlap: float = 0.5) -> int:
+    """Number of tiles a mosaic of ``shape`` runs (for logs)."""
+    return math.prod(len(tile_starts(n, tile, mode, overlap)) for n in shape)

@@ -1,0 +1,138 @@
+"""Binary landslide map -> polygons (GeoPackage, area in m2 each) and object-level scores against an inventory.
+
+A predicted landslide is a 4-connected region of landslide pixels (what GDAL's polygonize draws as one
+polygon); an inventory landslide is an 8-connected component of the rasterised label (how the site reader
+counts the landslides of a ``mask.tif``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyogrio.raw
+import shapely
+from affine import Affine
+from rasterio.features import shapes
+from scipy import ndimage
+
+from slidemap.data.terrain import pixel_size_m
+from slidemap.io import atomic_path
+
+logging.getLogger("pyogrio._io").setLevel(logging.WARNING)  # one "Created N records" line per file is noise
+
+LAYER = "landslides"
+_PREDICTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)  # 4-connectivity, as rasterio's shapes
+_INVENTORY = np.ones((3, 3), bool)  # 8-connectivity, as the reader counts mask landslides
+
+
+@dataclass(frozen=True)
+class Landslides:
+    """Predicted landslide polygons of one map, one row per polygon (``id`` counts from 1)."""
+
+    geometry: np.ndarray  # shapely Polygons in the map's CRS
+    pixels: np.ndarray  # int64
+    area_m2: np.ndarray  # float64
+    mean_probability: np.ndarray | None = None  # float64
+    hits_inventory: np.ndarray | None = None  # bool: overlaps a labelled pixel
+
+    def __len__(self) -> int:
+        return int(self.geometry.size)
+
+
+def predicted_mask(binary: np.ndarray) -> np.ndarray:
+    """Landslide pixels of a binary map (1; the nodata value 255 and 0 are not)."""
+    return np.asarray(binary) == 1
+
+
+def _areas(labels: np.ndarray, n: int, transform: Affine, crs: Any) -> np.ndarray:
+    """Area in m2 of each labelled region, from the true pixel size (projected or geographic CRS)."""
+    dx, dy = pixel_size_m(crs, transform, labels.shape)
+    if np.ndim(dx) == 0 and np.ndim(dy) == 0:
+        return np.bincount(labels.ravel(), minlength=n + 1)[1:] * float(dx) * float(dy)
+    row_area = np.broadcast_to(np.asarray(dx) * np.asarray(dy), (labels.shape[0],))
+    out = np.zeros(n + 1)
+    for r in range(labels.shape[0]):  # geographic grids: the pixel area changes with latitude
+        out += np.bincount(labels[r], minlength=n + 1) * row_area[r]
+    return out[1:]
+
+
+def vectorise(binary: np.ndarray, transform: Affine, crs: Any, probability: np.ndarray | None = None,
+              label: np.ndarray | None = None) -> Landslides:
+    """Polygons of the landslide pixels of ``binary`` on its grid, with pixel count, area and optional scores.
+
+    Args:
+        binary: uint8 (H, W) map: 1 landslide, 0 none, 255 nodata.
+        transform, crs: the map's grid.
+        probability: optional (H, W) probabilities; gives each polygon's mean probability.
+        label: optional 0/1 inventory (H, W); flags polygons that overlap it.
+    """
+    regions, n = ndimage.label(predicted_mask(binary), structure=_PREDICTED)
+    regions = regions.astype(np.int32, copy=False)
+    geoms = np.empty(n, dtype=object)
+    for geom, value in shapes(regions, mask=regions > 0, connectivity=4, transform=transform):
+        geoms[int(value) - 1] = shapely.geometry.shape(geom)
+    pixels = np.bincount(regions.ravel(), minlength=n + 1)[1:].astype(np.int64)
+    mean_p = None
+    if probability is not None:
+        sums = np.bincount(regions.ravel(), weights=np.nan_to_num(probability).ravel(), minlength=n + 1)[1:]
+        mean_p = sums / np.maximum(pixels, 1)
+    hits = None
+    if label is not None:
+        hits = np.bincount(regions[np.asarray(label) == 1], minlength=n + 1)[1:] > 0
+    return Landslides(geoms, pixels, _areas(regions, n, transform, crs), mean_p, hits)
+
+
+def write_gpkg(path: str | PathLike[str], landslides: Landslides, crs: Any) -> Path:
+    """Write the polygons as a GeoPackage layer ``landslides`` (id, pixels, area_m2, ...), atomically."""
+    path = Path(path)
+    fields = ["id", "pixels", "area_m2"]
+    data = [np.arange(1, len(landslides) + 1, dtype=np.int64), landslides.pixels, landslides.area_m2]
+    if landslides.mean_probability is not None:
+        fields.append("mean_probability")
+        data.append(np.round(landslides.mean_probability, 4))
+    if landslides.hits_inventory is not None:
+        fields.append("hits_inventory")
+        data.append(landslides.hits_inventory.astype(np.int32))
+    wkb = np.array(shapely.to_wkb(landslides.geometry) if len(landslides) else [], dtype=object)
+    with atomic_path(path) as tmp:
+        tmp.unlink()  # GDAL creates the GeoPackage itself
+        pyogrio.raw.write(tmp, wkb, data, fields, driver="GPKG", layer=LAYER, geometry_type="Polygon",
+                          crs=crs.to_wkt() if hasattr(crs, "to_wkt") else str(crs))
+    return path
+
+
+def object_counts(binary: np.ndarray, label: np.ndarray, valid: np.ndarray | None = None) -> dict[str, int]:
+    """Inventory landslides hit by at least one predicted pixel, and predicted polygons touching no label.
+
+    Only valid pixels count: labels outside ``valid`` are ignored.
+    """
+    pred = predicted_mask(binary)
+    truth = np.asarray(label) == 1
+    if valid is not None:
+        pred &= valid
+        truth &= valid
+    inventory, m = ndimage.label(truth, structure=_INVENTORY)
+    hit = np.bincount(inventory[pred], minlength=m + 1)[1:] > 0
+    regions, n = ndimage.label(pred, structure=_PREDICTED)
+    touching = np.bincount(regions[truth], minlength=n + 1)[1:] > 0
+    return {"landslides": int(m), "landslides_hit": int(hit.sum()), "polygons": int(n),
+            "false_alarms": int(n - touching.sum())}
+
+
+def object_scores(counts: dict[str, int]) -> dict[str, float | int]:
+    """Counts plus ``hit_rate`` (share of inventory landslides hit) and ``false_alarm_rate`` (share of
+    predicted polygons without any labelled pixel); an empty denominator gives 0, as for pixel scores."""
+    m, n = counts["landslides"], counts["polygons"]
+    return {**counts, "hit_rate": counts["landslides_hit"] / m if m else 0.0,
+            "false_alarm_rate": counts["false_alarms"] / n if n else 0.0}
+
+
+def pooled_objects(per_area: list[dict[str, int]]) -> dict[str, int]:
+    """Sum object counts over areas ("all" pools, as for the pixel metrics)."""
+    keys = ("landslides", "landslides_hit", "polygons", "false_alarms")
+    return {k: sum(int(c[k]) for c in per_area) for k in keys}

@@ -1,0 +1,181 @@
+"""Landslide maps of an area from a trained checkpoint: GeoTIFFs + polygons, and the `slidemap map` command.
+
+Per mapped area ``<name>``: ``<name>_probability.tif`` (float32, NaN nodata), ``<name>_binary.tif`` (uint8:
+1 landslide, 0 none, 255 nodata), both tiled, deflate-compressed and with overviews on the site's own grid,
+and ``<name>_landslides.gpkg`` (one polygon per predicted landslide with its area in m2). Every file is
+written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.rio.overview import get_maximum_overview_level
+from rasterio.windows import Window
+
+from slidemap.data.site import Site
+from slidemap.data.split import Block
+from slidemap.errors import InputError
+from slidemap.evaluation.checkpoint import TrainedModel
+from slidemap.evaluation.mosaic import iter_mosaic, site_reader, tile_count
+from slidemap.evaluation.polygons import Landslides, vectorise, write_gpkg
+from slidemap.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+OVERVIEW_MIN_PX = 64
+"""Overviews are built down to this size (GDAL's default stops at 256, which leaves small maps without)."""
+
+
+@dataclass(frozen=True, eq=False)
+class AreaMap:
+    """What mapping one area produced: the arrays (also on disk) and the files written."""
+
+    probability: np.ndarray
+    binary: np.ndarray
+    landslides: Landslides
+    paths: list[Path]
+    transform: Affine
+
+
+def binarise(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """uint8 map: 1 where ``prob >= threshold``, 0 below, 255 where the probability is NaN (nodata)."""
+    out = np.full(prob.shape, 255, np.uint8)
+    ok = np.isfinite(prob)
+    out[ok] = prob[ok] >= threshold
+    return out
+
+
+def overview_factors(width: int, height: int) -> list[int]:
+    """Decimation factors 2, 4, ... until the overview is about ``OVERVIEW_MIN_PX`` px (at least one level)."""
+    levels = max(1, get_maximum_overview_level(width, height, minsize=OVERVIEW_MIN_PX))
+    return [2**k for k in range(1, levels + 1)]
+
+
+def write_maps(out_dir: Path, name: str, chunks: Iterable[tuple[int, np.ndarray]], shape: tuple[int, int],
+               transform: Affine, crs: Any, threshold: float) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """Stream row chunks ``(row0, probabilities)`` into the probability and binary GeoTIFFs.
+
+    Returns the full probability and binary arrays (the polygons and metrics need them) and the paths.
+    """
+    height, width = shape
+    prob = np.full(shape, np.nan, np.float32)
+    binary = np.full(shape, 255, np.uint8)
+    paths = [out_dir / f"{name}_probability.tif", out_dir / f"{name}_binary.tif"]
+    common = dict(driver="GTiff", width=width, height=height, count=1, crs=crs, transform=transform, tiled=True,
+                  blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER")
+    with atomic_path(paths[0]) as tmp_p, atomic_path(paths[1]) as tmp_b:
+        with rasterio.open(tmp_p, "w", dtype="float32", nodata=float("nan"), predictor=3, **common) as dst_p, \
+                rasterio.open(tmp_b, "w", dtype="uint8", nodata=255, **common) as dst_b:
+            for r0, part in chunks:
+                rows = slice(r0, r0 + part.shape[0])
+                prob[rows] = part
+                binary[rows] = binarise(part, threshold)
+                window = Window(0, r0, width, part.shape[0])
+                dst_p.write(prob[rows], 1, window=window)
+                dst_b.write(binary[rows], 1, window=window)
+            factors = overview_factors(width, height)
+            for dst, resampling in ((dst_p, Resampling.average), (dst_b, Resampling.mode)):
+                dst.build_overviews(factors, resampling)
+                dst.update_tags(ns="rio_overview", resampling=resampling.name)
+            dst_p.set_band_description(1, "landslide probability")
+            dst_b.set_band_description(1, f"landslide (probability >= {threshold:g})")
+    return prob, binary, paths
+
+
+def map_area(model: TrainedModel, site: Site, out_dir: Path, block: Block | None = None, mode: str = "blend",
+             overlap: float = 0.5, tile: int | None = None, threshold: float | None = None, batch_size: int = 16,
+             progress: bool | None = None) -> AreaMap:
+    """Predict ``site`` (or its ``block``) as one mosaic and write its GeoTIFFs and polygons into ``out_dir``.
+
+    Args:
+        model: The trained network and its normaliser; the site is read in the model's channels.
+        site: The site on its s2 grid; its label, if any, flags polygons that overlap the inventory.
+        block: Only this block of the site (e.g. its test area), georeferenced as such.
+        mode, overlap, tile, batch_size, progress: Mosaic settings (:func:`~slidemap.evaluation.mosaic.iter_mosaic`);
+            ``tile`` defaults to the training window.
+        threshold: Probability threshold of the binary map; defaults to the checkpoint's.
+    """
+    tile = int(tile or model.window)
+    threshold = model.threshold if threshold is None else float(threshold)
+    block = block or Block(0, 0, *site.shape)
+    transform = site.transform @ Affine.translation(block.col0, block.row0)  # the block's upper-left pixel
+    read, valid = site_reader(site, model.normaliser, block)
+    start = time.perf_counter()
+    chunks = iter_mosaic(model.net, read, valid, tile, mode=mode, overlap=overlap, batch_size=batch_size,
+                         progress=progress, desc=f"{site.name} ({mode})")
+    prob, binary, paths = write_maps(out_dir, site.name, chunks, valid.shape, transform, site.crs, threshold)
+    n_tiles = tile_count(valid.shape, tile, mode, overlap)
+    elapsed = time.perf_counter() - start
+    log.info("%s: %d x %d px mosaic (%s, %d tiles of %d px) predicted and written in %.2f s (%.0f tiles/s)",
+             site.name, *valid.shape, mode, n_tiles, tile, elapsed, n_tiles / max(elapsed, 1e-9))
+    start = time.perf_counter()
+    label = site.label[block.slices] if site.label is not None else None
+    landslides = vectorise(binary, transform, site.crs, prob, label)
+    gpkg = write_gpkg(out_dir / f"{site.name}_landslides.gpkg", landslides, site.crs)
+    log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", site.name, len(landslides),
+             float(landslides.area_m2.sum()) / 1e6, time.perf_counter() - start)
+    return AreaMap(prob, binary, landslides, [*paths, gpkg], transform)
+
+
+def writable_folder(path: str | PathLike[str]) -> Path:
+    """Create ``path`` if needed and make sure files can be written in it."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(folder, "output folder is an existing file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise InputError(folder, f"output folder not writable: {err.strerror or err}") from err
+    return folder
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise InputError("device", f"unknown device {name!r}: use auto, cpu or cuda") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device", "cuda requested but no GPU is available")
+    return device
+
+
+def map_command(args: argparse.Namespace) -> int:
+    """``slidemap map --ckpt CKPT --scene SITE_DIR --out DIR``: maps of a whole scene, no inventory needed."""
+    from slidemap.data.reader import read_site
+    from slidemap.evaluation.checkpoint import load_checkpoint
+
+    start = time.perf_counter()
+    if not 0.0 < args.threshold < 1.0:
+        raise InputError("--threshold", f"must lie in (0, 1), got {args.threshold}")
+    if not 0.0 <= args.overlap < 1.0:
+        raise InputError("--overlap", f"must lie in [0, 1), got {args.overlap}")
+    out = writable_folder(args.out)
+    model = load_checkpoint(args.ckpt).to(pick_device("auto"))
+    t0 = time.perf_counter()
+    site = read_site(args.scene, require_label=False)
+    log.info("scene %s read in %.2f s", site.name, time.perf_counter() - t0)
+    result = map_area(model, site, out, mode="blend", overlap=args.overlap, threshold=args.threshold)
+    log.info("mapped %s (%d x %d px) with %s in %.2f s: %d landslide polygon(s) -> %s", site.name, *site.shape,
+             model.model_name, time.perf_counter() - start, len(result.landslides), out)
+    for path in result.paths:
+        print(path)
+    return 0

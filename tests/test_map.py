@@ -1,0 +1,196 @@
+"""`slidemap map`: maps of a scene without inventory from a checkpoint; bad input is one line, nothing half-written."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pyogrio.raw
+import pytest
+import rasterio
+import shapely
+from scipy import ndimage
+
+import fake_sites as fs
+from slidemap.cli import main
+from slidemap.models import UNet
+from test_eval import save_checkpoint, tiny_run
+
+OUTPUTS = ("_probability.tif", "_binary.tif", "_landslides.gpkg")
+
+
+def run_map(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["map", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(capsys, *argv: str) -> str:
+    """Run a failing `slidemap map`: exit 2, nothing on stdout, one line on stderr; return the message."""
+    code, out, err = run_map(capsys, *argv)
+    assert code == 2 and out == "", err
+    prefix = "slidemap map: error: "
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), err
+    return lines[0][len(prefix):]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """An untrained U-Net checkpoint (window 32): enough to exercise every path quickly."""
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", UNet(in_channels=5, base_filters=4))
+
+
+@pytest.fixture
+def scene(tmp_path) -> Path:
+    """The 16 x 20 px fake site without labels."""
+    return fs.make_site(tmp_path / "scenes" / "event", labels=None)
+
+
+# ---------------------------------------------------------------- happy paths
+
+
+def test_map_tiny_scene(capsys, ckpt, scene, tmp_path, caplog):
+    out = tmp_path / "maps"
+    with caplog.at_level(logging.INFO):
+        code, stdout, _ = run_map(capsys, "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(out))
+    assert code == 0
+    assert stdout.split() == [str(out / f"event{s}") for s in OUTPUTS]
+    assert leftovers(out) == sorted(f"event{s}" for s in OUTPUTS)  # no temporary files
+    with rasterio.open(out / "event_binary.tif") as src:
+        assert src.crs == rasterio.crs.CRS.from_string(fs.S2_CRS) and src.transform == fs.s2_transform()
+        assert (src.height, src.width) == fs.SHAPE
+    assert any("mapped event (16 x 20 px)" in r.getMessage() and " s:" in r.getMessage() for r in caplog.records)
+
+
+@pytest.fixture(scope="module")
+def synthetic_scene(synthetic_root, tmp_path_factory) -> Path:
+    """The synthetic china site copied without its inventory: what a responder has after an event."""
+    scene = tmp_path_factory.mktemp("scenes") / "jiuzhaigou"
+    scene.mkdir()
+    for name in ("s2.tif", "dem.tif"):
+        shutil.copy(synthetic_root / "china" / name, scene / name)
+    return scene
+
+
+@pytest.mark.slow
+def test_map_synthetic_scene_with_a_trained_checkpoint(capsys, tmp_path_factory, synthetic_root, synthetic_scene,
+                                                       tmp_path):
+    run = tiny_run(tmp_path_factory, synthetic_root)
+    out = tmp_path / "maps"
+    code, _, err = run_map(capsys, "--ckpt", str(run / "checkpoints" / "best.ckpt"), "--scene", str(synthetic_scene),
+                           "--out", str(out))
+    assert code == 0, err
+    assert leftovers(out) == sorted(f"jiuzhaigou{s}" for s in OUTPUTS)
+    with rasterio.open(synthetic_scene / "s2.tif") as s2:
+        crs, bounds, shape = s2.crs, s2.bounds, (s2.height, s2.width)
+    with rasterio.open(out / "jiuzhaigou_probability.tif") as p, rasterio.open(out / "jiuzhaigou_binary.tif") as b:
+        for src in (p, b):  # the whole scene, on the scene's own grid
+            assert src.crs == crs and src.bounds == bounds and (src.height, src.width) == shape
+            assert src.overviews(1)
+        prob, binary = p.read(1), b.read(1)
+    assert np.isfinite(prob).all() and np.array_equal(binary, (prob >= 0.5).astype(np.uint8))
+    gpkg = out / "jiuzhaigou_landslides.gpkg"
+    meta, _, wkb, fields = pyogrio.raw.read(gpkg)
+    assert "hits_inventory" not in list(meta["fields"])  # no inventory, no such column
+    assert len(wkb) == ndimage.label(binary == 1)[1]
+    area = fields[list(meta["fields"]).index("area_m2")]
+    assert area.sum() == pytest.approx((binary == 1).sum() * 100.0)
+    assert shapely.area(shapely.from_wkb(wkb)) == pytest.approx(area)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_missing_and_corrupt_checkpoints(capsys, scene, tmp_path):
+    out = tmp_path / "maps"
+    missing = tmp_path / "none.ckpt"
+    assert error_line(capsys, "--ckpt", str(missing), "--scene", str(scene), "--out", str(out)) == \
+        f"{missing}: checkpoint not found"
+    corrupt = tmp_path / "bad.ckpt"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    assert "cannot read checkpoint" in error_line(capsys, "--ckpt", str(corrupt), "--scene", str(scene),
+                                                  "--out", str(out))
+    assert leftovers(out) == []
+
+
+def test_checkpoint_whose_channels_do_not_fit(capsys, scene, tmp_path):
+    wide = save_checkpoint(tmp_path / "wide.ckpt", UNet(in_channels=6, base_filters=4))
+    msg = error_line(capsys, "--ckpt", str(wide), "--scene", str(scene), "--out", str(tmp_path / "maps"))
+    assert msg == f"{wide}: channel mismatch inside the checkpoint: the network takes 6 channels but 5 are " \
+                  "recorded (B2, B3, B4, B8, slope)"
+    odd = save_checkpoint(tmp_path / "odd.ckpt", UNet(in_channels=5, base_filters=4),
+                          channels=["B2", "B3", "B4", "B11", "slope"])
+    assert "unknown channel(s) ['B11']" in error_line(capsys, "--ckpt", str(odd), "--scene", str(scene),
+                                                      "--out", str(tmp_path / "maps"))
+
+
+def test_scene_missing_a_band_the_dem_or_its_crs(capsys, ckpt, tmp_path):
+    three = fs.make_site(tmp_path / "three", labels=None, bands=fs.constant_bands(fs.DN[:3]))
+    out = tmp_path / "maps"
+    assert "has 3 band(s); need at least 4" in error_line(capsys, "--ckpt", str(ckpt), "--scene", str(three),
+                                                          "--out", str(out))
+    no_dem = fs.make_site(tmp_path / "nodem", labels=None)
+    (no_dem / "dem.tif").unlink()
+    assert error_line(capsys, "--ckpt", str(ckpt), "--scene", str(no_dem), "--out", str(out)).startswith(
+        f"{no_dem / 'dem.tif'}: missing")
+    no_crs = tmp_path / "nocrs"
+    fs.write_raster(no_crs / "s2.tif", fs.constant_bands(fs.DN), None, fs.s2_transform())
+    shutil.copy(no_dem.parent / "three" / "dem.tif", no_crs / "dem.tif")
+    assert error_line(capsys, "--ckpt", str(ckpt), "--scene", str(no_crs), "--out", str(out)) == \
+        f"{no_crs / 's2.tif'}: has no CRS; every input must be georeferenced"
+    assert leftovers(out) == []
+
+
+def test_output_folder_not_writable(capsys, ckpt, scene, tmp_path):
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    assert error_line(capsys, "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(a_file)) == \
+        f"{a_file}: output folder is an existing file"
+    assert error_line(capsys, "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(a_file / "maps")).startswith(
+        f"{a_file / 'maps'}: output folder not writable")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder(capsys, ckpt, scene, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    assert error_line(capsys, "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(locked)).startswith(
+        f"{locked}: output folder not writable")
+
+
+def test_nothing_half_written_when_prediction_fails(capsys, ckpt, monkeypatch, tmp_path):
+    """A failure mid-mosaic leaves neither the maps nor their temporary files behind."""
+    scene, shape, t = tmp_path / "big", (70, 20), fs.s2_transform()  # three row bands of 32 px tiles
+    fs.write_raster(scene / "s2.tif", fs.constant_bands(fs.DN, shape=shape), fs.S2_CRS, t, nodata=0)
+    fs.write_dem_geographic(scene / "dem.tif", fs.S2_CRS, t, shape, fs.plane(0.1, 0.0))
+    calls = []
+
+    def flaky(net, tiles):
+        calls.append(len(tiles))
+        if len(calls) > 1:
+            raise RuntimeError("out of memory")
+        return np.zeros(tiles.shape[:1] + tiles.shape[2:], np.float32)
+
+    monkeypatch.setattr("slidemap.evaluation.mosaic.predict_tiles", flaky)
+    out = tmp_path / "maps"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        main(["map", "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(out)])
+    assert len(calls) == 2 and leftovers(out) == []
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--threshold", "1.5", "--threshold: must lie in (0, 1), got 1.5"),
+    ("--overlap", "1", "--overlap: must lie in [0, 1), got 1.0"),
+])
+def test_bad_threshold_or_overlap(capsys, ckpt, scene, tmp_path, flag, value, message):
+    assert error_line(capsys, "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(tmp_path / "m"),
+                      flag, value) == message
