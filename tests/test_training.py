@@ -205,3 +205,48 @@ def test_window_larger_than_a_test_area_fails_before_training(tmp_path):
     assert done.returncode == 2
     assert "window 32 px is larger than the test area of site 'tiny'" in done.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_rerun_skips_a_finished_run_and_resumes_an_interrupted_one(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    args = tiny(synthetic_root, "logger=none", "model.net.base_filters=8", "scenario=china", f"hydra.run.dir={out}")
+    assert train(args, tmp_path).returncode == 0
+    first = (out / "metrics.json").stat().st_mtime_ns
+    again = train(args, tmp_path)
+    assert again.returncode == 0 and "is complete" in again.stdout + again.stderr
+    assert (out / "metrics.json").stat().st_mtime_ns == first  # not re-run
+    # An interruption after the epoch checkpoints but before the results: training continues from last.ckpt.
+    (out / "metrics.json").unlink()
+    resumed = train([*args, "trainer.max_epochs=3", "callbacks.early_stopping.patience=10"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from"] == str(out / "checkpoints" / "last.ckpt")
+    assert metrics["epochs"] == 3
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_completes_when_run_again(synthetic_root, tmp_path):
+    import signal
+    import time
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", "scenario=china,japan", "model.net.base_filters=8", f"hydra.sweep.dir={sweep}",
+            *tiny(synthetic_root, "logger=none")]
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = sweep / "unet-64-china" / "metrics.json"
+    deadline = time.monotonic() + 300
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.exists(), "the first job never finished"
+    stamp = first.stat().st_mtime_ns
+    done = train(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for job in ("unet-64-china", "unet-64-japan"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["areas"]
+    assert first.stat().st_mtime_ns == stamp  # the finished job was skipped, not repeated
+    assert not list(sweep.rglob("*.tmp*")), "a half-written file was left behind"

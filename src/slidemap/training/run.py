@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from slidemap.data.datamodule import SiteDataModule
 from slidemap.errors import InputError
 from slidemap.training.module import LandslideModule
-from slidemap.training.outputs import stitch, write_metrics, write_prediction
+from slidemap.io import atomic_path
+from slidemap.training.outputs import METRICS_FILE, stitch, write_metrics, write_prediction
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
 
 log = logging.getLogger(__name__)
+
+WANDB_ID_FILE = "wandb_run_id.txt"
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -37,6 +42,17 @@ def _sweep_group() -> str | None:
     return None
 
 
+def _wandb_run_id(out: Path) -> str:
+    """The run directory's W&B run id, kept in a file so a resumed job continues the same W&B run."""
+    id_file = out / WANDB_ID_FILE
+    if id_file.exists():
+        return id_file.read_text().strip()
+    run_id = uuid.uuid4().hex[:8]  # W&B run ids: short lowercase alphanumerics
+    with atomic_path(id_file) as tmp:
+        tmp.write_text(run_id)
+    return run_id
+
+
 def build_loggers(cfg: DictConfig, out: Path) -> list[Any]:
     """Loggers from ``cfg.logger`` (a mapping of name -> instantiable); W&B defaults to offline mode."""
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -45,7 +61,7 @@ def build_loggers(cfg: DictConfig, out: Path) -> list[Any]:
     for name, conf in (cfg.get("logger") or {}).items():
         kwargs: dict[str, Any] = {}
         if name == "wandb":
-            kwargs = {"save_dir": str(out), "group": _sweep_group()}
+            kwargs = {"save_dir": str(out), "group": _sweep_group(), "id": _wandb_run_id(out), "resume": "allow"}
         logger = instantiate(conf, **kwargs)
         if name == "wandb":  # the whole resolved config, so runs can be filtered by any setting
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -83,13 +99,43 @@ def resolve_precision(requested: str | int, accelerator: str) -> str | int:
     return "bf16-mixed" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "32-true"
 
 
+def completed_run(out: Path) -> dict[str, Any] | None:
+    """The run's result record if the run finished (metrics.json is written last, atomically), else None."""
+    path = out / METRICS_FILE
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if record.get("areas") else None
+
+
+def resume_checkpoint(out: Path) -> str | None:
+    """The last epoch checkpoint of an interrupted run in ``out``, to continue training from it."""
+    last = out / "checkpoints" / "last.ckpt"
+    return str(last) if last.is_file() else None
+
+
 def run(cfg: DictConfig) -> float:
-    """Train and test one model x window x scenario; returns the best validation F1 (for sweepers)."""
+    """Train and test one model x window x scenario; returns the best validation F1 (for sweepers).
+
+    Re-running into the same directory (e.g. a sweep re-launched with the same ``hydra.sweep.dir``) skips a
+    finished run and continues an interrupted one from its last checkpoint (``resume=false`` starts afresh).
+    """
     start = time.perf_counter()
     check_choices(cfg)
     threads = share_cores()
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    resume = bool(cfg.get("resume", True))
+    done = completed_run(out) if resume else None
+    if done is not None:
+        log.info("run %s is complete (%s): skipped", out.name, out / METRICS_FILE)
+        return float(done.get("val_f1", float("nan")))
+    fit_from = resume_checkpoint(out) if resume else None
+    if fit_from:
+        log.info("run %s resumes from %s", out.name, fit_from)
     pl.seed_everything(cfg.seed, workers=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -111,7 +157,7 @@ def run(cfg: DictConfig) -> float:
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
                                       default_root_dir=str(out), precision=precision)
     try:
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=fit_from)
         ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_arg = ckpt if ckpt else None
         val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)
@@ -127,7 +173,7 @@ def run(cfg: DictConfig) -> float:
         payload = {
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
             "seed": int(cfg.seed), "epochs": int(trainer.current_epoch), "precision": str(precision),
-            "threads": threads,
+            "threads": threads, "resumed_from": fit_from,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
             "val_f1": val_f1, "train_sites": list(cfg.scenario.train_sites or data.sites),
             "areas": module.test_results,
