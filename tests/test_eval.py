@@ -22,7 +22,7 @@ from rasterio.crs import CRS
 from scipy import ndimage
 from torch import nn
 
-from slidemap.data.datamodule import split_sites
+from slidemap.data.split import split_sites
 from slidemap.data.patches import Normaliser, cut_patches
 from slidemap.data.reader import read_site
 from slidemap.data.split import Block

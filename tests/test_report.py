@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from slidemap.cli import main
-from slidemap.data.datamodule import split_sites
+from slidemap.data.split import split_sites
 from slidemap.data.reader import read_sites
 from slidemap.errors import InputError
 from slidemap.reporting.figures import FN, FP, NODATA, TN, TP, figure_data, outcome_map

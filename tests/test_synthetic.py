@@ -14,7 +14,7 @@ from pyproj import Transformer
 from shapely.geometry import box, shape
 
 from slidemap.cli import scenarios_for
-from slidemap.data.datamodule import split_sites
+from slidemap.data.split import split_sites
 from slidemap.data.reader import read_sites
 from slidemap.errors import InputError
 from slidemap.data.synthetic import ensure_synthetic, write_synthetic

@@ -139,7 +139,7 @@ def test_single_run_writes_every_artefact(synthetic_root, tmp_path):
     assert (out / ".hydra" / "config.yaml").is_file()
     import rasterio
 
-    from slidemap.data.datamodule import split_sites
+    from slidemap.data.split import split_sites
     from slidemap.data.reader import read_site
 
     site = read_site(synthetic_root / "japan")

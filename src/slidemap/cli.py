@@ -48,7 +48,7 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    from slidemap.data.datamodule import split_sites
+    from slidemap.data.split import split_sites
     from slidemap.evaluation.baseline import run_baseline
     from slidemap.reporting.describe import format_baseline
 

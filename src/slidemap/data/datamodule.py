@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from slidemap.data.patches import Normaliser, Patches, cut_patches, fit_normaliser
 from slidemap.data.reader import read_sites
 from slidemap.data.site import DEFAULT_CHANNELS, Site
-from slidemap.data.split import SiteSplit, SplitConfig, split_site
+from slidemap.data.split import SiteSplit, split_sites
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -31,17 +31,6 @@ class PreparedData:
     train: Patches
     val: Patches
     test: dict[str, Patches]
-
-
-def split_sites(sites: dict[str, Site]) -> dict[str, SiteSplit]:
-    """Each site's train/val/test blocks, honouring its ``site.yaml`` split settings."""
-    return {name: split_site(site.shape, SplitConfig.from_meta(site.meta, _site_file(site, "site.yaml")))
-            for name, site in sites.items()}
-
-
-def _site_file(site: Site, filename: str) -> str:
-    folder = site.meta.get("path")
-    return str(Path(folder) / filename) if folder else f"{site.name}/{filename}"
 
 
 def check_window(sites: dict[str, Site], splits: dict[str, SiteSplit], window: int) -> None:

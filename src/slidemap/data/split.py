@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from slidemap.errors import InputError
+
+if TYPE_CHECKING:
+    from slidemap.data.site import Site
 
 WINDOWS: tuple[int, ...] = (32, 64, 128)
 """The paper's patch sizes."""
@@ -119,3 +123,14 @@ def split_site(shape: tuple[int, int], config: SplitConfig = SplitConfig()) -> S
         return Block(starts[name], 0, lengths[name], cols)
 
     return SiteSplit(train=block("train"), val=block("val"), test=block("test"), axis=axis)
+
+
+def split_sites(sites: dict[str, Site]) -> dict[str, SiteSplit]:
+    """Each site's train/val/test blocks, honouring its ``site.yaml`` split settings."""
+    return {name: split_site(site.shape, SplitConfig.from_meta(site.meta, _site_file(site, "site.yaml")))
+            for name, site in sites.items()}
+
+
+def _site_file(site: Site, filename: str) -> str:
+    folder = site.meta.get("path")
+    return str(Path(folder) / filename) if folder else f"{site.name}/{filename}"

@@ -16,7 +16,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from slidemap.data.datamodule import split_sites
+from slidemap.data.split import split_sites
 from slidemap.data.patches import Normaliser, fit_normaliser
 from slidemap.data.reader import read_sites
 from slidemap.data.site import Site

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slidemap.data.datamodule import split_sites
+from slidemap.data.split import split_sites
 from slidemap.data.site import Site
 from slidemap.data.split import WINDOWS
 

@@ -67,7 +67,7 @@ def data_root(runs: list[dict[str, Any]]) -> tuple[Path | None, list[str] | None
 
 def load_sites(runs: list[dict[str, Any]]) -> tuple[dict[str, Site], dict[str, SiteSplit], str]:
     """The runs' sites and splits and where they were read, or empty dicts and why not (the report goes on)."""
-    from slidemap.data.datamodule import split_sites
+    from slidemap.data.split import split_sites
     from slidemap.data.reader import read_sites
 
     root, names, why = data_root(runs)
