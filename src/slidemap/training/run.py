@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from slidemap.data.datamodule import SiteDataModule
 from slidemap.errors import InputError
-from slidemap.training.module import LandslideModule
 from slidemap.io import atomic_path
+from slidemap.training.module import LandslideModule
 from slidemap.training.outputs import METRICS_FILE, stitch, write_metrics, write_prediction
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
 
@@ -143,13 +143,14 @@ def run(cfg: DictConfig) -> float:
     datamodule.setup()  # reads and checks the data (e.g. window vs test area) before any training
     net = instantiate(cfg.model.net, in_channels=datamodule.in_channels)
     data = datamodule.data
+    train_sites = list(cfg.scenario.train_sites or data.sites)
     module = LandslideModule(
         net, test_areas=datamodule.test_areas, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
         pos_weight=cfg.loss.pos_weight, threshold=cfg.threshold, model_name=cfg.model.name,
         channels_last=bool(cfg.get("channels_last", True)),
         data_info={"channels": list(datamodule.channels), "window": datamodule.window,
                    "normaliser": data.normaliser.to_dict(), "scenario": str(cfg.scenario.name),
-                   "train_sites": list(cfg.scenario.train_sites or data.sites)},
+                   "train_sites": train_sites},
     )
     loggers = build_loggers(cfg, out)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
@@ -175,11 +176,11 @@ def run(cfg: DictConfig) -> float:
             "seed": int(cfg.seed), "epochs": int(trainer.current_epoch), "precision": str(precision),
             "threads": threads, "resumed_from": fit_from,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
-            "val_f1": val_f1, "train_sites": list(cfg.scenario.train_sites or data.sites),
+            "val_f1": val_f1, "train_sites": train_sites,
             "areas": module.test_results,
         }
-        write_metrics(out, payload)
         log_predictions_to_wandb(loggers, module.test_results, maps, data)
+        write_metrics(out, payload)  # last: its presence marks the run complete (resume skips it)
         log.info("run %s done in %.1f s: F1 %s", out.name, payload["wall_time_s"],
                  {a: round(m["f1"], 3) for a, m in module.test_results.items()})
         return val_f1
