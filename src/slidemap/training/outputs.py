@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from slidemap.data.patches import Patches
 from slidemap.data.site import Site
 from slidemap.data.split import Block
-from slidemap.io import atomic_path, write_json
+from slidemap.io import write_json
+from slidemap.predict import write_maps
 
 METRICS_FILE = "metrics.json"
 
@@ -30,25 +30,15 @@ def stitch(patches: Patches, probs: np.ndarray, block: Block) -> np.ndarray:
 
 
 def write_prediction(out_dir: Path, site: Site, block: Block, prob: np.ndarray, threshold: float = 0.5) -> list[Path]:
-    """Probability (float32, NaN nodata) and binary (uint8, 255 nodata) GeoTIFFs on the site's own grid."""
+    """Probability (float32, NaN nodata) and binary (uint8, 255 nodata) GeoTIFFs of a block on the site's grid.
+
+    The same writer as ``slidemap map`` (tiled, compressed, overviews, atomic), so every map opens alike.
+    """
     rows, cols = block.slices
-    valid = site.valid[rows, cols] & np.isfinite(prob)
+    prob = np.where(site.valid[rows, cols], prob, np.nan).astype(np.float32)
     transform = window_transform(Window(block.col0, block.row0, block.cols, block.rows), site.transform)
-    common = dict(driver="GTiff", width=block.cols, height=block.rows, count=1, crs=site.crs, transform=transform,
-                  tiled=True, blockxsize=256, blockysize=256, compress="deflate")
-    written = []
-    prob_path = out_dir / f"{site.name}_probability.tif"
-    with atomic_path(prob_path) as tmp:
-        with rasterio.open(tmp, "w", dtype="float32", nodata=float("nan"), **common) as dst:
-            dst.write(np.where(valid, prob, np.nan).astype(np.float32), 1)
-    written.append(prob_path)
-    bin_path = out_dir / f"{site.name}_binary.tif"
-    binary = np.where(valid, (np.nan_to_num(prob) >= threshold).astype(np.uint8), 255).astype(np.uint8)
-    with atomic_path(bin_path) as tmp:
-        with rasterio.open(tmp, "w", dtype="uint8", nodata=255, **common) as dst:
-            dst.write(binary, 1)
-    written.append(bin_path)
-    return written
+    _, _, paths = write_maps(out_dir, site.name, [(0, prob)], prob.shape, transform, site.crs, threshold)
+    return paths
 
 
 def write_metrics(out_dir: Path, payload: dict[str, Any]) -> Path:
