@@ -171,18 +171,12 @@ def test_malformed_site_yaml(capsys, tmp_path):
     assert line.startswith(f"{folder / 'site.yaml'}: malformed YAML")
 
 
-def test_bad_split_option(capsys, tmp_path):
-    folder = fs.make_site(tmp_path / "a")
-    fs.write_yaml(folder, {"split": {"axis": "diagonal"}})
-    line = one_error_line(capsys, "describe", str(tmp_path))
-    assert line.endswith("site.yaml: split axis must be auto, rows or cols, got 'diagonal'")
-
-
 def test_bad_split_option_names_the_real_file(capsys, tmp_path):
     folder = fs.make_site(tmp_path / "a")
     fs.write_yaml(folder, {"split": {"axis": "diagonal"}})
     line = one_error_line(capsys, "describe", str(tmp_path))
     assert line.startswith(f"{folder / 'site.yaml'}: ")
+    assert line.endswith("site.yaml: split axis must be auto, rows or cols, got 'diagonal'")
 
 
 def test_non_numeric_split_fraction(capsys, tmp_path):

@@ -75,8 +75,8 @@ def build_site(spec: SiteSpec, seed: int, scale: float) -> dict:
     if spec.name == "japan":  # a swath-edge wedge of no-data, as real tiles have
         rr, cc = np.mgrid[0:rows, 0:cols]
         dn[:, (rr + cc) < 0.08 * (rows + cols)] = 0
-    a, b, _, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
-    world = [affinity.affine_transform(p, [a, b, d, e, transform.c, f]) for p in polys]
+    pixel_to_world = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]  # shapely order
+    world = [affinity.affine_transform(p, pixel_to_world) for p in polys]
     return {"dn": dn, "transform": transform, "crs": crs, "dem": dem, "dem_transform": dem_transform,
             "polygons": world}
 
