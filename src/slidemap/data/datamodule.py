@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -128,6 +129,39 @@ class SiteDataModule(pl.LightningDataModule):
     @property
     def in_channels(self) -> int:
         return len(self.channels)
+
+    @property
+    def train_site_names(self) -> list[str]:
+        """The sites whose training areas train the model (all of them for scenario ``all``)."""
+        assert self.data is not None, "call setup() first"
+        return list(self.train_sites if self.train_sites is not None else self.data.sites)
+
+    def checkpoint_info(self) -> dict[str, Any]:
+        """What a checkpoint must carry to map new data later: channels, window, normaliser, training sites."""
+        assert self.data is not None, "call setup() first"
+        return {"channels": list(self.channels), "window": self.window,
+                "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names}
+
+    def write_test_outputs(self, out_dir: Path, predictions: list[list[torch.Tensor]],
+                           threshold: float) -> dict[str, np.ndarray]:
+        """Stitch each test area's patch predictions into GeoTIFF maps on the site's grid.
+
+        Returns one preview image per area (inventory | probability, values 0..1) for the experiment logger.
+        """
+        from slidemap.training.outputs import stitch, write_prediction
+
+        assert self.data is not None, "call setup() first"
+        previews = {}
+        for name, batches in zip(self.test_areas, predictions):
+            probs = torch.cat(list(batches)).numpy() if batches else np.zeros((0, 1, 1), np.float32)
+            block = self.data.splits[name].test
+            prob = stitch(self.data.test[name], probs, block)
+            write_prediction(out_dir / "predictions", self.data.sites[name], block, prob, threshold)
+            site = self.data.sites[name]
+            label = site.label if site.label is not None else np.zeros(site.shape, np.uint8)
+            rows, cols = block.slices
+            previews[name] = np.concatenate([label[rows, cols].astype(np.float32), np.nan_to_num(prob)], axis=1)
+        return previews
 
     def train_dataloader(self) -> DataLoader:
         assert self.data is not None

@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -21,7 +20,7 @@ from slidemap.data.datamodule import SiteDataModule
 from slidemap.errors import InputError
 from slidemap.io import atomic_path
 from slidemap.training.module import LandslideModule
-from slidemap.training.outputs import METRICS_FILE, stitch, write_metrics, write_prediction
+from slidemap.training.outputs import METRICS_FILE, write_metrics
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
 
 log = logging.getLogger(__name__)
@@ -142,15 +141,12 @@ def run(cfg: DictConfig) -> float:
     datamodule: SiteDataModule = instantiate(cfg.data)
     datamodule.setup()  # reads and checks the data (e.g. window vs test area) before any training
     net = instantiate(cfg.model.net, in_channels=datamodule.in_channels)
-    data = datamodule.data
-    train_sites = list(cfg.scenario.train_sites or data.sites)
+    train_sites = datamodule.train_site_names
     module = LandslideModule(
         net, test_areas=datamodule.test_areas, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
         pos_weight=cfg.loss.pos_weight, threshold=cfg.threshold, model_name=cfg.model.name,
         channels_last=bool(cfg.get("channels_last", True)),
-        data_info={"channels": list(datamodule.channels), "window": datamodule.window,
-                   "normaliser": data.normaliser.to_dict(), "scenario": str(cfg.scenario.name),
-                   "train_sites": train_sites},
+        data_info={**datamodule.checkpoint_info(), "scenario": str(cfg.scenario.name)},
     )
     loggers = build_loggers(cfg, out)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
@@ -165,12 +161,7 @@ def run(cfg: DictConfig) -> float:
         val_f1 = float(val[0]["val/f1"]) if val else float("nan")
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)
         predictions = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_arg)
-        maps = {}
-        for name, batches in zip(datamodule.test_areas, predictions):
-            probs = torch.cat(list(batches)).numpy() if batches else np.zeros((0, 1, 1), np.float32)
-            block = data.splits[name].test
-            maps[name] = stitch(data.test[name], probs, block)
-            write_prediction(out / "predictions", data.sites[name], block, maps[name], cfg.threshold)
+        previews = datamodule.write_test_outputs(out, predictions, cfg.threshold)
         payload = {
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
             "seed": int(cfg.seed), "epochs": int(trainer.current_epoch), "precision": str(precision),
@@ -179,7 +170,7 @@ def run(cfg: DictConfig) -> float:
             "val_f1": val_f1, "train_sites": train_sites,
             "areas": module.test_results,
         }
-        log_predictions_to_wandb(loggers, module.test_results, maps, data)
+        log_predictions_to_wandb(loggers, module.test_results, previews)
         write_metrics(out, payload)  # last: its presence marks the run complete (resume skips it)
         log.info("run %s done in %.1f s: F1 %s", out.name, payload["wall_time_s"],
                  {a: round(m["f1"], 3) for a, m in module.test_results.items()})

@@ -16,23 +16,17 @@ def _wandb_loggers(loggers: list[Any]) -> list[Any]:
     return [lg for lg in loggers if isinstance(lg, WandbLogger)]
 
 
-def log_predictions_to_wandb(loggers: list[Any], results: dict, maps: dict[str, np.ndarray], data: Any) -> None:
-    """Summary keys ``test/<area>/<metric>`` and one image per test area (label | probability)."""
+def log_predictions_to_wandb(loggers: list[Any], results: dict, previews: dict[str, np.ndarray]) -> None:
+    """Summary keys ``test/<area>/<metric>`` and one preview image per test area (values 0..1)."""
     for lg in _wandb_loggers(loggers):
         run = lg.experiment
         for area, metrics in results.items():
             for key, value in metrics.items():
                 run.summary[f"test/{area}/{key}"] = value
-        images, captions = [], []
-        for name, prob in maps.items():
-            block = data.splits[name].test
-            rows, cols = block.slices
-            label = data.sites[name].label[rows, cols].astype(np.float32)
-            panel = np.concatenate([label, np.nan_to_num(prob)], axis=1)
-            images.append((panel * 255).astype(np.uint8))
-            captions.append(f"{name}: inventory | probability")
-        if images:
-            lg.log_image(key="test/predictions", images=images, caption=captions)
+        if previews:
+            lg.log_image(key="test/predictions", images=[(np.clip(p, 0, 1) * 255).astype(np.uint8)
+                                                         for p in previews.values()],
+                         caption=[f"{name}: inventory | probability" for name in previews])
 
 
 def finish_wandb(loggers: list[Any]) -> None:
