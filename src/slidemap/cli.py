@@ -74,6 +74,7 @@ def _map(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from slidemap.data.synthetic import DEFAULT_SCALE, DEFAULT_SEED
+    from slidemap.ingest.command import add_site_parser
 
     parser = argparse.ArgumentParser(prog="slidemap", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -106,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction of the blended mosaic")
     p.set_defaults(func=_map)
+
+    add_site_parser(sub)
     return parser
 
 

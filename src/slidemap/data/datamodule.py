@@ -18,6 +18,7 @@ from slidemap.data.reader import read_sites
 from slidemap.data.site import DEFAULT_CHANNELS, Site
 from slidemap.data.split import SiteSplit, split_sites
 from slidemap.errors import InputError
+from slidemap.training.distributed import eval_sampler
 
 log = logging.getLogger(__name__)
 
@@ -172,12 +173,20 @@ class SiteDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         assert self.data is not None
-        return DataLoader(_dataset(self.data.val), batch_size=self.eval_batch_size, num_workers=self.num_workers)
+        return self._eval_loader(self.data.val)
 
     def test_dataloader(self) -> list[DataLoader]:
         assert self.data is not None
-        return [DataLoader(_dataset(p), batch_size=self.eval_batch_size, num_workers=self.num_workers)
-                for p in self.data.test.values()]
+        return [self._eval_loader(p) for p in self.data.test.values()]
+
+    def _eval_loader(self, patches: Patches) -> DataLoader:
+        """Every patch once, in order (sharded without repeats under DDP, so pooled counts are exact)."""
+        dataset = _dataset(patches)
+        return DataLoader(dataset, batch_size=self.eval_batch_size, sampler=eval_sampler(dataset),
+                          num_workers=self.num_workers)
 
     def predict_dataloader(self) -> list[DataLoader]:
-        return self.test_dataloader()
+        """Every test area in order, unsharded: maps are made by one process (rank 0 under DDP)."""
+        assert self.data is not None
+        return [DataLoader(_dataset(p), batch_size=self.eval_batch_size, num_workers=self.num_workers)
+                for p in self.data.test.values()]

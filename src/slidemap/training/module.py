@@ -82,12 +82,12 @@ class LandslideModule(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         loss, logits = self._loss(batch)
         n_valid = batch[2].sum().clamp_min(1)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=int(n_valid))
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=int(n_valid), sync_dist=True)
         self.val_stats.update(torch.sigmoid(logits), self._masked_target(batch[1], batch[2]))
 
     def on_validation_epoch_end(self) -> None:
         tp, fp, _, fn, _ = self.val_stats.compute().tolist()
-        self.log("val/f1", scores(tp, fp, fn)["f1"], prog_bar=True)
+        self.log("val/f1", scores(tp, fp, fn)["f1"], prog_bar=True, sync_dist=True)
         self.val_stats.reset()
 
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -108,7 +108,7 @@ class LandslideModule(pl.LightningModule):
         results["all"] = {**scores(totals["tp"], totals["fp"], totals["fn"]), **totals}
         for area, metrics in results.items():
             for key in ("precision", "recall", "f1", "iou"):
-                self.log(f"test/{area}/{key}", metrics[key], add_dataloader_idx=False)
+                self.log(f"test/{area}/{key}", metrics[key], add_dataloader_idx=False, sync_dist=True)
         self.test_results = results
 
     def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:

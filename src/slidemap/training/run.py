@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from slidemap.data.datamodule import SiteDataModule
 from slidemap.errors import InputError
 from slidemap.io import atomic_path
+from slidemap.training.distributed import distributed_session, install_hydra_child_command
 from slidemap.training.module import LandslideModule
 from slidemap.training.outputs import METRICS_FILE, write_metrics
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
@@ -68,15 +69,25 @@ def build_loggers(cfg: DictConfig, out: Path) -> list[Any]:
     return loggers
 
 
-def share_cores() -> int:
-    """Give each of a parallel launcher's jobs its share of the cores, so jobs do not oversubscribe threads."""
+def local_processes(trainer_cfg: Any) -> int:
+    """Processes this run starts on this machine: the device count under DDP on CPU, else 1."""
+    strategy = trainer_cfg.get("strategy") if trainer_cfg is not None else None
+    name = str(strategy.get("_target_", "") if hasattr(strategy, "get") else strategy or "").lower()
+    if "ddp" in name and str(trainer_cfg.get("accelerator", "cpu")) == "cpu":
+        return max(1, int(trainer_cfg.get("devices", 1)))
+    return 1
+
+
+def share_cores(processes: int = 1) -> int:
+    """Give each of a parallel launcher's jobs (and each DDP process of a job) its share of the cores, so
+    processes do not oversubscribe threads."""
     n_jobs = 1
     if HydraConfig.initialized():
         launcher = HydraConfig.get().launcher
         n_jobs = int(launcher.get("n_jobs", 1) or 1) if hasattr(launcher, "get") else 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n_jobs = cores if n_jobs < 0 else n_jobs  # joblib's -1 = one job per core
-    threads = max(1, cores // max(1, n_jobs))
+    threads = max(1, cores // max(1, n_jobs * processes))
     torch.set_num_threads(threads)
     return threads
 
@@ -116,7 +127,30 @@ def resume_checkpoint(out: Path) -> str | None:
     return str(last) if last.is_file() else None
 
 
+@torch.no_grad()
+def predict_areas(trainer: pl.Trainer, module: LandslideModule, datamodule: Any) -> list[list[torch.Tensor]]:
+    """Probabilities of every test patch, batch by batch per area, under the trainer's precision.
+
+    A plain loop in this process (not ``trainer.predict``): under DDP each rank would only see its shard.
+    """
+    module.eval()
+    areas = []
+    for loader in datamodule.predict_dataloader():
+        batches = []
+        for batch in loader:
+            with trainer.precision_plugin.forward_context():
+                batches.append(torch.sigmoid(module(batch[0].to(module.device))).float().cpu())
+        areas.append(batches)
+    return areas
+
+
 def run(cfg: DictConfig) -> float:
+    """Train one model x window x scenario in its run directory (see :func:`run_job`)."""
+    with distributed_session():
+        return run_job(cfg)
+
+
+def run_job(cfg: DictConfig) -> float:
     """Train and test one model x window x scenario; returns the best validation F1 (for sweepers).
 
     Re-running into the same directory (e.g. a sweep re-launched with the same ``hydra.sweep.dir``) skips a
@@ -124,7 +158,8 @@ def run(cfg: DictConfig) -> float:
     """
     start = time.perf_counter()
     check_choices(cfg)
-    threads = share_cores()
+    install_hydra_child_command()  # DDP ranks join this run's directory (no-op without DDP)
+    threads = share_cores(local_processes(cfg.get("trainer")))
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     resume = bool(cfg.get("resume", True))
@@ -154,18 +189,25 @@ def run(cfg: DictConfig) -> float:
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
                                       default_root_dir=str(out), precision=precision)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=fit_from)
-        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        test_ckpt = cfg.get("test_ckpt")
+        if test_ckpt:  # score a given checkpoint, no training
+            ckpt = str(Path(test_ckpt).resolve())
+            if not Path(ckpt).is_file():
+                raise InputError(test_ckpt, "checkpoint not found (test_ckpt)")
+        else:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=fit_from)
+            ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_arg = ckpt if ckpt else None
         val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)
         val_f1 = float(val[0]["val/f1"]) if val else float("nan")
-        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)
-        predictions = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_arg)
-        previews = datamodule.write_test_outputs(out, predictions, cfg.threshold)
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)  # loads the best weights
+        if not trainer.is_global_zero:  # DDP: rank 0 alone writes maps and results
+            return val_f1
+        previews = datamodule.write_test_outputs(out, predict_areas(trainer, module, datamodule), cfg.threshold)
         payload = {
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
             "seed": int(cfg.seed), "epochs": int(trainer.current_epoch), "precision": str(precision),
-            "threads": threads, "resumed_from": fit_from,
+            "threads": threads, "processes": int(trainer.world_size), "resumed_from": fit_from,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
             "val_f1": val_f1, "train_sites": train_sites,
             "areas": module.test_results,

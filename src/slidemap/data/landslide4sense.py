@@ -1,0 +1,346 @@
+"""Landslide4Sense (iarai, 2022) as a ready train/valid/test split: HDF5 patches -> normalised windows -> loaders.
+
+The official layout is ``{TrainData,ValidData,TestData}/img/image_N.h5`` (key ``img``, (128, 128, 14): Sentinel-2
+B1..B12, then slope, then DEM) with ``.../mask/mask_N.h5`` (key ``mask``, 0/1, (128, 128)). It is not a site
+(no georeference, no regions), so it gets its own DataModule with the interface of ``SiteDataModule``:
+TrainData trains (and alone sets the normalisation), ValidData drives early stopping, TestData is one test area.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+
+from slidemap.data.patches import Normaliser, Patches
+from slidemap.data.site import CHANNELS, DEFAULT_CHANNELS
+from slidemap.errors import InputError
+
+log = logging.getLogger(__name__)
+
+STORED: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "slope", "dem")
+"""The 14 channels of an ``image_N.h5``, in stored order (the official README: bands 13 = slope, 14 = DEM)."""
+
+PATCH = 128
+SPLITS = {"train": "TrainData", "val": "ValidData", "test": "TestData"}
+AREA = "landslide4sense"
+_STAT_CHUNK = 256  # images per step when fitting the normaliser: bounded float64 temporaries on 3799 patches
+
+
+@dataclass(frozen=True)
+class L4SSplit:
+    """One split in memory: the chosen channels (N, C, 128, 128) float32 (0 where invalid), masks, validity."""
+
+    x: np.ndarray
+    y: np.ndarray
+    valid: np.ndarray
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def stored_indices(channels: tuple[str, ...], root: Path | None = None) -> tuple[int, ...]:
+    """The stored channels to read (sorted, as h5py fancy indexing wants); NDVI needs B4 and B8."""
+    unknown = [c for c in channels if c not in CHANNELS]
+    if unknown:
+        raise InputError(root, f"unknown channel(s) {unknown} for Landslide4Sense; known channels: "
+                               f"{', '.join(CHANNELS)}")
+    needed = {n for c in channels for n in (("B4", "B8") if c == "ndvi" else (c,))}
+    return tuple(sorted(STORED.index(n) for n in needed))
+
+
+def derive(raw: np.ndarray, stored: tuple[int, ...], channels: tuple[str, ...]) -> np.ndarray:
+    """The chosen channels (C, H, W) from the read stored channels, with NDVI as ``Site.channel`` computes it."""
+    def band(name: str) -> np.ndarray:
+        return raw[stored.index(STORED.index(name))]
+
+    out = []
+    for name in channels:
+        if name == "ndvi":
+            red, nir = band("B4"), band("B8")
+            denom = nir + red
+            out.append(np.divide(nir - red, denom, out=np.zeros_like(denom), where=np.abs(denom) > 1e-6))
+        else:
+            out.append(band(name))
+    return np.stack(out).astype(np.float32, copy=False)
+
+
+def _number(path: Path) -> tuple[int, str]:
+    """Sort key: image_2 before image_10, as the official lists number them."""
+    m = re.search(r"(\d+)$", path.stem)
+    return (int(m.group(1)) if m else -1, path.name)
+
+
+def list_pairs(root: Path, split: str, labelled: bool = True) -> list[tuple[Path, Path | None]]:
+    """``(image, mask)`` paths of one split folder, numerically sorted; refuses missing folders and masks."""
+    folder = root / split
+    if not folder.is_dir():
+        raise InputError(folder, f"missing split folder: Landslide4Sense needs {', '.join(SPLITS.values())} "
+                                 f"under {root}")
+    img_dir, mask_dir = folder / "img", folder / "mask"
+    if not img_dir.is_dir():
+        raise InputError(img_dir, "missing: images are expected as img/image_N.h5")
+    images = sorted(img_dir.glob("*.h5"), key=_number)
+    if not images:
+        raise InputError(img_dir, f"empty split: no .h5 images in {split}/img")
+    if not labelled:
+        return [(p, None) for p in images]
+    if not mask_dir.is_dir():
+        raise InputError(mask_dir, f"missing: {split} needs labels (mask/mask_N.h5) to be used for validation or "
+                                   "scoring; the first public release labels only TrainData")
+    pairs = []
+    for image in images:
+        mask = mask_dir / image.name.replace("image", "mask", 1)
+        if not mask.is_file():
+            raise InputError(image, f"has no mask: expected {mask}")
+        pairs.append((image, mask))
+    return pairs
+
+
+def _dataset(path: Path, f: h5py.File, key: str, shape: tuple[int, ...]) -> h5py.Dataset:
+    if key not in f or not isinstance(f[key], h5py.Dataset):
+        raise InputError(path, f"no dataset '{key}' in this HDF5 file; keys found: {sorted(f.keys()) or 'none'}")
+    ds = f[key]
+    if ds.shape != shape:
+        raise InputError(path, f"'{key}' has shape {ds.shape} ({ds.ndim}-d); expected {shape}")
+    return ds
+
+
+def read_image(path: Path, stored: tuple[int, ...]) -> np.ndarray:
+    """The stored channels ``stored`` of one image as float32 (k, 128, 128); only those are read from disk."""
+    try:
+        with h5py.File(path, "r") as f:
+            raw = _dataset(path, f, "img", (PATCH, PATCH, len(STORED)))[:, :, list(stored)]
+    except OSError as err:
+        raise InputError(path, f"cannot read HDF5 image: {err}") from err
+    return np.moveaxis(np.asarray(raw, np.float32), -1, 0)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """One 0/1 mask as uint8 (128, 128); other values are refused (a 0/255 mask would score as garbage)."""
+    try:
+        with h5py.File(path, "r") as f:
+            mask = _dataset(path, f, "mask", (PATCH, PATCH))[()]
+    except OSError as err:
+        raise InputError(path, f"cannot read HDF5 mask: {err}") from err
+    if not np.isin(mask, (0, 1)).all():
+        raise InputError(path, f"mask values must be 0 or 1; found {np.unique(mask)[:10].tolist()}")
+    return mask.astype(np.uint8)
+
+
+def read_split(root: Path, split: str, channels: tuple[str, ...]) -> L4SSplit:
+    """Read one split's chosen channels into one preallocated array; NaN / infinite pixels become invalid.
+
+    A pixel is invalid where any stored channel the inputs need is not finite; its inputs are set to 0.
+    """
+    stored = stored_indices(channels, root)
+    pairs = list_pairs(root, split)
+    n = len(pairs)
+    x = np.empty((n, len(channels), PATCH, PATCH), np.float32)
+    y = np.empty((n, PATCH, PATCH), np.uint8)
+    valid = np.empty((n, PATCH, PATCH), bool)
+    for i, (image, mask) in enumerate(pairs):
+        raw = read_image(image, stored)
+        valid[i] = np.isfinite(raw).all(axis=0)
+        raw = np.where(valid[i], raw, 0.0)
+        x[i] = np.where(valid[i], derive(raw, stored, channels), 0.0)
+        y[i] = read_mask(mask)
+    names = tuple(p.stem for p, _ in pairs)
+    pixels = valid.size
+    log.info("%s: %d patches, %.2f M pixels, channels %s; NaN/non-finite share %.3f%%", split, n, pixels / 1e6,
+             ",".join(channels), 100.0 * (pixels - int(valid.sum())) / max(pixels, 1))
+    return L4SSplit(x, y, valid, names)
+
+
+def fit_normaliser(train: L4SSplit, channels: tuple[str, ...]) -> Normaliser:
+    """Mean and standard deviation of each channel over the valid pixels of TrainData only."""
+    total = np.zeros(len(channels))
+    sq = np.zeros(len(channels))
+    n = 0
+    for s in range(0, len(train), _STAT_CHUNK):
+        x, v = train.x[s:s + _STAT_CHUNK], train.valid[s:s + _STAT_CHUNK]
+        for k in range(len(channels)):
+            vals = x[:, k][v].astype(np.float64)
+            total[k] += vals.sum()
+            sq[k] += np.square(vals).sum()
+        n += int(v.sum())
+    if n == 0:
+        raise InputError(None, "TrainData has no valid (finite) pixel: cannot fit the normalisation")
+    mean = total / n
+    std = np.sqrt(np.maximum(sq / n - mean**2, 0.0))
+    return Normaliser(tuple(channels), mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32))
+
+
+def normalise(split: L4SSplit, normaliser: Normaliser) -> None:
+    """Standardise a split in place, image by image (no second copy of TrainData), invalid pixels to 0."""
+    for i in range(len(split)):
+        split.x[i] = normaliser(split.x[i], split.valid[i])
+
+
+def cut_windows(split: L4SSplit, window: int) -> Patches:
+    """Non-overlapping ``window`` tiles of every 128 px image (128 keeps it whole); all-invalid tiles dropped.
+
+    ``origins`` holds (image index, row, col) of each tile, so predictions can be put back on their image.
+    """
+    k = PATCH // window
+    n, c = split.x.shape[:2]
+
+    def tiles(a: np.ndarray) -> np.ndarray:  # (n, ..., 128, 128) -> (n*k*k, ..., w, w), row-major tiles
+        lead = a.shape[1:-2]
+        a = a.reshape(n, *lead, k, window, k, window)
+        a = np.moveaxis(a, (-4, -2), (1, 2))
+        return a.reshape(n * k * k, *lead, window, window)
+
+    img, rows, cols = np.meshgrid(np.arange(n), np.arange(k) * window, np.arange(k) * window, indexing="ij")
+    origins = np.stack([img.ravel(), rows.ravel(), cols.ravel()], axis=1).astype(np.int64)
+    x, y, v = tiles(split.x), tiles(split.y), tiles(split.valid)
+    keep = v.reshape(len(v), -1).any(axis=1)
+    if keep.all():
+        return Patches(x=x, y=y, valid=v, origins=origins)
+    return Patches(x=x[keep], y=y[keep], valid=v[keep], origins=origins[keep])
+
+
+def _tensors(p: Patches) -> TensorDataset:
+    return TensorDataset(torch.from_numpy(p.x), torch.from_numpy(p.y.astype(np.float32)), torch.from_numpy(p.valid))
+
+
+@dataclass(frozen=True)
+class L4SData:
+    """Everything a run needs, built by the pure functions above (testable without Lightning)."""
+
+    normaliser: Normaliser
+    train: Patches
+    val: Patches
+    test: Patches
+    test_split: L4SSplit
+
+
+def prepare(root: Path, window: int, channels: tuple[str, ...] = DEFAULT_CHANNELS) -> L4SData:
+    """Read the three splits, normalise with TrainData statistics and cut every split into windows."""
+    if window <= 0 or PATCH % window:
+        raise InputError("window", f"window {window} px does not tile the {PATCH} px Landslide4Sense patches; "
+                                   "use 32, 64 or 128")
+    stored_indices(channels, root)  # an unknown channel fails before any file is read
+    splits = {role: read_split(root, folder, channels) for role, folder in SPLITS.items()}
+    normaliser = fit_normaliser(splits["train"], channels)
+    for split in splits.values():
+        normalise(split, normaliser)
+    return L4SData(normaliser, *(cut_windows(splits[r], window) for r in SPLITS), test_split=splits["test"])
+
+
+class Landslide4SenseDataModule(pl.LightningDataModule):
+    """Serves the Landslide4Sense benchmark with the interface of ``SiteDataModule`` (see ``training.run``).
+
+    Args:
+        root: Folder holding TrainData, ValidData and TestData.
+        train_sites: The scenario's training sites; must be None (scenario ``all``): the benchmark has no regions.
+        window: Tile size (32, 64 or 128 px) cut from each 128 px patch.
+        channels: Input channel names from ``slidemap.data.site.CHANNELS`` (default: the paper's).
+        previews: How many test patches ``write_test_outputs`` returns as preview images.
+        Other arguments as in ``SiteDataModule``.
+    """
+
+    def __init__(self, root: str, train_sites: list[str] | None = None, window: int = 64,
+                 channels: list[str] | tuple[str, ...] = DEFAULT_CHANNELS, batch_size: int = 4,
+                 eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0, min_samples_per_epoch: int = 0,
+                 previews: int = 4) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.train_sites = list(train_sites) if train_sites is not None else None
+        self.window = int(window)
+        self.channels = tuple(channels)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.min_samples_per_epoch = int(min_samples_per_epoch)
+        self.previews = int(previews)
+        self.data: L4SData | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Check the settings, then read everything once (errors are raised here, not inside Hydra's instantiate)."""
+        if self.data is not None:
+            return
+        if self.train_sites is not None:
+            raise InputError(self.root, f"Landslide4Sense is one ready train/valid/test split without regions: only "
+                                        f"scenario=all applies (this scenario trains on {self.train_sites})")
+        if not self.root.is_dir():
+            raise InputError(self.root, "Landslide4Sense root not found (expected TrainData, ValidData, TestData)")
+        start = time.perf_counter()
+        self.data = prepare(self.root, self.window, self.channels)
+        log.info("Landslide4Sense ready in %.1f s: %d train, %d val, %d test windows of %d px",
+                 time.perf_counter() - start, len(self.data.train), len(self.data.val), len(self.data.test),
+                 self.window)
+
+    @property
+    def test_areas(self) -> list[str]:
+        """One test area: the whole TestData split."""
+        return [AREA]
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def train_site_names(self) -> list[str]:
+        return [AREA]
+
+    def checkpoint_info(self) -> dict[str, Any]:
+        """Channels, window and the TrainData normaliser: what mapping new data with this model needs."""
+        assert self.data is not None, "call setup() first"
+        return {"channels": list(self.channels), "window": self.window,
+                "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names}
+
+    def test_probabilities(self, predictions: list[list[torch.Tensor]] | list[torch.Tensor]) -> np.ndarray:
+        """Tile probabilities put back on their test images (N, 128, 128); NaN where no tile was scored.
+
+        Lightning returns a flat list of batches for a single dataloader and a list per dataloader otherwise;
+        both are accepted.
+        """
+        assert self.data is not None, "call setup() first"
+        batches = predictions[0] if predictions and not isinstance(predictions[0], torch.Tensor) else predictions
+        probs = torch.cat(list(batches)).float().numpy() if batches else np.zeros((0, self.window, self.window))
+        out = np.full(self.data.test_split.y.shape, np.nan, np.float32)
+        for (i, r, c), p in zip(self.data.test.origins, probs):
+            out[i, r:r + self.window, c:c + self.window] = p
+        return np.where(self.data.test_split.valid, out, np.nan)
+
+    def write_test_outputs(self, out_dir: Path, predictions: list[list[torch.Tensor]] | list[torch.Tensor],
+                           threshold: float) -> dict[str, np.ndarray]:
+        """Write nothing (patches carry no georeference, so no GeoTIFFs; metrics.json is the record) and return
+        previews (mask | probability, 0..1) of the test patches with the most landslide pixels."""
+        assert self.data is not None, "call setup() first"
+        prob = np.nan_to_num(self.test_probabilities(predictions))
+        split = self.data.test_split
+        landslide = (split.y.astype(bool) & split.valid).reshape(len(split), -1).sum(axis=1)
+        chosen = sorted(np.argsort(-landslide, kind="stable")[:self.previews])
+        return {f"{AREA}/{split.names[i]}": np.concatenate([split.y[i].astype(np.float32), prob[i]], axis=1)
+                for i in chosen}
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.data is not None
+        dataset = _tensors(self.data.train)
+        gen = torch.Generator().manual_seed(self.seed)
+        sampler = RandomSampler(dataset, num_samples=max(len(dataset), self.min_samples_per_epoch), generator=gen)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.data is not None
+        return DataLoader(_tensors(self.data.val), batch_size=self.eval_batch_size, num_workers=self.num_workers)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        assert self.data is not None
+        return [DataLoader(_tensors(self.data.test), batch_size=self.eval_batch_size, num_workers=self.num_workers)]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return self.test_dataloader()
