@@ -13,6 +13,7 @@ as ESA ships them; ``--kind zip`` zips it, ``--kind cog`` writes a band folder o
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
@@ -108,54 +109,68 @@ def fabricate_dem(root: Path) -> list[Path]:
     return paths
 
 
+def fabricate(work: Path, kind: str, size: int) -> dict[str, object]:
+    """Fabricate (or find, in a kept folder) the product and the DEM tiles; returns their paths and the time."""
+    product_dir = work / f"{kind}_{size}"
+    existing = sorted(product_dir.glob("*.zip" if kind == "zip" else "*")) if product_dir.exists() else []
+    t0 = time.perf_counter()
+    product = existing[0] if existing else fabricate_product(product_dir, kind, size)
+    dem = fabricate_dem(work)
+    return {"product": str(product), "dem": [str(d) for d in dem], "seconds": time.perf_counter() - t0}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kind", choices=("safe", "zip", "cog"), default="safe")
     p.add_argument("--site-km", type=float, default=20.0)
     p.add_argument("--size", type=int, default=SIZE, help="product size in 10 m pixels (10980 = a full tile)")
     p.add_argument("--keep", type=Path, default=None, help="fabricate here and keep (reused when present)")
+    p.add_argument("--fabricate-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    print("$ " + shlex.join([Path(sys.executable).name, *sys.argv]))
+    if args.fabricate_only:  # run in its own process: the measuring parent must stay small (see below)
+        print(json.dumps(fabricate(args.keep, args.kind, args.size)))
+        return 0
+    print("$ " + shlex.join(["python", *sys.argv]))
 
     with tempfile.TemporaryDirectory(prefix="site_build_") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        product_dir = work / f"{args.kind}_{args.size}"
-        existing = sorted(product_dir.glob("*.zip" if args.kind == "zip" else "*")) if product_dir.exists() else []
-        t0 = time.perf_counter()
-        product = existing[0] if existing else fabricate_product(product_dir, args.kind, args.size)
-        dem = fabricate_dem(work)
-        fabricated = time.perf_counter() - t0
+        # Linux counts the memory a child inherits at fork into its ru_maxrss, so the gigabytes of fabricated
+        # arrays live and die in a separate process, and the parent that forks the measured child stays small.
+        made = json.loads(subprocess.run([sys.executable, __file__, "--fabricate-only", "--keep", str(work),
+                                          "--kind", args.kind, "--size", str(args.size)],
+                                         check=True, stdout=subprocess.PIPE, text=True).stdout)
         cx, cy = Transformer.from_crs("EPSG:4326", CRS, always_xy=True).transform(*CENTRE)
+        cx, cy = round(cx, -1), round(cy, -1)  # on the 10 m lattice, so the site is exactly site-km wide
         half = args.site_km * 500
         bounds = [f"{v:.0f}" for v in (cx - half, cy - half, cx + half, cy + half)]
         out = Path(tmp) / "site"
-        cmd = [sys.executable, "-m", "slidemap.cli", "site", "--s2", str(product), "--dem", *map(str, dem),
+        cmd = [sys.executable, "-m", "slidemap.cli", "site", "--s2", made["product"], "--dem", *made["dem"],
                "--bounds", *bounds, "--bounds-crs", CRS, "--out", str(out), "--json"]
         print("$ " + shlex.join(["python", *cmd[1:]]))
-        start = time.perf_counter()
-        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-        stdout, stderr = child.stdout.read(), child.stderr.read()  # type: ignore[union-attr]
+        log_out, log_err = Path(tmp) / "stdout.json", Path(tmp) / "stderr.txt"
+        with log_out.open("w") as fout, log_err.open("w") as ferr:
+            start = time.perf_counter()
+            child = subprocess.Popen(cmd, stdout=fout, stderr=ferr)
+            _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not the fabricator's
+            wall = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 0:
-            print(stderr, file=sys.stderr)
+            print(log_err.read_text(), file=sys.stderr)
             return 1
-        import json
-
+        stdout = log_out.read_text()
         summary = json.loads(stdout)
         h, w = summary["shape"]
-        peak_mib = usage.ru_maxrss / 1024  # Linux: KiB
-        print(f"\nproduct: {args.kind}, {args.size} x {args.size} px (fabricated in {fabricated:.0f} s); "
+        print(f"\nproduct: {args.kind}, {args.size} x {args.size} px (fabricated in {made['seconds']:.0f} s); "
               f"DEM: 4 tiles of 3600 x 3600 px; CPUs: {os.cpu_count()}; load average at end: "
               f"{os.getloadavg()[0]:.2f}; {platform.python_implementation()} {platform.python_version()}, "
               f"rasterio {rasterio.__version__}, GDAL {rasterio.__gdal_version__}\n")
-        print("| input | site (px) | wall s | user+sys CPU s | peak RSS MiB | valid % | masked % | target |")
-        print("|---|---:|---:|---:|---:|---:|---:|---|")
+        peak_mib = usage.ru_maxrss / 1024  # Linux: KiB
         cpu = usage.ru_utime + usage.ru_stime
+        print("| input | site (px) | wall s | CPU s (user+sys) | peak RSS MiB | valid % | masked % | target |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
         ok = "met" if wall < 10 and peak_mib < 1024 else "NOT met"
-        print(f"| {args.kind} | {w} x {h} | {wall:.2f} | {cpu:.2f} | {peak_mib:.0f} | "
-              f"{100 * summary['valid_share']:.1f} | {100 * summary['masked_share']:.1f} | < 10 s, < 1024 MiB: {ok} |")
+        print(f"| {args.kind} | {w} x {h} | {wall:.2f} | {cpu:.2f} | {peak_mib:.0f} | {100 * summary['valid_share']:.1f} | "
+              f"{100 * summary['masked_share']:.1f} | < 10 s, < 1024 MiB: {ok} |")
     return 0
 
 

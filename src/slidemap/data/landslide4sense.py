@@ -27,7 +27,7 @@ from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
 
-STORED: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "slope", "dem")
+STORED: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "dem", "slope")
 """The 14 channels of an ``image_N.h5``, in stored order (the official README: bands 13 = slope, 14 = DEM)."""
 
 PATCH = 128

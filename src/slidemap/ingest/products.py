@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,23 +123,24 @@ def _read_band(path: Path, band: BandFile, window: Window) -> tuple[np.ndarray, 
 def read_window(product: Product, window: Window, mask_classes: Iterable[int]) -> Reflectance:
     """Read a whole-pixel window of a product's 10 m grid: reflectance, valid mask, SCL cloud mask.
 
-    Only the window is decoded (rasterio windowed reads at full resolution); the 20 m SCL comes onto the 10 m
-    window by nearest neighbour.
+    Only the window is decoded (rasterio windowed reads at full resolution, never an overview); the four bands
+    and the SCL are read in parallel threads (GDAL releases the GIL while decoding JPEG 2000 or deflate), and
+    the 20 m SCL comes onto the 10 m window by nearest neighbour.
     """
     grid = product.grid.window_grid(window)
     h, w = grid.shape
-    bands = np.empty((len(BAND_NAMES), h, w), np.float32)
-    valid = np.ones((h, w), bool)
-    for k, name in enumerate(BAND_NAMES):
-        bands[k], band_valid = _read_band(product.path, product.bands[name], window)
-        valid &= band_valid
     classes = sorted(set(mask_classes))
-    if product.scl is not None and classes:
-        masked = scl_masked(product.path, product.scl.href, grid, classes)
-        masked &= valid
-        valid &= ~masked
-    else:
-        masked = np.zeros((h, w), bool)
+    use_scl = product.scl is not None and bool(classes)
+    with ThreadPoolExecutor(max_workers=min(len(BAND_NAMES) + use_scl, os.cpu_count() or 1)) as pool:
+        reads = [pool.submit(_read_band, product.path, product.bands[name], window) for name in BAND_NAMES]
+        scl = pool.submit(scl_masked, product.path, product.scl.href, grid, classes) if use_scl else None
+        bands = np.empty((len(BAND_NAMES), h, w), np.float32)
+        valid = np.ones((h, w), bool)
+        for k, future in enumerate(reads):
+            bands[k], band_valid = future.result()
+            valid &= band_valid
+        masked = scl.result() & valid if scl is not None else np.zeros((h, w), bool)
+    valid &= ~masked
     bands[:, ~valid] = np.nan
     prov = {"window": [int(window.col_off), int(window.row_off), int(window.width), int(window.height)],
             "valid_share": float(valid.mean()) if valid.size else 0.0,

@@ -84,6 +84,7 @@ def build_site(s2: PathArg | Iterable[PathArg], dem: PathArg | Iterable[PathArg]
     _check_dates(products, allow_mixed_dates)
     plan = plan_grid(products, bounds, bounds_crs)
     scene, product_summaries = mosaic_products(plan, classes)
+    timings = {"s2": time.perf_counter() - start}
     grid = scene.grid
     if not scene.valid.any():
         raise InputError(products[0].path, f"no valid pixel in the site: {scene.provenance['masked_share']:.1%} "
@@ -91,6 +92,7 @@ def build_site(s2: PathArg | Iterable[PathArg], dem: PathArg | Iterable[PathArg]
     dem_mosaic = mosaic_dem(dem_paths, grid)
     grid_dict = {"crs": grid.crs, "transform": grid.transform, "shape": grid.shape, "bounds": grid.bounds}
     labels = read_inventory(inventory_path, grid_dict, {})[1] if inventory_path else None
+    timings["dem_inventory"] = time.perf_counter() - start - timings["s2"]
 
     lonlat = footprint(grid.bounds, grid.crs, LONLAT).bounds
     summary: dict[str, Any] = {
@@ -117,6 +119,8 @@ def build_site(s2: PathArg | Iterable[PathArg], dem: PathArg | Iterable[PathArg]
         summary["files"] = [*files, "site.yaml"]
         write_site_yaml(tmp / "site.yaml", description, {k: v for k, v in summary.items() if k not in ("site", "name")})
     summary["seconds"] = round(time.perf_counter() - start, 3)
+    timings["write"] = summary["seconds"] - sum(timings.values())
+    summary["timings"] = {k: round(v, 3) for k, v in timings.items()}
     log.info("site %s: %d x %d px in %s, %.1f%% valid, %.1f%% cloud-masked, written in %.1f s", out,
              grid.shape[1], grid.shape[0], summary["crs"], 100 * summary["valid_share"],
              100 * summary["masked_share"], summary["seconds"])

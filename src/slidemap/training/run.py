@@ -80,12 +80,17 @@ def local_processes(trainer_cfg: Any) -> int:
 
 def share_cores(processes: int = 1) -> int:
     """Give each of a parallel launcher's jobs (and each DDP process of a job) its share of the cores, so
-    processes do not oversubscribe threads."""
+    processes do not oversubscribe threads.
+
+    joblib: the cores over ``n_jobs``; submitit (SLURM or local): ``cpus_per_task`` when set.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n_jobs = 1
     if HydraConfig.initialized():
         launcher = HydraConfig.get().launcher
-        n_jobs = int(launcher.get("n_jobs", 1) or 1) if hasattr(launcher, "get") else 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if hasattr(launcher, "get"):
+            n_jobs = int(launcher.get("n_jobs", 1) or 1)
+            cores = min(cores, int(launcher.get("cpus_per_task") or cores))
     n_jobs = cores if n_jobs < 0 else n_jobs  # joblib's -1 = one job per core
     threads = max(1, cores // max(1, n_jobs * processes))
     torch.set_num_threads(threads)
