@@ -139,11 +139,11 @@ def test_mosaic_reads_and_yields_row_bands_only():
     stack = np.random.default_rng(3).normal(size=(3, 100, 30)).astype(np.float32)
     reads: list[tuple[int, int]] = []
 
-    def read(r0: int, r1: int) -> np.ndarray:
+    def read(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         reads.append((r0, r1))
-        return stack[:, r0:r1]
+        return stack[:, r0:r1], np.ones((r1 - r0, 30), bool)
 
-    chunks = list(iter_mosaic(net, read, np.ones((100, 30), bool), 32, overlap=0.5))
+    chunks = list(iter_mosaic(net, read, (100, 30), 32, overlap=0.5))
     assert reads == [(0, 32), (16, 48), (32, 64), (48, 80), (64, 96), (68, 100)]
     rows = [(r0, r0 + part.shape[0]) for r0, part in chunks]
     assert rows == [(0, 16), (16, 32), (32, 48), (48, 64), (64, 68), (68, 100)]  # consecutive, all rows

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import l4s_fixtures as fx
-from slidemap.data.landslide4sense import (Landslide4SenseDataModule, list_pairs, read_split, stored_indices)
+from slidemap.data.landslide4sense import Landslide4SenseDataModule, list_pairs, read_split, stored_indices
 from slidemap.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -115,7 +115,7 @@ def map_area(model: TrainedModel, site: Site, out_dir: Path, block: Block | None
     transform = site.transform @ Affine.translation(block.col0, block.row0)  # the block's upper-left pixel
     read, valid = site_reader(site, model.normaliser, block)
     start = time.perf_counter()
-    chunks = iter_mosaic(model.net, read, valid, tile, mode=mode, overlap=overlap, batch_size=batch_size,
+    chunks = iter_mosaic(model.net, read, valid.shape, tile, mode=mode, overlap=overlap, batch_size=batch_size,
                          progress=progress, desc=f"{site.name} ({mode})")
     prob, binary, paths = write_maps(out_dir, site.name, chunks, valid.shape, transform, site.crs, threshold)
     n_tiles = tile_count(valid.shape, tile, mode, overlap)

@@ -30,8 +30,10 @@ from slidemap.data.split import Block
 
 MODES = ("blend", "grid")
 
-RowReader = Callable[[int, int], np.ndarray]
-"""``read(r0, r1)`` -> the normalised input rows ``[r0, r1)`` of the area, float32 (C, r1 - r0, W)."""
+RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+"""``read(r0, r1)`` -> the normalised input rows ``[r0, r1)`` of the area, float32 (C, r1 - r0, W) with zeros at
+invalid pixels (as the training patches), and their valid mask, bool (r1 - r0, W). Rows are asked for in
+increasing order, each band of tile rows once, so a reader can stream a scene from disk."""
 
 
 def tile_starts(length: int, tile: int, mode: str = "blend", overlap: float = 0.5) -> list[int]:
@@ -94,15 +96,16 @@ def predict_tiles(net: nn.Module, tiles: np.ndarray) -> np.ndarray:
     return torch.sigmoid(net(x)[:, 0].float()).cpu().numpy()
 
 
-def iter_mosaic(net: nn.Module, read: RowReader, valid: np.ndarray, tile: int, mode: str = "blend",
+def iter_mosaic(net: nn.Module, read: RowReader, shape: tuple[int, int], tile: int, mode: str = "blend",
                 overlap: float = 0.5, batch_size: int = 16, progress: bool | None = None,
                 desc: str = "mosaic") -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(row0, probabilities)`` for consecutive finished row ranges covering the whole area.
 
     Args:
         net: Maps (N, C, tile, tile) to logits (N, 1, tile, tile); put in eval mode here.
-        read: Reader of normalised input rows (zeros at invalid pixels, as the training patches).
-        valid: bool (H, W); invalid pixels come out NaN, and tiles without a valid pixel are skipped.
+        read: Reader of normalised input rows and their valid mask (:data:`RowReader`); invalid pixels come out
+            NaN, and tiles without a valid pixel are skipped.
+        shape: (H, W) of the area.
         tile: Tile size in pixels (the training window).
         mode: ``blend`` or ``grid``.
         overlap: Share of a tile shared with its neighbour in ``blend`` mode.
@@ -112,18 +115,19 @@ def iter_mosaic(net: nn.Module, read: RowReader, valid: np.ndarray, tile: int, m
     if mode not in MODES:
         raise ValueError(f"unknown mosaic mode {mode!r}; choose one of {', '.join(MODES)}")
     net.eval()
-    rows, cols = valid.shape
+    rows, cols = shape
     r_starts = tile_starts(rows, tile, mode, overlap)
     c_starts = tile_starts(cols, tile, mode, overlap)
     r_w = _profiles(rows, r_starts, tile, mode, overlap)
     c_w = _profiles(cols, c_starts, tile, mode, overlap)
     acc = np.zeros((tile, cols), np.float32)  # rows [base, base + tile): the only rows tiles still touch
     wsum = np.zeros((tile, cols), np.float32)
+    vbuf = np.zeros((tile, cols), bool)  # valid mask of the same rows
     base = 0
 
     def finished(n: int) -> np.ndarray:
         out = np.full((n, cols), np.nan, np.float32)
-        ok = valid[base:base + n] & (wsum[:n] > 0)
+        ok = vbuf[:n] & (wsum[:n] > 0)
         np.divide(acc[:n], wsum[:n], out=out, where=ok)
         return out
 
@@ -134,12 +138,12 @@ def iter_mosaic(net: nn.Module, read: RowReader, valid: np.ndarray, tile: int, m
             if r > base:  # rows above this band are final
                 d = r - base
                 yield base, finished(d)
-                acc[:-d], wsum[:-d] = acc[d:].copy(), wsum[d:].copy()
-                acc[-d:], wsum[-d:] = 0.0, 0.0
+                acc[:-d], wsum[:-d], vbuf[:-d] = acc[d:].copy(), wsum[d:].copy(), vbuf[d:].copy()
+                acc[-d:], wsum[-d:], vbuf[-d:] = 0.0, 0.0, False
                 base = r
             h = min(tile, rows - r)
-            band = read(r, r + h)
-            band_valid = valid[r:r + h]
+            band, band_valid = read(r, r + h)
+            vbuf[:h] = band_valid
             todo = [(c, cw) for c, cw in zip(c_starts, c_w) if band_valid[:, c:c + tile].any()]
             bar.update(len(c_starts) - len(todo))
             for i in range(0, len(todo), batch_size):
@@ -161,7 +165,7 @@ def iter_mosaic(net: nn.Module, read: RowReader, valid: np.ndarray, tile: int, m
 def predict_mosaic(net: nn.Module, stack: np.ndarray, valid: np.ndarray, tile: int, **kwargs) -> np.ndarray:
     """Probabilities (H, W) of an in-memory normalised stack (C, H, W); NaN at invalid pixels."""
     out = np.full(valid.shape, np.nan, np.float32)
-    for r0, part in iter_mosaic(net, lambda a, b: stack[:, a:b], valid, tile, **kwargs):
+    for r0, part in iter_mosaic(net, lambda a, b: (stack[:, a:b], valid[a:b]), valid.shape, tile, **kwargs):
         out[r0:r0 + part.shape[0]] = part
     return out
 
@@ -176,8 +180,8 @@ def site_reader(site: Site, normaliser: Normaliser, block: Block | None = None) 
     arrays = [site.channel(name)[rows, cols] for name in normaliser.channels]
     valid = site.valid[rows, cols]
 
-    def read(r0: int, r1: int) -> np.ndarray:
-        return normaliser(np.stack([a[r0:r1] for a in arrays]), valid[r0:r1])
+    def read(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        return normaliser(np.stack([a[r0:r1] for a in arrays]), valid[r0:r1]), valid[r0:r1]
 
     return read, valid
 

@@ -8,6 +8,7 @@ without a seam), tiles in another CRS or grid come through a bilinear ``WarpedVR
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -104,7 +105,9 @@ def mosaic_dem(paths: Sequence[str | PathLike[str]], site: Grid, margin_px: int 
                                                     nodata=np.nan, dtype="float32"))
                 resampled.append(str(paths[k]))
             sources.append(src)
-        with _reading(Path(label)):
+        with _reading(Path(label)), warnings.catch_warnings():
+            # rasterio 1.4's merge still multiplies affine transforms with '*', which affine 3 flags as pending removal
+            warnings.filterwarnings("ignore", message="Use `@` matmul", category=PendingDeprecationWarning)
             data, out_t = merge(sources, bounds=target.bounds, res=(target.transform.a, -target.transform.e),
                                 nodata=np.nan, dtype="float32", indexes=[1], resampling=Resampling.bilinear)
     grid = Grid(lattice.crs, out_t, data.shape[1:])

@@ -148,7 +148,10 @@ def mosaic_products(plan: Plan, mask_classes: Sequence[int]) -> tuple[Reflectanc
             where = (slice(None), slice(None))
             how = f"reprojected from {product.grid.crs.to_string()}: {REPROJECTION} (cloud mask: nearest)"
         contributed = 0
-        if part is not None:
+        if part is not None and part.bands.shape[1:] == grid.shape and not valid.any():
+            bands, valid, masked = part.bands, part.valid, part.masked  # the first product fills the grid: no copy
+            contributed = int(valid.sum())
+        elif part is not None:
             take = part.valid & ~valid[where]
             contributed = int(take.sum())
             bands[(slice(None), *where)][:, take] = part.bands[:, take]

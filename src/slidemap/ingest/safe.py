@@ -93,13 +93,12 @@ def is_safe(path: Path) -> bool:
 
 def _open_zip(path: Path) -> _Container:
     try:
-        zf = zipfile.ZipFile(path)
-        names = zf.namelist()
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
     except (zipfile.BadZipFile, OSError, ValueError) as err:
         raise InputError(path, f"corrupt zip: {err}") from err
     mtds = sorted((n for n in names if PurePosixPath(n).name in MTD_FILES), key=lambda n: n.count("/"))
     if not mtds:
-        zf.close()
         raise InputError(path, "not a Sentinel-2 product: the zip holds no MTD_MSIL2A.xml or MTD_MSIL1C.xml")
     prefix = str(PurePosixPath(mtds[0]).parent)
     prefix = "" if prefix == "." else prefix + "/"
@@ -112,7 +111,6 @@ def _open_zip(path: Path) -> _Container:
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as err:
             raise InputError(path, f"corrupt zip: cannot read {member}: {err}") from err
 
-    zf.close()
     base = f"/vsizip/{path.resolve()}/{prefix}"
     return _Container(PurePosixPath(mtds[0]).name, members, read, lambda m: base + m)
 

@@ -30,7 +30,9 @@ def open_product(path: str | PathLike[str], allow_l1c: bool = False) -> Product:
         raise InputError(path, "not found")
     opener = next((open_ for _, recognise, open_ in SOURCES if recognise(path)), None)
     if opener is None:
-        raise InputError(path, f"not a Sentinel-2 product: {_EXPECTED}")
+        inner = sorted(path.glob("*.SAFE")) if path.is_dir() else []
+        hint = f" (did you mean {inner[0]}?)" if len(inner) == 1 else ""
+        raise InputError(path, f"not a Sentinel-2 product: {_EXPECTED}{hint}")
     product = opener(path)
     if product.level == "L1C" and not allow_l1c:
         raise InputError(path, "is a Level-1C product (top-of-atmosphere reflectance, no scene classification); "
