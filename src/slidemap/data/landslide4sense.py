@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from slidemap.data.patches import Normaliser, Patches
 from slidemap.data.site import CHANNELS, DEFAULT_CHANNELS
 from slidemap.errors import InputError
+from slidemap.training.distributed import eval_sampler
 
 log = logging.getLogger(__name__)
 
@@ -306,8 +307,8 @@ class Landslide4SenseDataModule(pl.LightningDataModule):
     def test_probabilities(self, predictions: list[list[torch.Tensor]] | list[torch.Tensor]) -> np.ndarray:
         """Tile probabilities put back on their test images (N, 128, 128); NaN where no tile was scored.
 
-        Lightning returns a flat list of batches for a single dataloader and a list per dataloader otherwise;
-        both are accepted.
+        ``training.run.predict_areas`` gives a list of batches per area; ``trainer.predict`` gives a flat list for
+        a single dataloader. Both are accepted.
         """
         assert self.data is not None, "call setup() first"
         batches = predictions[0] if predictions and not isinstance(predictions[0], torch.Tensor) else predictions
@@ -338,11 +339,19 @@ class Landslide4SenseDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         assert self.data is not None
-        return DataLoader(_tensors(self.data.val), batch_size=self.eval_batch_size, num_workers=self.num_workers)
+        return self._eval_loader(self.data.val)
 
     def test_dataloader(self) -> list[DataLoader]:
         assert self.data is not None
-        return [DataLoader(_tensors(self.data.test), batch_size=self.eval_batch_size, num_workers=self.num_workers)]
+        return [self._eval_loader(self.data.test)]
+
+    def _eval_loader(self, patches: Patches) -> DataLoader:
+        """Every tile once, in order (sharded without repeats under DDP, so pooled counts are exact)."""
+        dataset = _tensors(patches)
+        return DataLoader(dataset, batch_size=self.eval_batch_size, sampler=eval_sampler(dataset),
+                          num_workers=self.num_workers)
 
     def predict_dataloader(self) -> list[DataLoader]:
-        return self.test_dataloader()
+        """The test tiles in order, unsharded: previews are made by one process (rank 0 under DDP)."""
+        assert self.data is not None
+        return [DataLoader(_tensors(self.data.test), batch_size=self.eval_batch_size, num_workers=self.num_workers)]

@@ -16,6 +16,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from slidemap.data.datamodule import SiteDataModule
 from slidemap.data.split import split_sites
 from slidemap.data.patches import Normaliser, fit_normaliser
 from slidemap.data.reader import read_sites
@@ -81,6 +82,10 @@ def run(cfg: DictConfig) -> float:
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     datamodule = instantiate(cfg.data, window=model.window)  # the data settings, as training builds them
+    if not isinstance(datamodule, SiteDataModule):
+        raise InputError(getattr(datamodule, "root", None), "eval.py maps and scores site test areas; "
+                         "Landslide4Sense runs are scored by train.py (metrics.json): rescore a checkpoint with "
+                         "python train.py data=landslide4sense test_ckpt=CKPT")
     check_channels(model, datamodule.channels, "data.channels")
     datamodule.prepare_data()
     sites = read_sites(datamodule.root, datamodule.site_names)

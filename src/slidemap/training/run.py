@@ -16,7 +16,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from slidemap.data.datamodule import SiteDataModule
 from slidemap.errors import InputError
 from slidemap.io import atomic_path
 from slidemap.training.distributed import distributed_session, install_hydra_child_command
@@ -178,7 +177,7 @@ def run_job(cfg: DictConfig) -> float:
     pl.seed_everything(cfg.seed, workers=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
-    datamodule: SiteDataModule = instantiate(cfg.data)
+    datamodule: Any = instantiate(cfg.data)  # SiteDataModule, Landslide4SenseDataModule, ...
     datamodule.setup()  # reads and checks the data (e.g. window vs test area) before any training
     net = instantiate(cfg.model.net, in_channels=datamodule.in_channels)
     train_sites = datamodule.train_site_names
