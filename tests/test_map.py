@@ -194,3 +194,69 @@ def test_nothing_half_written_when_prediction_fails(capsys, ckpt, monkeypatch, t
 def test_bad_threshold_or_overlap(capsys, ckpt, scene, tmp_path, flag, value, message):
     assert error_line(capsys, "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(tmp_path / "m"),
                       flag, value) == message
+
+
+# ---------------------------------------------------------------- whole scenes by strips
+
+
+def test_scene_strips_read_exactly_what_the_site_reader_reads(synthetic_root):
+    from slidemap.data.reader import read_site
+    from slidemap.data.scene import SceneStrips
+
+    site = read_site(synthetic_root / "japan")  # UTM site, DEM on another grid, a nodata wedge
+    scene = SceneStrips(synthetic_root / "japan", strip_rows=37)  # strip edges fall everywhere
+    assert scene.shape == site.shape and scene.transform == site.transform and scene.crs == site.crs
+    for r0 in range(0, site.shape[0], 37):
+        r1 = min(site.shape[0], r0 + 37)
+        strip = scene.read(r0, r1)
+        np.testing.assert_array_equal(strip.valid, site.valid[r0:r1])
+        np.testing.assert_allclose(strip.bands, site.bands[:, r0:r1], rtol=0, atol=0)
+        np.testing.assert_allclose(strip.dem, site.dem[r0:r1], rtol=1e-6, atol=1e-3)
+        np.testing.assert_allclose(strip.slope, site.slope[r0:r1], rtol=1e-5, atol=1e-4)  # real neighbours
+
+
+def test_streamed_polygons_equal_in_memory_polygons(tmp_path):
+    from slidemap.evaluation.polygons import vectorise, vectorise_file
+    from slidemap.predict import write_maps
+
+    rng = np.random.default_rng(5)
+    prob = ndimage.uniform_filter(rng.random((90, 70)), 7).astype(np.float32)
+    prob[:10, :10] = np.nan  # nodata is no polygon
+    transform = rasterio.Affine(10, 0, 500000, 0, -10, 4000000)
+    _, binary, paths = write_maps(tmp_path, "x", [(0, prob[:40]), (40, prob[40:])], prob.shape, transform,
+                                  "EPSG:32654", 0.5)
+    mem = vectorise(binary, transform, "EPSG:32654", prob)
+    streamed = vectorise_file(paths[1], paths[0], strip_rows=13)
+    assert len(mem) == len(streamed) > 5
+
+    def rows(ls):
+        return sorted(zip(ls.pixels.tolist(), np.round(ls.area_m2, 6).tolist(),
+                          np.round(ls.mean_probability, 6).tolist(), [g.normalize().wkt for g in ls.geometry]))
+
+    assert rows(mem) == rows(streamed)
+
+
+def test_map_streams_a_scene_larger_than_one_strip(capsys, ckpt, tmp_path, monkeypatch, synthetic_root):
+    """slidemap map reads by strips; the maps equal those of the in-memory mosaic of the whole site."""
+    from slidemap.data import scene as scene_module
+    from slidemap.data.reader import read_site
+    from slidemap.evaluation.checkpoint import load_checkpoint
+    from slidemap.evaluation.mosaic import predict_mosaic, site_reader
+
+    monkeypatch.setattr(scene_module.SceneStrips.__init__, "__defaults__", (50,))  # 215 rows: 5 strips
+    folder = tmp_path / "scenes" / "china"
+    shutil.copytree(synthetic_root / "china", folder)
+    for inv in folder.glob("inventory.*"):
+        inv.unlink()
+    out = tmp_path / "maps"
+    code, _, _ = run_map(capsys, "--ckpt", str(ckpt), "--scene", str(folder), "--out", str(out))
+    assert code == 0
+    model = load_checkpoint(ckpt)
+    site = read_site(folder, require_label=False)
+    read, valid = site_reader(site, model.normaliser)
+    expected = predict_mosaic(model.net, read(0, site.shape[0])[0], valid, model.window)
+    with rasterio.open(out / "china_probability.tif") as src:
+        np.testing.assert_allclose(src.read(1), expected, rtol=1e-5, atol=1e-5, equal_nan=True)
+    info = pyogrio.read_info(out / "china_landslides.gpkg")
+    assert info["features"] == int(ndimage.label(np.nan_to_num(expected) >= 0.5,
+                                                 structure=[[0, 1, 0], [1, 1, 1], [0, 1, 0]])[1])

@@ -26,12 +26,13 @@ from rasterio.enums import Resampling
 from rasterio.rio.overview import get_maximum_overview_level
 from rasterio.windows import Window
 
+from slidemap.data.scene import SceneStrips
 from slidemap.data.site import Site
 from slidemap.data.split import Block
 from slidemap.errors import InputError
 from slidemap.evaluation.checkpoint import TrainedModel
 from slidemap.evaluation.mosaic import iter_mosaic, site_reader, tile_count
-from slidemap.evaluation.polygons import Landslides, vectorise, write_gpkg
+from slidemap.evaluation.polygons import Landslides, vectorise, vectorise_file, write_gpkg
 from slidemap.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -66,14 +67,16 @@ def overview_factors(width: int, height: int) -> list[int]:
 
 
 def write_maps(out_dir: Path, name: str, chunks: Iterable[tuple[int, np.ndarray]], shape: tuple[int, int],
-               transform: Affine, crs: Any, threshold: float) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+               transform: Affine, crs: Any, threshold: float,
+               keep: bool = True) -> tuple[np.ndarray | None, np.ndarray | None, list[Path]]:
     """Stream row chunks ``(row0, probabilities)`` into the probability and binary GeoTIFFs.
 
-    Returns the full probability and binary arrays (the polygons and metrics need them) and the paths.
+    Returns the full probability and binary arrays (the polygons and metrics of a test area need them; None
+    with ``keep=False``, for scenes too large to hold) and the paths.
     """
     height, width = shape
-    prob = np.full(shape, np.nan, np.float32)
-    binary = np.full(shape, 255, np.uint8)
+    prob = np.full(shape, np.nan, np.float32) if keep else None
+    binary = np.full(shape, 255, np.uint8) if keep else None
     paths = [out_dir / f"{name}_probability.tif", out_dir / f"{name}_binary.tif"]
     common = dict(driver="GTiff", width=width, height=height, count=1, crs=crs, transform=transform, tiled=True,
                   blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER")
@@ -81,12 +84,13 @@ def write_maps(out_dir: Path, name: str, chunks: Iterable[tuple[int, np.ndarray]
         with rasterio.open(tmp_p, "w", dtype="float32", nodata=float("nan"), predictor=3, **common) as dst_p, \
                 rasterio.open(tmp_b, "w", dtype="uint8", nodata=255, **common) as dst_b:
             for r0, part in chunks:
-                rows = slice(r0, r0 + part.shape[0])
-                prob[rows] = part
-                binary[rows] = binarise(part, threshold)
+                part_binary = binarise(part, threshold)
                 window = Window(0, r0, width, part.shape[0])
-                dst_p.write(prob[rows], 1, window=window)
-                dst_b.write(binary[rows], 1, window=window)
+                dst_p.write(part, 1, window=window)
+                dst_b.write(part_binary, 1, window=window)
+                if keep:
+                    prob[r0:r0 + part.shape[0]] = part
+                    binary[r0:r0 + part.shape[0]] = part_binary
             factors = overview_factors(width, height)
             for dst, resampling in ((dst_p, Resampling.average), (dst_b, Resampling.mode)):
                 dst.build_overviews(factors, resampling)
@@ -131,6 +135,33 @@ def map_area(model: TrainedModel, site: Site, out_dir: Path, block: Block | None
     return AreaMap(prob, binary, landslides, [*paths, gpkg], transform)
 
 
+def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: float = 0.5,
+              tile: int | None = None, threshold: float | None = None, batch_size: int = 16,
+              progress: bool | None = None) -> list[Path]:
+    """Map a whole scene read strip by strip: memory stays bounded whatever its size (a full S2 tile too).
+
+    The same blended mosaic and GeoTIFF writer as :func:`map_area`; the polygons come from the written binary
+    map (:func:`~slidemap.evaluation.polygons.vectorise_file`), so no full-scene array is ever held.
+    """
+    tile = int(tile or model.window)
+    threshold = model.threshold if threshold is None else float(threshold)
+    start = time.perf_counter()
+    chunks = iter_mosaic(model.net, scene.row_reader(model.normaliser), scene.shape, tile, mode="blend",
+                         overlap=overlap, batch_size=batch_size, progress=progress, desc=f"{scene.name} (blend)")
+    _, _, paths = write_maps(out_dir, scene.name, chunks, scene.shape, scene.transform, scene.crs, threshold,
+                             keep=False)
+    elapsed = time.perf_counter() - start
+    mpx = scene.shape[0] * scene.shape[1] / 1e6
+    log.info("%s: %d x %d px mosaic predicted and written in %.1f s (%.2f Mpx/s)", scene.name, *scene.shape,
+             elapsed, mpx / max(elapsed, 1e-9))
+    start = time.perf_counter()
+    landslides = vectorise_file(paths[1], paths[0])
+    gpkg = write_gpkg(out_dir / f"{scene.name}_landslides.gpkg", landslides, scene.crs)
+    log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", scene.name, len(landslides),
+             float(landslides.area_m2.sum()) / 1e6, time.perf_counter() - start)
+    return [*paths, gpkg]
+
+
 def writable_folder(path: str | PathLike[str]) -> Path:
     """Create ``path`` if needed and make sure files can be written in it."""
     folder = Path(path)
@@ -160,7 +191,6 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def map_command(args: argparse.Namespace) -> int:
     """``slidemap map --ckpt CKPT --scene SITE_DIR --out DIR``: maps of a whole scene, no inventory needed."""
-    from slidemap.data.reader import read_site
     from slidemap.evaluation.checkpoint import load_checkpoint
 
     start = time.perf_counter()
@@ -170,12 +200,10 @@ def map_command(args: argparse.Namespace) -> int:
         raise InputError("--overlap", f"must lie in [0, 1), got {args.overlap}")
     out = writable_folder(args.out)
     model = load_checkpoint(args.ckpt).to(pick_device("auto"))
-    t0 = time.perf_counter()
-    site = read_site(args.scene, require_label=False)
-    log.info("scene %s read in %.2f s", site.name, time.perf_counter() - t0)
-    result = map_area(model, site, out, mode="blend", overlap=args.overlap, threshold=args.threshold)
-    log.info("mapped %s (%d x %d px) with %s in %.2f s: %d landslide polygon(s) -> %s", site.name, *site.shape,
-             model.model_name, time.perf_counter() - start, len(result.landslides), out)
-    for path in result.paths:
+    scene = SceneStrips(args.scene)
+    paths = map_scene(model, scene, out, overlap=args.overlap, threshold=args.threshold)
+    log.info("mapped %s (%d x %d px) with %s in %.2f s: maps in %s", scene.name, *scene.shape, model.model_name,
+             time.perf_counter() - start, out)
+    for path in paths:
         print(path)
     return 0

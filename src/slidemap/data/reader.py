@@ -127,8 +127,12 @@ def _band_indexes(path: Path, src: Any, meta: dict[str, Any]) -> list[int]:
     return [names.index(b) + 1 for b in BAND_NAMES]
 
 
-def read_s2(path: Path, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Reflectance (4, H, W) float32, valid mask and the grid profile (crs, transform, shape) of s2.tif."""
+def read_s2(path: Path, meta: dict[str, Any],
+            window: Window | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Reflectance (4, H, W) float32, valid mask and the grid profile (crs, transform, shape) of s2.tif.
+
+    With ``window`` only those pixels are read (the grid still describes the whole file).
+    """
     if not path.is_file():
         raise InputError(path, "missing: every site needs s2.tif (Sentinel-2 bands B2, B3, B4, B8)")
     with _reading(path), rasterio.open(path) as src:
@@ -137,8 +141,8 @@ def read_s2(path: Path, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, d
         if src.count < 4:
             raise InputError(path, f"has {src.count} band(s); need at least 4 (B2, B3, B4, B8)")
         idx = _band_indexes(path, src, meta)
-        dn = src.read(idx)
-        valid = np.logical_and.reduce([_valid_mask(src, i, dn[k]) for k, i in enumerate(idx)])
+        dn = src.read(idx, window=window)
+        valid = np.logical_and.reduce([_valid_mask(src, i, dn[k], window) for k, i in enumerate(idx)])
         grid = {"crs": src.crs, "transform": src.transform, "shape": (src.height, src.width), "bounds": src.bounds}
     default_scale = 1.0 if dn.dtype.kind == "f" else 1e-4  # integer DNs are L2A's reflectance * 10000
     scale = float(default_scale if meta.get("scale") is None else meta["scale"])

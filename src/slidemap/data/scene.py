@@ -1,0 +1,117 @@
+"""A scene read by row strips: s2.tif and dem.tif come onto the s2 grid a strip at a time.
+
+A whole Sentinel-2 tile (10980 x 10980 px) holds 1.9 GB of float32 reflectance alone; mapping it must not
+hold it all. :class:`SceneStrips` reads the rows a mosaic asks for (plus one row of DEM on each side, so slope
+at a strip's edge uses real neighbours), and gives exactly what :func:`~slidemap.data.reader.read_site` gives
+for those rows (same reflectance, DEM resampling, Horn slope, valid mask).
+"""
+
+from __future__ import annotations
+
+import logging
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from slidemap.data.patches import Normaliser
+from slidemap.data.reader import _reading, _shifted, load_meta, read_dem, read_s2
+from slidemap.data.site import Site
+from slidemap.data.terrain import horn_slope, pixel_size_m
+from slidemap.errors import InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STRIP_ROWS = 512
+
+
+class SceneStrips:
+    """Row strips of a site folder (``s2.tif`` + ``dem.tif``; labels are not read) on the s2 grid.
+
+    Args:
+        folder: The scene's site folder.
+        strip_rows: Rows read at once; memory grows with ``strip_rows x width``, never with the scene height.
+    """
+
+    def __init__(self, folder: str | PathLike[str], strip_rows: int = DEFAULT_STRIP_ROWS) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise InputError(self.folder, "scene folder not found")
+        self.meta = {**load_meta(self.folder), "path": str(self.folder)}
+        self.s2_path, self.dem_path = self.folder / "s2.tif", self.folder / "dem.tif"
+        _, _, self.grid = read_s2(self.s2_path, self.meta, window=Window(0, 0, 1, 1))  # checks bands and CRS
+        if not self.dem_path.is_file():
+            raise InputError(self.dem_path, "missing: every site needs dem.tif (elevation, any CRS and resolution)")
+        with _reading(self.dem_path), rasterio.open(self.dem_path) as src:
+            if src.crs is None:
+                raise InputError(self.dem_path, "has no CRS; every input must be georeferenced")
+        self.strip_rows = max(1, int(strip_rows))
+        self._strip: tuple[int, Site] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.grid["shape"])  # type: ignore[return-value]
+
+    @property
+    def transform(self) -> Any:
+        return self.grid["transform"]
+
+    @property
+    def crs(self) -> Any:
+        return self.grid["crs"]
+
+    def _sub_grid(self, r0: int, r1: int) -> dict[str, Any]:
+        window = Window(0, r0, self.shape[1], r1 - r0)
+        transform = _shifted(self.transform, window)
+        bounds = rasterio.windows.bounds(window, self.transform)
+        return {"crs": self.crs, "transform": transform, "shape": (r1 - r0, self.shape[1]), "bounds": bounds}
+
+    def read(self, r0: int, r1: int) -> Site:
+        """Rows ``[r0, r1)`` as a Site (no labels) whose transform places them in the scene."""
+        height, width = self.shape
+        if not 0 <= r0 < r1 <= height:
+            raise ValueError(f"rows [{r0}, {r1}) outside the scene's {height} rows")
+        bands, valid, _ = read_s2(self.s2_path, self.meta, window=Window(0, r0, width, r1 - r0))
+        h0, h1 = max(0, r0 - 1), min(height, r1 + 1)  # one DEM row beyond the strip for Horn's 3x3 kernel
+        grid = self._sub_grid(h0, h1)
+        dem_halo = read_dem(self.dem_path, grid)
+        dx, dy = pixel_size_m(grid["crs"], grid["transform"], grid["shape"], path=str(self.s2_path))
+        slope = horn_slope(dem_halo, dx, dy)[r0 - h0:r0 - h0 + (r1 - r0)]
+        dem = dem_halo[r0 - h0:r0 - h0 + (r1 - r0)]
+        valid &= np.isfinite(dem) & np.isfinite(slope)
+        invalid = ~valid
+        bands[:, invalid] = 0.0
+        dem[invalid] = 0.0
+        slope[invalid] = 0.0
+        return Site(name=self.name, bands=bands, dem=dem, slope=slope, label=None, valid=valid,
+                    transform=self._sub_grid(r0, r1)["transform"], crs=self.crs, meta=self.meta)
+
+    def _covering(self, r0: int, r1: int) -> tuple[int, Site]:
+        """The cached strip holding rows ``[r0, r1)``; a new one (from ``r0``) when it does not."""
+        if self._strip is not None:
+            start, site = self._strip
+            if start <= r0 and r1 <= start + site.shape[0]:
+                return self._strip
+        end = min(self.shape[0], max(r1, r0 + self.strip_rows))
+        self._strip = (r0, self.read(r0, end))
+        return self._strip
+
+    def row_reader(self, normaliser: Normaliser):
+        """A mosaic row reader (:data:`slidemap.evaluation.mosaic.RowReader`) of the normalised channels."""
+        channels = tuple(normaliser.channels)
+
+        def read(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+            start, site = self._covering(r0, r1)
+            rows = slice(r0 - start, r1 - start)
+            valid = site.valid[rows]
+            stack = np.stack([site.channel(c)[rows] for c in channels])
+            return normaliser(stack, valid), valid
+
+        return read
