@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction of the blended mosaic")
+    p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"],
+                   help="network precision: auto = bf16 where the CPU/GPU has bf16 units, else fp32")
     p.set_defaults(func=_map)
 
     add_site_parser(sub)

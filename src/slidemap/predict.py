@@ -135,9 +135,22 @@ def map_area(model: TrainedModel, site: Site, out_dir: Path, block: Block | None
     return AreaMap(prob, binary, landslides, [*paths, gpkg], transform)
 
 
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for mapping: ``auto`` = bf16 where the hardware has bf16 units (as training), else fp32."""
+    if precision in ("32", "32-true", "fp32"):
+        return None
+    if precision in ("bf16", "bf16-mixed"):
+        return torch.bfloat16
+    if precision != "auto":
+        raise InputError("--precision", f"unknown precision {precision!r}; choose auto, 32 or bf16")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+
+
 def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: float = 0.5,
-              tile: int | None = None, threshold: float | None = None, batch_size: int = 16,
-              progress: bool | None = None) -> list[Path]:
+              tile: int | None = None, threshold: float | None = None, batch_size: int = 32,
+              progress: bool | None = None, autocast: torch.dtype | None = None) -> list[Path]:
     """Map a whole scene read strip by strip: memory stays bounded whatever its size (a full S2 tile too).
 
     The same blended mosaic and GeoTIFF writer as :func:`map_area`; the polygons come from the written binary
@@ -146,8 +159,11 @@ def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: f
     tile = int(tile or model.window)
     threshold = model.threshold if threshold is None else float(threshold)
     start = time.perf_counter()
+    if autocast is not None:
+        model.net.to(memory_format=torch.channels_last)
     chunks = iter_mosaic(model.net, scene.row_reader(model.normaliser), scene.shape, tile, mode="blend",
-                         overlap=overlap, batch_size=batch_size, progress=progress, desc=f"{scene.name} (blend)")
+                         overlap=overlap, batch_size=batch_size, progress=progress, desc=f"{scene.name} (blend)",
+                         autocast=autocast)
     _, _, paths = write_maps(out_dir, scene.name, chunks, scene.shape, scene.transform, scene.crs, threshold,
                              keep=False)
     elapsed = time.perf_counter() - start
@@ -199,9 +215,11 @@ def map_command(args: argparse.Namespace) -> int:
     if not 0.0 <= args.overlap < 1.0:
         raise InputError("--overlap", f"must lie in [0, 1), got {args.overlap}")
     out = writable_folder(args.out)
-    model = load_checkpoint(args.ckpt).to(pick_device("auto"))
+    device = pick_device("auto")
+    autocast = inference_dtype(args.precision, device)
+    model = load_checkpoint(args.ckpt).to(device)
     scene = SceneStrips(args.scene)
-    paths = map_scene(model, scene, out, overlap=args.overlap, threshold=args.threshold)
+    paths = map_scene(model, scene, out, overlap=args.overlap, threshold=args.threshold, autocast=autocast)
     log.info("mapped %s (%d x %d px) with %s in %.2f s: maps in %s", scene.name, *scene.shape, model.model_name,
              time.perf_counter() - start, out)
     for path in paths:

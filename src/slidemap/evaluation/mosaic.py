@@ -90,15 +90,24 @@ def _device(net: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_tiles(net: nn.Module, tiles: np.ndarray) -> np.ndarray:
-    """Probabilities (N, h, w) of a network that maps (N, C, h, w) to logits (N, 1, h, w)."""
-    x = torch.from_numpy(np.ascontiguousarray(tiles)).to(_device(net))
-    return torch.sigmoid(net(x)[:, 0].float()).cpu().numpy()
+def predict_tiles(net: nn.Module, tiles: np.ndarray, autocast: torch.dtype | None = None) -> np.ndarray:
+    """Probabilities (N, h, w) of a network that maps (N, C, h, w) to logits (N, 1, h, w).
+
+    With ``autocast`` (e.g. ``torch.bfloat16``) the forward pass runs in that precision with channels-last
+    inputs, the fast path of CPUs with bf16 units; probabilities are float32 either way.
+    """
+    device = _device(net)
+    x = torch.from_numpy(np.ascontiguousarray(tiles)).to(device)
+    if autocast is None:
+        return torch.sigmoid(net(x)[:, 0].float()).cpu().numpy()
+    with torch.autocast(device.type, dtype=autocast):
+        logits = net(x.contiguous(memory_format=torch.channels_last))
+    return torch.sigmoid(logits[:, 0].float()).cpu().numpy()
 
 
 def iter_mosaic(net: nn.Module, read: RowReader, shape: tuple[int, int], tile: int, mode: str = "blend",
                 overlap: float = 0.5, batch_size: int = 16, progress: bool | None = None,
-                desc: str = "mosaic") -> Iterator[tuple[int, np.ndarray]]:
+                desc: str = "mosaic", autocast: torch.dtype | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(row0, probabilities)`` for consecutive finished row ranges covering the whole area.
 
     Args:
@@ -111,6 +120,7 @@ def iter_mosaic(net: nn.Module, read: RowReader, shape: tuple[int, int], tile: i
         overlap: Share of a tile shared with its neighbour in ``blend`` mode.
         batch_size: Tiles per forward pass.
         progress: Show a tqdm bar (None: only on a terminal).
+        autocast: Run the network in this precision (:func:`predict_tiles`); None = float32.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mosaic mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -152,7 +162,7 @@ def iter_mosaic(net: nn.Module, read: RowReader, shape: tuple[int, int], tile: i
                 for k, (c, _) in enumerate(chunk):
                     w = min(tile, cols - c)
                     x[k, :, :h, :w] = band[:, :, c:c + w]
-                probs = predict_tiles(net, x)
+                probs = predict_tiles(net, x, autocast)
                 for k, (c, cw) in enumerate(chunk):
                     w = min(tile, cols - c)
                     weight = rw[:h, None] * cw[None, :w]
