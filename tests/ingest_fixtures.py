@@ -33,6 +33,7 @@ SCL_BLOCKS = {  # name: (row0, row1, col0, col1, class) in 20 m pixels
     "water": (40, 45, 20, 30, 6),      # 10 m rows 80-89, cols 40-59: 200 px, kept by default
     "nodata": (0, 5, 55, 60, 0),       # 10 m rows 0-9, cols 110-119: 100 px, DN 0 in every band too
 }
+COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 DEM_RES = 1.0 / 3600.0  # 1 arc-second, like GLO-30
 
 
@@ -45,7 +46,8 @@ def transform_at(origin: tuple[float, float], pixel: float) -> Affine:
     return Affine(pixel, 0.0, origin[0], 0.0, -pixel, origin[1])
 
 
-def band_arrays(clouds: bool = True, gradient: bool = True, base: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+def band_arrays(clouds: bool = True, gradient: bool = True,
+                base: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """uint16 DNs of B2, B3, B4, B8 (120 x 120) and the SCL (60 x 60)."""
     base = base or DN
     rows, cols = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
@@ -126,8 +128,14 @@ xsi:schemaLocation="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-{
       <Query_Options completeSingleTile="true"><PRODUCT_FORMAT>SAFE_COMPACT</PRODUCT_FORMAT></Query_Options>
     </Product_Info>
     <Product_Image_Characteristics>
-      <Special_Values><SPECIAL_VALUE_TEXT>NODATA</SPECIAL_VALUE_TEXT><SPECIAL_VALUE_INDEX>0</SPECIAL_VALUE_INDEX></Special_Values>
-      <Special_Values><SPECIAL_VALUE_TEXT>SATURATED</SPECIAL_VALUE_TEXT><SPECIAL_VALUE_INDEX>65535</SPECIAL_VALUE_INDEX></Special_Values>
+      <Special_Values>
+        <SPECIAL_VALUE_TEXT>NODATA</SPECIAL_VALUE_TEXT>
+        <SPECIAL_VALUE_INDEX>0</SPECIAL_VALUE_INDEX>
+      </Special_Values>
+      <Special_Values>
+        <SPECIAL_VALUE_TEXT>SATURATED</SPECIAL_VALUE_TEXT>
+        <SPECIAL_VALUE_INDEX>65535</SPECIAL_VALUE_INDEX>
+      </Special_Values>
 {quant}
 {offs}
       <Spectral_Information_List>
@@ -188,8 +196,7 @@ def write_stac(folder: Path, *, date: str = "2024-08-30", origin: tuple[float, f
     assets: dict[str, Any] = {}
     for key, band in common.items():
         write_raster(folder / f"{FILE_BANDS[band]}.tif", arrays[band], UTM, t10, "COG", nodata=0)
-        asset = {"href": f"./{FILE_BANDS[band]}.tif", "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                 "roles": ["data", "reflectance"]}
+        asset = {"href": f"./{FILE_BANDS[band]}.tif", "type": COG_TYPE, "roles": ["data", "reflectance"]}
         if style == "1.0":
             asset["eo:bands"] = [{"name": FILE_BANDS[band], "common_name": key}]
             asset["raster:bands"] = [{"nodata": 0, "data_type": "uint16", "spatial_resolution": 10,
@@ -200,7 +207,7 @@ def write_stac(folder: Path, *, date: str = "2024-08-30", origin: tuple[float, f
         assets[key] = asset
         assets[f"{key}-jp2"] = {**asset, "href": f"./missing_{FILE_BANDS[band]}.jp2", "type": "image/jp2"}
     write_raster(folder / "SCL.tif", arrays["SCL"], UTM, t20, "COG", nodata=0)
-    assets["scl"] = {"href": "./SCL.tif", "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+    assets["scl"] = {"href": "./SCL.tif", "type": COG_TYPE,
                      "roles": ["data"], "raster:bands": [{"nodata": 0, "data_type": "uint8"}]}
     assets["visual"] = {"href": "./missing_TCI.tif", "roles": ["visual"],
                         "eo:bands": [{"name": "red"}, {"name": "green"}, {"name": "blue"}]}

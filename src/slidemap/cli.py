@@ -1,4 +1,5 @@
-"""The `slidemap` command: build the synthetic sites, describe a site folder, score the rule baseline."""
+"""The `slidemap` command: build the synthetic sites, build a site from Sentinel-2 products and DEM tiles, describe
+a site folder, score the rule baseline, report a sweep, map a scene."""
 
 from __future__ import annotations
 

@@ -20,8 +20,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  s2       {p['product']} ({p['kind']}, {p.get('date') or 'date unknown'}"
                      f"{', baseline ' + str(baseline) if baseline else ''}): {100 * p['share_of_site']:.1f}% of "
                      f"the site, {p['resampling']}")
-    lines.append(f"  clouds   {100 * summary['masked_share']:.1f}% masked (SCL classes "
-                 f"{', '.join(map(str, summary['mask_classes'])) or 'none'}), {100 * summary['valid_share']:.1f}% valid")
+    classes = ", ".join(map(str, summary["mask_classes"])) or "none"
+    lines.append(f"  clouds   {100 * summary['masked_share']:.1f}% masked (SCL classes {classes}), "
+                 f"{100 * summary['valid_share']:.1f}% valid")
     lines.append(f"  dem      {len(summary['dem']['files'])} file(s), {summary['dem']['crs']}")
     if summary.get("inventory"):
         lines.append(f"  labels   {summary['landslides_in_site']} polygon(s) from {summary['inventory']}")

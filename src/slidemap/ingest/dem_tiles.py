@@ -45,7 +45,8 @@ class DemMosaic:
 
 def _label(paths: Sequence[Path]) -> str:
     names = [str(p) for p in paths]
-    return names[0] if len(names) == 1 else ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+    more = f" (+{len(names) - 3} more)" if len(names) > 3 else ""
+    return ", ".join(names[:3]) + more
 
 
 def _open_tiles(paths: Sequence[Path], stack: ExitStack) -> list[Any]:
@@ -76,7 +77,8 @@ def mosaic_dem(paths: Sequence[str | PathLike[str]], site: Grid, margin_px: int 
     with ExitStack() as stack:
         tiles = _open_tiles(paths, stack)
         # Tested in each tile's own CRS: the site is small there, a global tile may not be in the site's CRS.
-        used = [k for k, s in enumerate(tiles) if footprint(site.bounds, site.crs, s.crs).intersects(shapely.box(*s.bounds))]
+        used = [k for k, s in enumerate(tiles)
+                if footprint(site.bounds, site.crs, s.crs).intersects(shapely.box(*s.bounds))]
         if not used:
             covered = shapely.union_all([footprint(s.bounds, s.crs, LONLAT) for s in tiles])
             raise InputError(label, f"DEM tiles do not cover the site: the site is "

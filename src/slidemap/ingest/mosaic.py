@@ -91,7 +91,8 @@ def plan_grid(products: Sequence[Product], bounds: Sequence[float] | None, bound
     return Plan(grid=grid, order=order, coverage=coverage, clipped=clipped)
 
 
-def _native(product: Product, grid: Grid, mask_classes: Sequence[int]) -> tuple[Reflectance, tuple[slice, slice]] | None:
+def _native(product: Product, grid: Grid,
+            mask_classes: Sequence[int]) -> tuple[Reflectance, tuple[slice, slice]] | None:
     """Read a product on the site's lattice: its window under the site, and where that lands in the site."""
     offset = product.grid.offset_of(grid)
     if offset is None:

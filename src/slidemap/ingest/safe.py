@@ -16,8 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from slidemap.ingest.products import BandFile, Product, band_grid, check_conversion
 from slidemap.errors import InputError
+from slidemap.ingest.products import BandFile, Product, band_grid, check_conversion
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ _ESA_BAND_IDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B
 """band_id 0..12 of the metadata lists, used when the product has no Spectral_Information_List."""
 
 # Element paths from the product root, by local name (the namespace URI changes with each PSD version).
-# Level-2A products from Sen2Cor before PSD 14.5 (2018) prefix several names with L2A_; the second entry is that.
+# Level-2A products of the 2017-2018 Sen2Cor format (PSD 14.2) prefix several names with L2A_: the second entries.
 _INFO = ("General_Info/Product_Info", "General_Info/L2A_Product_Info")
 _CHARS = ("General_Info/Product_Image_Characteristics", "General_Info/L2A_Product_Image_Characteristics")
 _QUANT = {"L2A": ("QUANTIFICATION_VALUES_LIST/BOA_QUANTIFICATION_VALUE",
@@ -70,17 +70,13 @@ def _find_all(elem: ET.Element | None, path: str) -> list[ET.Element]:
     return [] if parent is None else [c for c in parent if _local(c.tag) == last]
 
 
-def _first(root: ET.Element, bases: tuple[str, ...], paths: tuple[str, ...]) -> ET.Element | None:
-    for base in bases:
-        for path in paths:
-            found = _find(root, f"{base}/{path}")
-            if found is not None:
-                return found
-    return None
+def _first_of(elem: ET.Element | None, paths: tuple[str, ...]) -> ET.Element | None:
+    """The element at the first of ``paths`` that exists (current names first, then the 2017-2018 ones)."""
+    return next((e for e in (_find(elem, p) for p in paths) if e is not None), None)
 
 
-def _text(root: ET.Element, path: str) -> str | None:
-    found = _first(root, _INFO, (path,))
+def _text(root: ET.Element, name: str) -> str | None:
+    found = _first_of(root, tuple(f"{base}/{name}" for base in _INFO))
     return found.text.strip() if found is not None and found.text else None
 
 
@@ -162,9 +158,10 @@ def parse_metadata(path: Path, xml: bytes, mtd: str) -> dict[str, Any]:
     if level is None:
         raise InputError(where, f"not a Sentinel-2 product metadata file: root element is {_local(root.tag)}, "
                                 f"expected {' or '.join(_ROOTS)}")
-    chars = next((e for e in (_find(root, base) for base in _CHARS) if e is not None), None)
-    quant = next((e for e in (_find(chars, p) for p in _QUANT[level]) if e is not None), None)
-    ids = {e.get("bandId"): e.get("physicalBand") for e in _find_all(chars, "Spectral_Information_List/Spectral_Information")}
+    chars = _first_of(root, _CHARS)
+    quant = _first_of(chars, _QUANT[level])
+    spectral = _find_all(chars, "Spectral_Information_List/Spectral_Information")
+    ids = {e.get("bandId"): e.get("physicalBand") for e in spectral}
     offsets: dict[str, float] = {}
     for elem in _find_all(chars, _OFFSETS[level]):
         band_id = elem.get("band_id")

@@ -80,7 +80,8 @@ def scl_masked(path: Path, href: str, grid: Grid, classes: Sequence[int]) -> np.
         if window is None:
             return np.ones(grid.shape, bool)
         data = src.read(1, window=window)
-        reproject(data.astype(np.uint8, copy=False), scl, src_transform=Grid(src.crs, src.transform, src.shape).window_grid(window).transform,
+        window_transform = Grid(src.crs, src.transform, src.shape).window_grid(window).transform
+        reproject(data.astype(np.uint8, copy=False), scl, src_transform=window_transform,
                   src_crs=src.crs, dst_transform=grid.transform, dst_crs=grid.crs, src_nodata=None,
                   dst_nodata=_OUTSIDE, resampling=Resampling.nearest)
     return np.isin(scl, np.asarray(classes, np.uint8)) | (scl == _OUTSIDE)

@@ -20,7 +20,8 @@ from slidemap.ingest.grids import LONLAT, footprint
 from slidemap.ingest.mosaic import mosaic_products, plan_grid
 from slidemap.ingest.products import Product
 from slidemap.ingest.scl import DEFAULT_MASK_CLASSES, describe_classes, parse_mask_classes
-from slidemap.ingest.site_files import check_inventory, copy_inventory, plain, write_float_cog, write_s2, write_site_yaml
+from slidemap.ingest.site_files import (check_inventory, copy_inventory, plain, write_float_cog, write_s2,
+                                        write_site_yaml)
 from slidemap.ingest.sources import open_product
 from slidemap.io import atomic_dir
 
