@@ -118,10 +118,16 @@ def vectorise_file(binary_path: str | PathLike[str], probability_path: str | Pat
             for r0 in range(0, height, strip_rows):
                 window = Window(0, r0, width, min(strip_rows, height - r0))
                 strip_transform = rasterio.windows.transform(window, transform)
-                hit = tree.query(shapely.box(*rasterio.windows.bounds(window, transform)))
+                bounds = rasterio.windows.bounds(window, transform)
+                hit = tree.query(shapely.box(*bounds))
+                # clipped to the strip, so a scene-wide polygon costs its local edges only (GDAL's scanline fill
+                # visits every edge of a shape for every row); the pixel-centre rule is unchanged by the clip
+                parts = shapely.clip_by_rect(geoms[hit], *bounds)
+                keep = ~shapely.is_empty(parts)
+                hit, parts = hit[keep], parts[keep]
                 if not len(hit):
                     continue
-                ids = rasterize(zip(geoms[hit], hit + 1), out_shape=(window.height, width),
+                ids = rasterize(zip(parts, hit + 1), out_shape=(window.height, width),
                                 transform=strip_transform, fill=0, dtype="int32")
                 pixels += np.bincount(ids.ravel(), minlength=n + 1)
                 area += _areas(ids, n, strip_transform, crs, total=True)
