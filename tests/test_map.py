@@ -260,3 +260,42 @@ def test_map_streams_a_scene_larger_than_one_strip(capsys, ckpt, tmp_path, monke
     info = pyogrio.read_info(out / "china_landslides.gpkg")
     assert info["features"] == int(ndimage.label(np.nan_to_num(expected) >= 0.5,
                                                  structure=[[0, 1, 0], [1, 1, 1], [0, 1, 0]])[1])
+
+
+# ---------------------------------------------------------------- straight from a Sentinel-2 product
+
+
+def test_map_from_a_safe_zip_and_dem_tiles_masks_clouds(capsys, ckpt, tmp_path):
+    import ingest_fixtures as fx
+
+    from slidemap.data.reader import read_site
+    from slidemap.ingest.site_builder import build_site
+
+    product = fx.zip_safe(fx.write_safe(tmp_path / "dl"))
+    dem = fx.split_dem(tmp_path / "dl")
+    out = tmp_path / "maps"
+    code, stdout, _ = run_map(capsys, "--ckpt", str(ckpt), "--s2", str(product), "--dem", *map(str, dem),
+                              "--out", str(out))
+    assert code == 0, stdout
+    name = product.name.removesuffix(".zip")
+    assert leftovers(out) == sorted(f"{name}{s}" for s in OUTPUTS)  # the temporary site is gone
+    site = read_site(Path(build_site(product, dem, tmp_path / "site")["site"]), require_label=False)
+    assert (~site.valid).sum() > 100  # the fixture's cloud and shadow
+    with rasterio.open(out / f"{name}_binary.tif") as src:
+        binary = src.read(1)
+        assert src.crs == site.crs and src.transform == site.transform  # the product's own 10 m grid
+    with rasterio.open(out / f"{name}_probability.tif") as src:
+        prob = src.read(1)
+    np.testing.assert_array_equal(binary == 255, ~site.valid)  # clouds are no-data, never "no landslide"
+    np.testing.assert_array_equal(np.isnan(prob), ~site.valid)
+    polygons = pyogrio.raw.read(out / f"{name}_landslides.gpkg")[2]
+    cloud = shapely.union_all([shapely.box(*site.transform * (c, r + 1), *site.transform * (c + 1, r))
+                               for r, c in zip(*np.nonzero(~site.valid))])
+    assert not any(shapely.from_wkb(g).intersection(cloud).area > 1e-6 for g in polygons)
+
+
+def test_map_needs_a_scene_or_products(capsys, ckpt, tmp_path):
+    line = error_line(capsys, "--ckpt", str(ckpt), "--out", str(tmp_path / "m"))
+    assert "missing: give --scene SITE_DIR, or Sentinel-2 products with --s2 and DEM files with --dem" in line
+    line = error_line(capsys, "--ckpt", str(ckpt), "--s2", "x.zip", "--out", str(tmp_path / "m"))
+    assert line.startswith("--dem: missing")

@@ -150,7 +150,8 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: float = 0.5,
               tile: int | None = None, threshold: float | None = None, batch_size: int = 32,
-              progress: bool | None = None, autocast: torch.dtype | None = None) -> list[Path]:
+              progress: bool | None = None, autocast: torch.dtype | None = None,
+              name: str | None = None) -> list[Path]:
     """Map a whole scene read strip by strip: memory stays bounded whatever its size (a full S2 tile too).
 
     The same blended mosaic and GeoTIFF writer as :func:`map_area`; the polygons come from the written binary
@@ -158,22 +159,22 @@ def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: f
     """
     tile = int(tile or model.window)
     threshold = model.threshold if threshold is None else float(threshold)
+    name = name or scene.name
     start = time.perf_counter()
     if autocast is not None:
         model.net.to(memory_format=torch.channels_last)
     chunks = iter_mosaic(model.net, scene.row_reader(model.normaliser), scene.shape, tile, mode="blend",
                          overlap=overlap, batch_size=batch_size, progress=progress, desc=f"{scene.name} (blend)",
                          autocast=autocast)
-    _, _, paths = write_maps(out_dir, scene.name, chunks, scene.shape, scene.transform, scene.crs, threshold,
-                             keep=False)
+    _, _, paths = write_maps(out_dir, name, chunks, scene.shape, scene.transform, scene.crs, threshold, keep=False)
     elapsed = time.perf_counter() - start
     mpx = scene.shape[0] * scene.shape[1] / 1e6
-    log.info("%s: %d x %d px mosaic predicted and written in %.1f s (%.2f Mpx/s)", scene.name, *scene.shape,
+    log.info("%s: %d x %d px mosaic predicted and written in %.1f s (%.2f Mpx/s)", name, *scene.shape,
              elapsed, mpx / max(elapsed, 1e-9))
     start = time.perf_counter()
     landslides = vectorise_file(paths[1], paths[0])
-    gpkg = write_gpkg(out_dir / f"{scene.name}_landslides.gpkg", landslides, scene.crs)
-    log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", scene.name, len(landslides),
+    gpkg = write_gpkg(out_dir / f"{name}_landslides.gpkg", landslides, scene.crs)
+    log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", name, len(landslides),
              float(landslides.area_m2.sum()) / 1e6, time.perf_counter() - start)
     return [*paths, gpkg]
 
@@ -205,11 +206,38 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+def _product_name(path: str) -> str:
+    """A short file prefix from a product path: the SAFE/zip/STAC/folder name without its suffixes."""
+    name = Path(path.rstrip("/")).name
+    for suffix in (".zip", ".json", ".SAFE"):
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    return name or "scene"
+
+
+def _scene_source(args: argparse.Namespace) -> str:
+    """Check that exactly one of --scene and --s2/--dem is given; returns which."""
+    products = getattr(args, "s2", None) or getattr(args, "dem", None)
+    if args.scene and products:
+        raise InputError("--scene", "give either --scene SITE_DIR or --s2 PRODUCT... --dem DEM..., not both")
+    if args.scene:
+        return "scene"
+    if not getattr(args, "s2", None) or not getattr(args, "dem", None):
+        raise InputError("--s2" if not getattr(args, "s2", None) else "--dem",
+                         "missing: give --scene SITE_DIR, or Sentinel-2 products with --s2 and DEM files with --dem")
+    return "products"
+
+
 def map_command(args: argparse.Namespace) -> int:
-    """``slidemap map --ckpt CKPT --scene SITE_DIR --out DIR``: maps of a whole scene, no inventory needed."""
+    """``slidemap map``: maps of a whole scene, no inventory needed.
+
+    The scene is a site folder (``--scene``) or Sentinel-2 products + DEM tiles (``--s2 --dem``), which are
+    built into a temporary site folder by :func:`slidemap.ingest.build_site` (the code of ``slidemap site``,
+    clouds masked as no-data) and mapped the same way.
+    """
     from slidemap.evaluation.checkpoint import load_checkpoint
 
     start = time.perf_counter()
+    source = _scene_source(args)
     if not 0.0 < args.threshold < 1.0:
         raise InputError("--threshold", f"must lie in (0, 1), got {args.threshold}")
     if not 0.0 <= args.overlap < 1.0:
@@ -218,9 +246,24 @@ def map_command(args: argparse.Namespace) -> int:
     device = pick_device("auto")
     autocast = inference_dtype(args.precision, device)
     model = load_checkpoint(args.ckpt).to(device)
-    scene = SceneStrips(args.scene)
-    paths = map_scene(model, scene, out, overlap=args.overlap, threshold=args.threshold, autocast=autocast)
-    log.info("mapped %s (%d x %d px) with %s in %.2f s: maps in %s", scene.name, *scene.shape, model.model_name,
+    with tempfile.TemporaryDirectory(prefix=".slidemap-scene-", dir=out) as tmp:
+        if source == "products":
+            from slidemap.ingest.site_builder import build_site
+
+            name = args.name or _product_name(args.s2[0])
+            summary = build_site(args.s2, args.dem, Path(tmp) / name, bounds=args.bounds,
+                                 bounds_crs=args.bounds_crs, mask_classes=args.mask_classes,
+                                 allow_l1c=args.allow_l1c, allow_mixed_dates=args.allow_mixed_dates)
+            log.info("scene %s built from %d product(s) in %.1f s: %.1f%% cloud-masked", name,
+                     len(summary["products"]), time.perf_counter() - start, 100 * summary["masked_share"])
+            folder = Path(summary["site"])
+        else:
+            folder = Path(args.scene)
+            name = args.name or folder.name
+        scene = SceneStrips(folder)
+        paths = map_scene(model, scene, out, overlap=args.overlap, threshold=args.threshold, autocast=autocast,
+                          name=name)
+    log.info("mapped %s (%d x %d px) with %s in %.2f s: maps in %s", name, *scene.shape, model.model_name,
              time.perf_counter() - start, out)
     for path in paths:
         print(path)

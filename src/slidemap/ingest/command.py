@@ -39,18 +39,13 @@ def site_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_site_parser(sub: Any) -> None:
-    """Register ``slidemap site`` on the CLI's subparsers."""
+def add_product_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+    """The options that name Sentinel-2 products and DEM tiles (``slidemap site`` and ``slidemap map``)."""
     classes = ", ".join(f"{k} {v}" for k, v in SCL_CLASSES.items())
-    p = sub.add_parser("site", help="build a site folder from Sentinel-2 products (SAFE, .zip, STAC item, "
-                                    "band folder) and DEM tiles",
-                       description="Build a site folder (s2.tif, dem.tif, inventory, site.yaml) from Sentinel-2 "
-                                   "L2A products and DEM tiles. The 10 m bands keep the product's own grid.")
-    p.add_argument("--s2", nargs="+", required=True, metavar="PRODUCT",
+    p.add_argument("--s2", nargs="+", required=required, metavar="PRODUCT",
                    help="Sentinel-2 L2A products of one date: .SAFE folder or .zip, STAC item .json, or a folder "
                         "of band rasters (*B02*, *B03*, *B04*, *B08*, *SCL*)")
-    p.add_argument("--dem", nargs="+", required=True, metavar="DEM", help="DEM files (any CRS and resolution)")
-    p.add_argument("--inventory", default=None, help="landslide polygons (GeoJSON, Shapefile, GeoPackage)")
+    p.add_argument("--dem", nargs="+", required=required, metavar="DEM", help="DEM files (any CRS and resolution)")
     p.add_argument("--bounds", nargs=4, type=float, default=None, metavar=("W", "S", "E", "N"),
                    help="site bounds (default: everything the products cover), snapped outward to the 10 m grid")
     p.add_argument("--bounds-crs", default="EPSG:4326", help="CRS of --bounds (default EPSG:4326, lon/lat)")
@@ -59,6 +54,16 @@ def add_site_parser(sub: Any) -> None:
                         f"none given: no cloud mask). Classes: {classes}")
     p.add_argument("--allow-l1c", action="store_true", help="accept Level-1C (top-of-atmosphere) products")
     p.add_argument("--allow-mixed-dates", action="store_true", help="mosaic products of different dates")
+
+
+def add_site_parser(sub: Any) -> None:
+    """Register ``slidemap site`` on the CLI's subparsers."""
+    p = sub.add_parser("site", help="build a site folder from Sentinel-2 products (SAFE, .zip, STAC item, "
+                                    "band folder) and DEM tiles",
+                       description="Build a site folder (s2.tif, dem.tif, inventory, site.yaml) from Sentinel-2 "
+                                   "L2A products and DEM tiles. The 10 m bands keep the product's own grid.")
+    add_product_arguments(p, required=True)
+    p.add_argument("--inventory", default=None, help="landslide polygons (GeoJSON, Shapefile, GeoPackage)")
     p.add_argument("--out", required=True, help="the site folder to write (replaced atomically)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=site_command)
