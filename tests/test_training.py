@@ -250,3 +250,10 @@ def test_a_killed_sweep_completes_when_run_again(synthetic_root, tmp_path):
         assert json.loads((sweep / job / "metrics.json").read_text())["areas"]
     assert first.stat().st_mtime_ns == stamp  # the finished job was skipped, not repeated
     assert not list(sweep.rglob("*.tmp*")), "a half-written file was left behind"
+
+
+def test_channels_last_follows_the_precision():
+    from slidemap.training.run import use_channels_last
+
+    assert use_channels_last("auto", "bf16-mixed") and not use_channels_last("auto", "32-true")
+    assert use_channels_last(True, "32-true") and not use_channels_last(False, "bf16-mixed")
