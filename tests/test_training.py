@@ -257,3 +257,18 @@ def test_channels_last_follows_the_precision():
 
     assert use_channels_last("auto", "bf16-mixed") and not use_channels_last("auto", "32-true")
     assert use_channels_last(True, "32-true") and not use_channels_last(False, "bf16-mixed")
+
+
+@pytest.mark.parametrize("model, window, expected", [("smp_unet", 32, "32-true"), ("smp_unet", 64, "32-true"),
+                                                     ("smp_unet", 128, "auto"), ("unet", 32, "auto")])
+def test_auto_precision_follows_the_models_measurements(model, window, expected):
+    from hydra import compose, initialize_config_dir
+
+    from slidemap.training.run import resolve_precision, run_precision
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=[f"model={model}", f"window={window}"])
+    assert run_precision(cfg) == (resolve_precision("auto", "cpu") if expected == "auto" else expected)
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=[f"model={model}", f"window={window}", "trainer.precision=bf16-mixed"])
+    assert run_precision(cfg) == "bf16-mixed"  # an explicit setting always wins

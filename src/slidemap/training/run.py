@@ -113,6 +113,18 @@ def resolve_precision(requested: str | int, accelerator: str) -> str | int:
     return "bf16-mixed" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "32-true"
 
 
+def run_precision(cfg: DictConfig) -> str | int:
+    """The trainer precision: as configured, or for ``auto`` the model's measured choice for this window on CPU
+    (``model.auto_precision.cpu``) before the hardware's fast path (:func:`resolve_precision`)."""
+    requested = cfg.trainer.get("precision", "auto")
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if str(requested) == "auto" and accelerator == "cpu":
+        per_window = (cfg.model.get("auto_precision") or {}).get("cpu") or {}
+        if int(cfg.window) in per_window:
+            return str(per_window[int(cfg.window)])
+    return resolve_precision(requested, accelerator)
+
+
 def use_channels_last(setting: str | bool, precision: str | int) -> bool:
     """``auto``: NHWC activations with bf16 (oneDNN's fast path, up to 1.5x), NCHW otherwise (in fp32 it gains
     little, and torch 2.14's CPU kernels crash on some small ResU-Net configurations in fp32 NHWC)."""
@@ -189,7 +201,7 @@ def run_job(cfg: DictConfig) -> float:
     datamodule.setup()  # reads and checks the data (e.g. window vs test area) before any training
     net = instantiate(cfg.model.net, in_channels=datamodule.in_channels)
     train_sites = datamodule.train_site_names
-    precision = resolve_precision(cfg.trainer.get("precision", "auto"), str(cfg.trainer.get("accelerator", "auto")))
+    precision = run_precision(cfg)
     module = LandslideModule(
         net, test_areas=datamodule.test_areas, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
         pos_weight=cfg.loss.pos_weight, threshold=cfg.threshold, model_name=cfg.model.name,
