@@ -274,3 +274,11 @@ def test_sweep_of_models_and_windows_scores_every_test_pixel_once(l4s_root, tmp_
         assert area["tp"] + area["fn"] == int(masks.sum()), job
         assert {k: area[k] for k in ("tp", "fp", "fn")} == {k: metrics["areas"]["all"][k] for k in ("tp", "fp", "fn")}
         assert not list((sweep / job).rglob("*.tif")), f"{job}: no GeoTIFFs for unreferenced patches"
+
+
+def test_pre_event_inputs_are_refused_clearly():
+    from slidemap.data.landslide4sense import stored_indices
+    from slidemap.errors import InputError
+
+    with pytest.raises(InputError, match="Landslide4Sense has no pre-event image: channel\\(s\\) dndvi, rdndvi"):
+        stored_indices(("B2", "B3", "B4", "B8", "dndvi", "rdndvi", "slope"))

@@ -55,7 +55,7 @@ def _baseline(args: argparse.Namespace) -> int:
 
     sites = _read(args.root, args.sites)
     start = time.perf_counter()
-    result = run_baseline(sites, split_sites(sites), scenarios_for(list(sites)))
+    result = run_baseline(sites, split_sites(sites), scenarios_for(list(sites)), method=args.method)
     log.info("baseline fitted and scored in %.2f s", time.perf_counter() - start)
     print(json.dumps(result, indent=2) if args.json else format_baseline(result))
     return 0
@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("root", help="folder of site folders")
         p.add_argument("--sites", nargs="+", default=None, help="only these sites (default: all)")
         p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "baseline":
+            p.add_argument("--method", choices=["ndvi", "rdndvi"], default="ndvi",
+                           help="ndvi: NDVI + slope rule (default); rdndvi: HazMapper's relative NDVI change from "
+                                "the pre-event image (s2_pre.tif) + slope")
         p.set_defaults(func=func)
 
     p = sub.add_parser("report", help="the paper's tables and figures from a (partly) finished sweep directory")

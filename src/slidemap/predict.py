@@ -27,7 +27,7 @@ from rasterio.rio.overview import get_maximum_overview_level
 from rasterio.windows import Window
 
 from slidemap.data.scene import SceneStrips
-from slidemap.data.site import Site
+from slidemap.data.site import PRE_CHANNELS, Site
 from slidemap.data.split import Block
 from slidemap.errors import InputError
 from slidemap.evaluation.checkpoint import TrainedModel
@@ -220,6 +220,8 @@ def _scene_source(args: argparse.Namespace) -> str:
     if args.scene and products:
         raise InputError("--scene", "give either --scene SITE_DIR or --s2 PRODUCT... --dem DEM..., not both")
     if args.scene:
+        if getattr(args, "s2_pre", None):
+            raise InputError("--s2-pre", "goes with --s2 PRODUCT...; a --scene folder brings its own s2_pre.tif")
         return "scene"
     if not getattr(args, "s2", None) or not getattr(args, "dem", None):
         raise InputError("--s2" if not getattr(args, "s2", None) else "--dem",
@@ -230,9 +232,10 @@ def _scene_source(args: argparse.Namespace) -> str:
 def map_command(args: argparse.Namespace) -> int:
     """``slidemap map``: maps of a whole scene, no inventory needed.
 
-    The scene is a site folder (``--scene``) or Sentinel-2 products + DEM tiles (``--s2 --dem``), which are
-    built into a temporary site folder by :func:`slidemap.ingest.build_site` (the code of ``slidemap site``,
-    clouds masked as no-data) and mapped the same way.
+    The scene is a site folder (``--scene``) or Sentinel-2 products + DEM tiles (``--s2 --dem``, and pre-event
+    products ``--s2-pre`` for a model with change inputs), which are built into a temporary site folder by
+    :func:`slidemap.ingest.build_site` (the code of ``slidemap site``, clouds masked as no-data) and mapped the
+    same way. A model whose channels need a pre-event image refuses a scene without one before any reading.
     """
     from slidemap.evaluation.checkpoint import load_checkpoint
 
@@ -246,6 +249,10 @@ def map_command(args: argparse.Namespace) -> int:
     device = pick_device("auto")
     autocast = inference_dtype(args.precision, device)
     model = load_checkpoint(args.ckpt).to(device)
+    needs_pre = [c for c in model.channels if c in PRE_CHANNELS]
+    if source == "products" and needs_pre and not getattr(args, "s2_pre", None):
+        raise InputError(model.path, f"the model reads {', '.join(needs_pre)}, which need a pre-event image: "
+                                     "give pre-event products with --s2-pre PRODUCT...")
     with tempfile.TemporaryDirectory(prefix=".slidemap-scene-", dir=out) as tmp:
         if source == "products":
             from slidemap.ingest.site_builder import build_site
@@ -253,14 +260,15 @@ def map_command(args: argparse.Namespace) -> int:
             name = args.name or _product_name(args.s2[0])
             summary = build_site(args.s2, args.dem, Path(tmp) / name, bounds=args.bounds,
                                  bounds_crs=args.bounds_crs, mask_classes=args.mask_classes,
-                                 allow_l1c=args.allow_l1c, allow_mixed_dates=args.allow_mixed_dates)
+                                 allow_l1c=args.allow_l1c, allow_mixed_dates=args.allow_mixed_dates,
+                                 s2_pre=getattr(args, "s2_pre", None))
             log.info("scene %s built from %d product(s) in %.1f s: %.1f%% cloud-masked", name,
                      len(summary["products"]), time.perf_counter() - start, 100 * summary["masked_share"])
             folder = Path(summary["site"])
         else:
             folder = Path(args.scene)
             name = args.name or folder.name
-        scene = SceneStrips(folder)
+        scene = SceneStrips(folder, channels=model.channels)
         paths = map_scene(model, scene, out, overlap=args.overlap, threshold=args.threshold, autocast=autocast,
                           name=name)
     log.info("mapped %s (%d x %d px) with %s in %.2f s: maps in %s", name, *scene.shape, model.model_name,

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from slidemap.data.patches import Normaliser, Patches
-from slidemap.data.site import CHANNELS, DEFAULT_CHANNELS
+from slidemap.data.site import CHANNELS, DEFAULT_CHANNELS, PRE_CHANNELS
 from slidemap.errors import InputError
 from slidemap.training.distributed import eval_sampler
 
@@ -56,6 +56,10 @@ def stored_indices(channels: tuple[str, ...], root: Path | None = None) -> tuple
     if unknown:
         raise InputError(root, f"unknown channel(s) {unknown} for Landslide4Sense; known channels: "
                                f"{', '.join(CHANNELS)}")
+    pre = [c for c in channels if c in PRE_CHANNELS]
+    if pre:
+        raise InputError(root, f"Landslide4Sense has no pre-event image: channel(s) {', '.join(pre)} need one; "
+                               "use inputs=post")
     needed = {n for c in channels for n in (("B4", "B8") if c == "ndvi" else (c,))}
     return tuple(sorted(STORED.index(n) for n in needed))
 

@@ -90,7 +90,7 @@ def load_meta(folder: Path) -> dict[str, Any]:
     bands = meta.get("bands")
     if bands is not None and (not isinstance(bands, list) or not all(isinstance(b, str) for b in bands)):
         raise InputError(path, "'bands' must be a list of band names such as [B2, B3, B4, B8]")
-    for key in ("scale", "offset"):
+    for key in ("scale", "offset", "pre_scale", "pre_offset"):
         value = meta.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise InputError(path, f"'{key}' must be a number, got {value!r}")
@@ -143,7 +143,8 @@ def read_s2(path: Path, meta: dict[str, Any],
         idx = _band_indexes(path, src, meta)
         dn = src.read(idx, window=window)
         valid = np.logical_and.reduce([_valid_mask(src, i, dn[k], window) for k, i in enumerate(idx)])
-        grid = {"crs": src.crs, "transform": src.transform, "shape": (src.height, src.width), "bounds": src.bounds}
+        grid = {"crs": src.crs, "transform": src.transform, "shape": (src.height, src.width), "bounds": src.bounds,
+                "band_indexes": idx, "count": src.count}  # how s2_pre.tif finds the same bands (pre_event.py)
     default_scale = 1.0 if dn.dtype.kind == "f" else 1e-4  # integer DNs are L2A's reflectance * 10000
     scale = float(default_scale if meta.get("scale") is None else meta["scale"])
     offset = float(meta.get("offset") or 0.0)
@@ -170,8 +171,9 @@ def _s2_bounds_in(grid: dict[str, Any], crs: Any) -> tuple[float, ...] | None:
     return b if all(map(math.isfinite, b)) and b[0] <= b[2] else None  # left > right: antimeridian, give up
 
 
-def _dem_window(src: Any, footprint: Sequence[float] | None) -> Window | None:
-    """The DEM window covering the s2 footprint plus a margin (a DEM mosaic can be far larger than a site)."""
+def _covering_window(src: Any, footprint: Sequence[float] | None) -> Window | None:
+    """The window of ``src`` covering the s2 footprint plus a margin (a DEM mosaic or a pre-event tile can be far
+    larger than a site)."""
     if footprint is None:
         return None
     try:
@@ -195,7 +197,7 @@ def read_dem(path: Path, grid: dict[str, Any]) -> np.ndarray:
         if footprint is not None and _disjoint(footprint, own):
             raise InputError(path, f"does not overlap s2.tif: DEM bounds {_fmt_bounds(own, src.crs)} vs s2.tif bounds "
                                    f"{_fmt_bounds(footprint, src.crs)} = {_fmt_bounds(grid['bounds'], grid['crs'])}")
-        window = _dem_window(src, footprint)
+        window = _covering_window(src, footprint)
         raw = src.read(1, window=window)
         data = raw.astype(np.float32)
         data[~_valid_mask(src, 1, raw, window)] = np.nan
@@ -314,8 +316,24 @@ def _find_inventory(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
+def _read_pre(folder: Path, meta: dict[str, Any], grid: dict[str, Any],
+              s2_valid: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The optional s2_pre.tif on the s2 grid and its valid mask (None, None without one); coverage checked."""
+    from slidemap.data.pre_event import PRE_FILE, check_coverage, read_pre_event  # it builds on this module
+
+    path = folder / PRE_FILE
+    if not path.is_file():
+        return None, None
+    bands_pre, pre_valid = read_pre_event(path, meta, grid)
+    meta["pre_event_coverage"] = check_coverage(path, pre_valid, s2_valid)
+    return bands_pre, pre_valid
+
+
 def read_site(folder: PathLikeStr, require_label: bool = True) -> Site:
     """Read one site folder onto its s2 grid.
+
+    An optional pre-event image ``s2_pre.tif`` (same bands, any grid) comes onto the s2 grid too
+    (:mod:`slidemap.data.pre_event`); its no-data joins the valid mask.
 
     Args:
         folder: the site folder (its name is the site name).
@@ -334,10 +352,13 @@ def read_site(folder: PathLikeStr, require_label: bool = True) -> Site:
     if inventory is None and not mask_path.exists() and require_label:  # fail before the slow reads
         raise InputError(folder, "no inventory.* or mask.tif: the site has no landslide labels")
     bands, valid, grid = read_s2(folder / "s2.tif", meta)
+    bands_pre, pre_valid = _read_pre(folder, meta, grid, valid)
     dem = read_dem(folder / "dem.tif", grid)
     dx, dy = pixel_size_m(grid["crs"], grid["transform"], grid["shape"], path=str(folder / "s2.tif"))
     slope = horn_slope(dem, dx, dy)
     valid &= np.isfinite(dem) & np.isfinite(slope)
+    if pre_valid is not None:  # one valid mask for every input set, so post and change models score the same pixels
+        valid &= pre_valid
 
     label: np.ndarray | None = None
     count: int | None = None
@@ -355,12 +376,14 @@ def read_site(folder: PathLikeStr, require_label: bool = True) -> Site:
         raise InputError(folder, "no pixel is valid in every input (s2.tif nodata, dem.tif coverage, mask nodata)")
     invalid = ~valid
     bands[:, invalid] = 0.0
+    if bands_pre is not None:
+        bands_pre[:, invalid] = 0.0
     dem[invalid] = 0.0
     slope[invalid] = 0.0
     if label is not None:
         label[invalid] = 0
     site = Site(name=folder.name, bands=bands, dem=dem, slope=slope, label=label, valid=valid,
-                transform=grid["transform"], crs=grid["crs"], landslide_count=count, meta=meta)
+                transform=grid["transform"], crs=grid["crs"], landslide_count=count, meta=meta, bands_pre=bands_pre)
     log.info("read site %s (%d x %d px, %.1f%% valid) in %.2f s", site.name, *site.shape,
              100 * float(valid.mean()), time.perf_counter() - start)
     return site

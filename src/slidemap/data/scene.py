@@ -3,12 +3,14 @@
 A whole Sentinel-2 tile (10980 x 10980 px) holds 1.9 GB of float32 reflectance alone; mapping it must not
 hold it all. :class:`SceneStrips` reads the rows a mosaic asks for (plus one row of DEM on each side, so slope
 at a strip's edge uses real neighbours), and gives exactly what :func:`~slidemap.data.reader.read_site` gives
-for those rows (same reflectance, DEM resampling, Horn slope, valid mask).
+for those rows (same reflectance, DEM resampling, Horn slope, valid mask). A pre-event image ``s2_pre.tif`` is
+read the same way, by the window under each strip.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,9 @@ import rasterio
 from rasterio.windows import Window
 
 from slidemap.data.patches import Normaliser
+from slidemap.data.pre_event import MIN_COVERAGE, PRE_FILE, extent_share, pre_band_indexes, read_pre_event
 from slidemap.data.reader import _reading, _shifted, load_meta, read_dem, read_s2
-from slidemap.data.site import Site
+from slidemap.data.site import PRE_CHANNELS, Site
 from slidemap.data.terrain import horn_slope, pixel_size_m
 from slidemap.errors import InputError
 
@@ -34,9 +37,13 @@ class SceneStrips:
     Args:
         folder: The scene's site folder.
         strip_rows: Rows read at once; memory grows with ``strip_rows x width``, never with the scene height.
+        channels: The channels a model will read. None reads ``s2_pre.tif`` whenever there is one (as
+            :func:`~slidemap.data.reader.read_site`); given, it is read only when a channel needs it (so its clouds
+            do not punch holes in a single-date map), and its absence then is an error.
     """
 
-    def __init__(self, folder: str | PathLike[str], strip_rows: int = DEFAULT_STRIP_ROWS) -> None:
+    def __init__(self, folder: str | PathLike[str], strip_rows: int = DEFAULT_STRIP_ROWS, *,
+                 channels: Sequence[str] | None = None) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise InputError(self.folder, "scene folder not found")
@@ -48,8 +55,29 @@ class SceneStrips:
         with _reading(self.dem_path), rasterio.open(self.dem_path) as src:
             if src.crs is None:
                 raise InputError(self.dem_path, "has no CRS; every input must be georeferenced")
+        self.pre_path = self.folder / PRE_FILE
+        self.with_pre = self._check_pre(channels)
         self.strip_rows = max(1, int(strip_rows))
         self._strip: tuple[int, Site] | None = None
+
+    def _check_pre(self, channels: Sequence[str] | None) -> bool:
+        """Whether strips read s2_pre.tif; its header, bands and extent are checked here, before any strip."""
+        needed = [c for c in channels or () if c in PRE_CHANNELS]
+        if not self.pre_path.is_file():
+            if needed:
+                raise InputError(self.pre_path, f"missing: scene '{self.name}' has no pre-event image but channels "
+                                                f"{', '.join(needed)} need one; add s2_pre.tif (slidemap site "
+                                                "--s2-pre PRODUCT...) or map with --s2-pre PRODUCT...")
+            return False
+        if channels is not None and not needed:
+            return False
+        with _reading(self.pre_path), rasterio.open(self.pre_path) as src:
+            pre_band_indexes(self.pre_path, src, self.grid)
+        share = extent_share(self.pre_path, self.grid)
+        if share < MIN_COVERAGE:
+            raise InputError(self.pre_path, f"covers only {share:.1%} of the scene's extent; need at least "
+                                            f"{MIN_COVERAGE:.0%}: use a pre-event image over the whole scene")
+        return True
 
     @property
     def name(self) -> str:
@@ -71,7 +99,8 @@ class SceneStrips:
         window = Window(0, r0, self.shape[1], r1 - r0)
         transform = _shifted(self.transform, window)
         bounds = rasterio.windows.bounds(window, self.transform)
-        return {"crs": self.crs, "transform": transform, "shape": (r1 - r0, self.shape[1]), "bounds": bounds}
+        return {"crs": self.crs, "transform": transform, "shape": (r1 - r0, self.shape[1]), "bounds": bounds,
+                "band_indexes": self.grid["band_indexes"], "count": self.grid["count"]}
 
     def read(self, r0: int, r1: int) -> Site:
         """Rows ``[r0, r1)`` as a Site (no labels) whose transform places them in the scene."""
@@ -86,12 +115,18 @@ class SceneStrips:
         slope = horn_slope(dem_halo, dx, dy)[r0 - h0:r0 - h0 + (r1 - r0)]
         dem = dem_halo[r0 - h0:r0 - h0 + (r1 - r0)]
         valid &= np.isfinite(dem) & np.isfinite(slope)
+        bands_pre = None
+        if self.with_pre:
+            bands_pre, pre_valid = read_pre_event(self.pre_path, self.meta, self._sub_grid(r0, r1))
+            valid &= pre_valid
         invalid = ~valid
         bands[:, invalid] = 0.0
         dem[invalid] = 0.0
         slope[invalid] = 0.0
+        if bands_pre is not None:
+            bands_pre[:, invalid] = 0.0
         return Site(name=self.name, bands=bands, dem=dem, slope=slope, label=None, valid=valid,
-                    transform=self._sub_grid(r0, r1)["transform"], crs=self.crs, meta=self.meta)
+                    transform=self._sub_grid(r0, r1)["transform"], crs=self.crs, meta=self.meta, bands_pre=bands_pre)
 
     def _covering(self, r0: int, r1: int) -> tuple[int, Site]:
         """The cached strip holding rows ``[r0, r1)``; a new one (from ``r0``) when it does not."""

@@ -9,10 +9,19 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
+from slidemap.data.indices import dndvi, ndvi, rdndvi
+from slidemap.errors import InputError
+
 BAND_NAMES: tuple[str, ...] = ("B2", "B3", "B4", "B8")
 """The Sentinel-2 10 m bands of the paper, in the order they are stored in ``Site.bands``."""
 
-CHANNELS: tuple[str, ...] = BAND_NAMES + ("slope", "dem", "ndvi")
+PRE_BAND_NAMES: tuple[str, ...] = tuple(f"{b}_pre" for b in BAND_NAMES)
+"""The same bands of the pre-event image (``s2_pre.tif``), stored in ``Site.bands_pre``."""
+
+PRE_CHANNELS: tuple[str, ...] = PRE_BAND_NAMES + ("ndvi_pre", "dndvi", "rdndvi")
+"""Channels that need a pre-event image: its bands, its NDVI, and the NDVI change (post - pre, HazMapper's rdNDVI)."""
+
+CHANNELS: tuple[str, ...] = BAND_NAMES + ("slope", "dem", "ndvi") + PRE_CHANNELS
 """Every input channel a model can ask for; ``DEFAULT_CHANNELS`` is the paper's choice."""
 
 DEFAULT_CHANNELS: tuple[str, ...] = ("B2", "B3", "B4", "B8", "slope")
@@ -33,6 +42,8 @@ class Site:
         crs: CRS of the s2 grid.
         landslide_count: Number of inventory features (or connected mask components); None without labels.
         meta: Contents of ``site.yaml`` plus provenance notes (e.g. repaired polygons).
+        bands_pre: float32 (4, H, W) reflectance B2, B3, B4, B8 of the pre-event image (``s2_pre.tif``) on the
+            s2 grid, 0 where ``valid`` is False; None for a single-date site.
     """
 
     name: str
@@ -45,6 +56,7 @@ class Site:
     crs: CRS
     landslide_count: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    bands_pre: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -64,11 +76,29 @@ class Site:
         if name == "dem":
             return self.dem
         if name == "ndvi":
-            red, nir = self.bands[2], self.bands[3]
-            denom = nir + red
-            ndvi = np.divide(nir - red, denom, out=np.zeros_like(denom), where=np.abs(denom) > 1e-6)
-            return np.where(self.valid, ndvi, 0.0).astype(np.float32)
-        raise KeyError(f"unknown channel {name!r}; known channels: {', '.join(CHANNELS)}")
+            return self._masked(ndvi(self.bands[2], self.bands[3]))
+        if name not in PRE_CHANNELS:
+            raise KeyError(f"unknown channel {name!r}; known channels: {', '.join(CHANNELS)}")
+        pre = self._pre(name)
+        if name in PRE_BAND_NAMES:
+            return pre[PRE_BAND_NAMES.index(name)]
+        ndvi_pre = ndvi(pre[2], pre[3])
+        if name == "ndvi_pre":
+            return self._masked(ndvi_pre)
+        change = dndvi if name == "dndvi" else rdndvi
+        return self._masked(change(ndvi(self.bands[2], self.bands[3]), ndvi_pre))
+
+    def _masked(self, values: np.ndarray) -> np.ndarray:
+        """Derived values as float32 with invalid pixels 0, as every stored channel has them."""
+        return np.where(self.valid, values, 0.0).astype(np.float32)
+
+    def _pre(self, channel: str) -> np.ndarray:
+        """The pre-event bands, or a one-line error naming the site when it has no ``s2_pre.tif``."""
+        if self.bands_pre is None:
+            where = self.meta.get("path", self.name)
+            raise InputError(where, f"site '{self.name}' has no pre-event image (s2_pre.tif) but channel {channel} "
+                                    "needs one: add s2_pre.tif (slidemap site --s2-pre PRODUCT...) or use inputs=post")
+        return self.bands_pre
 
     def stack(self, names: tuple[str, ...] | list[str] = DEFAULT_CHANNELS) -> np.ndarray:
         """The input stack (C, H, W) float32 in the given channel order."""

@@ -132,6 +132,34 @@ def _reprojected(product: Product, grid: Grid, mask_classes: Sequence[int]) -> R
                        provenance=src.provenance)
 
 
+def product_on_grid(product: Product, grid: Grid, mask_classes: Sequence[int]) -> tuple[Reflectance, str]:
+    """One whole product on a site grid (NaN and invalid where it does not reach), and how it came there.
+
+    A product on the grid's lattice is copied window by window; one on another grid or in another CRS is
+    reprojected (bilinear; its cloud mask by nearest neighbour), exactly as :func:`mosaic_products` does.
+    """
+    native = _native(product, grid, mask_classes)
+    if native is None:
+        part = _reprojected(product, grid, mask_classes)
+        how = f"reprojected from {product.grid.crs.to_string()}: {REPROJECTION} (cloud mask: nearest)"
+        if part is not None:
+            return part, how
+        empty = np.zeros(grid.shape, bool)
+        return Reflectance(bands=np.full((len(BAND_NAMES), *grid.shape), np.nan, np.float32), valid=empty,
+                           masked=empty.copy(), grid=grid, provenance={"valid_share": 0.0, "masked_share": 0.0}), how
+    part, where = native
+    if part.bands.shape[1:] == grid.shape:
+        return part, "native grid (no resampling)"
+    bands = np.full((len(BAND_NAMES), *grid.shape), np.nan, np.float32)
+    valid = np.zeros(grid.shape, bool)
+    masked = np.zeros(grid.shape, bool)
+    bands[(slice(None), *where)] = part.bands
+    valid[where] = part.valid
+    masked[where] = part.masked
+    return Reflectance(bands=bands, valid=valid, masked=masked, grid=grid, provenance=part.provenance), \
+        "native grid (no resampling)"
+
+
 def mosaic_products(plan: Plan, mask_classes: Sequence[int]) -> tuple[Reflectance, list[dict[str, Any]]]:
     """Fill the site grid from the products in plan order; returns the mosaic and one summary per product."""
     grid = plan.grid

@@ -15,6 +15,7 @@ from typing import Any
 
 from slidemap.data.reader import read_inventory
 from slidemap.errors import InputError
+from slidemap.ingest.composite import open_pre_products, pre_event_composite
 from slidemap.ingest.dem_tiles import mosaic_dem
 from slidemap.ingest.grids import LONLAT, footprint
 from slidemap.ingest.mosaic import mosaic_products, plan_grid
@@ -55,10 +56,20 @@ def _check_dates(products: Sequence[Product], allow_mixed: bool) -> None:
                                      "to mosaic them anyway")
 
 
+def _pre_text(products: Sequence[Product]) -> str:
+    """', before: <names> (<dates>)' for the site description; '' without pre-event products."""
+    if not products:
+        return ""
+    dates = sorted({p.date for p in products if p.date})
+    return (f", before: {', '.join(p.name for p in products)}{' (' + ', '.join(dates) + ')' if dates else ''}"
+            f"{' as a greenest-pixel composite' if len(products) > 1 else ''}")
+
+
 def build_site(s2: PathArg | Iterable[PathArg], dem: PathArg | Iterable[PathArg], out: PathArg,
                inventory: PathArg | None = None, bounds: Sequence[float] | None = None,
                bounds_crs: Any = "EPSG:4326", mask_classes: Iterable[int | str] | None = DEFAULT_MASK_CLASSES,
-               allow_l1c: bool = False, allow_mixed_dates: bool = False) -> dict[str, Any]:
+               allow_l1c: bool = False, allow_mixed_dates: bool = False,
+               s2_pre: PathArg | Iterable[PathArg] | None = None) -> dict[str, Any]:
     """Write a site folder from Sentinel-2 products and DEM tiles; returns the summary ``slidemap site --json`` prints.
 
     Args:
@@ -70,6 +81,8 @@ def build_site(s2: PathArg | Iterable[PathArg], dem: PathArg | Iterable[PathArg]
         mask_classes: SCL classes that become no-data (default 0, 1, 3, 8, 9, 10; empty masks nothing).
         allow_l1c: accept Level-1C (top-of-atmosphere) products.
         allow_mixed_dates: mosaic products of different dates.
+        s2_pre: pre-event products (any dates before the post-event one, any grid): brought onto the site's grid
+            and, if several, merged into a greenest-pixel composite, written as ``s2_pre.tif``.
 
     Raises:
         InputError: any bad input, naming the file and the problem; nothing is written then.
@@ -77,12 +90,14 @@ def build_site(s2: PathArg | Iterable[PathArg], dem: PathArg | Iterable[PathArg]
     start = time.perf_counter()
     out = Path(out)
     s2_paths, dem_paths = _paths(s2, "--s2"), _paths(dem, "--dem")
+    pre_paths = _paths(s2_pre, "--s2-pre") if s2_pre is not None else []
     classes = parse_mask_classes(mask_classes)
     inventory_path = check_inventory(Path(inventory)) if inventory is not None else None
     _check_out(out)
 
     products = [open_product(p, allow_l1c=allow_l1c) for p in s2_paths]
     _check_dates(products, allow_mixed_dates)
+    pre_products = open_pre_products(pre_paths, products, allow_l1c)
     plan = plan_grid(products, bounds, bounds_crs)
     scene, product_summaries = mosaic_products(plan, classes)
     timings = {"s2": time.perf_counter() - start}
@@ -90,10 +105,12 @@ def build_site(s2: PathArg | Iterable[PathArg], dem: PathArg | Iterable[PathArg]
     if not scene.valid.any():
         raise InputError(products[0].path, f"no valid pixel in the site: {scene.provenance['masked_share']:.1%} "
                                            f"cloud-masked (SCL classes {list(classes)}), the rest no-data")
+    pre = pre_event_composite(pre_products, grid, classes, scene.valid) if pre_products else None
+    timings["s2_pre"] = time.perf_counter() - start - timings["s2"]
     dem_mosaic = mosaic_dem(dem_paths, grid)
     grid_dict = {"crs": grid.crs, "transform": grid.transform, "shape": grid.shape, "bounds": grid.bounds}
     labels = read_inventory(inventory_path, grid_dict, {})[1] if inventory_path else None
-    timings["dem_inventory"] = time.perf_counter() - start - timings["s2"]
+    timings["dem_inventory"] = time.perf_counter() - start - timings["s2"] - timings["s2_pre"]
 
     lonlat = footprint(grid.bounds, grid.crs, LONLAT).bounds
     summary: dict[str, Any] = {
@@ -104,17 +121,21 @@ def build_site(s2: PathArg | Iterable[PathArg], dem: PathArg | Iterable[PathArg]
         "mask_class_names": describe_classes(classes),
         "masked_share": scene.provenance["masked_share"], "valid_share": scene.provenance["valid_share"],
         "dem": dem_mosaic.provenance, "inventory": str(inventory_path) if inventory_path else None,
-        "landslides_in_site": labels,
+        "landslides_in_site": labels, "pre_event": pre[2] if pre is not None else None,
     }
     names = ", ".join(p.name for p in products)
     dates = sorted({p.date for p in products if p.date})
     description = (f"Sentinel-2 {'/'.join(sorted({p.level for p in products}))} {names}"
-                   f"{' (' + ', '.join(dates) + ')' if dates else ''} with DEM "
+                   f"{' (' + ', '.join(dates) + ')' if dates else ''}{_pre_text(pre_products)} with DEM "
                    f"{', '.join(Path(f).name for f in dem_mosaic.provenance['files'])}; built by slidemap site")
     with atomic_dir(out) as tmp:
         write_s2(tmp / "s2.tif", scene.bands, grid)
+        files = ["s2.tif"]
+        if pre is not None:
+            write_s2(tmp / "s2_pre.tif", pre[0], grid)
+            files.append("s2_pre.tif")
         write_float_cog(tmp / "dem.tif", dem_mosaic.data, dem_mosaic.grid, ("elevation",))
-        files = ["s2.tif", "dem.tif"]
+        files.append("dem.tif")
         if inventory_path is not None:
             files.append(copy_inventory(inventory_path, tmp).name)
         summary["files"] = [*files, "site.yaml"]

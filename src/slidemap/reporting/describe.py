@@ -62,5 +62,6 @@ def format_baseline(result: dict) -> str:
     for scenario, per_area in result["scenarios"].items():
         t = result["thresholds"][scenario]
         cells = " ".join(f"{m['precision']:>6.3f}/{m['recall']:.3f}/{m['f1']:.3f}" for m in per_area.values())
-        lines.append(f"{scenario:<11} NDVI<{t['ndvi_max']:<5.2f} slope>={t['slope_min']:<5.1f} {cells}")
+        index = f"NDVI<{t['ndvi_max']:<5.2f}" if "ndvi_max" in t else f"rdNDVI<{t['rdndvi_max']:<4.0f}"
+        lines.append(f"{scenario:<11} {index} slope>={t['slope_min']:<5.1f} {cells}")
     return "\n".join(lines)

@@ -230,6 +230,7 @@ def run_job(cfg: DictConfig) -> float:
         previews = datamodule.write_test_outputs(out, predict_areas(trainer, module, datamodule), cfg.threshold)
         payload = {
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
+            "inputs": str((cfg.get("inputs") or {}).get("name", "post")), "channels": list(datamodule.channels),
             "seed": int(cfg.seed), "epochs": int(trainer.current_epoch), "precision": str(precision),
             "threads": threads, "processes": int(trainer.world_size), "resumed_from": fit_from,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,

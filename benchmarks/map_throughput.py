@@ -1,0 +1,149 @@
+"""Mapping throughput and peak memory of `slidemap map` (blended mosaic) on fabricated scenes of several sizes.
+
+Each size gets a scene in a temporary folder (never committed): s2.tif as uint16 DN (tiled, deflate, written
+strip by strip, like an L2A band stack) and dem.tif at 12.5 m, both in UTM 33N. `slidemap map` runs in a child
+process; its wall time and peak resident memory (ru_maxrss of the child) are reported. The network's weights
+are random (speed and memory do not depend on them); `--base-filters 32` is the paper's U-Net.
+
+    python benchmarks/map_throughput.py                                  # 2745 px and 10980 px (a whole tile)
+    python benchmarks/map_throughput.py --sizes 1024 --base-filters 32   # the paper U-Net on a small scene
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from slidemap.data.patches import Normaliser
+from slidemap.models import build_model
+from slidemap.training.module import LandslideModule
+
+CRS = "EPSG:32633"
+CHANNELS = ["B2", "B3", "B4", "B8", "slope"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", nargs="+", type=int, default=[2745, 10980], help="scene sizes in pixels (square)")
+    p.add_argument("--model", default="unet")
+    p.add_argument("--base-filters", type=int, default=8, help="32 = the paper's U-Net (16x the FLOPs of 8)")
+    p.add_argument("--window", type=int, default=64)
+    p.add_argument("--overlap", type=float, default=0.5)
+    p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"])
+    p.add_argument("--ckpt", default=None, help="map with this checkpoint instead of random weights")
+    p.add_argument("--workdir", default=None, help="where scenes are written (default: a temporary folder)")
+    return p.parse_args(argv)
+
+
+def fabricate_scene(folder: Path, size: int, strip: int = 512) -> None:
+    """A size x size px scene: smooth terrain, a vegetation pattern with bare patches; written strip by strip."""
+    folder.mkdir(parents=True, exist_ok=True)
+    transform = from_origin(400000.0, 5000000.0, 10.0, 10.0)
+    rng = np.random.default_rng(0)
+    phase = rng.uniform(0, 2 * np.pi, 6)
+    profile = dict(driver="GTiff", width=size, height=size, count=4, dtype="uint16", crs=CRS, transform=transform,
+                   nodata=0, tiled=True, blockxsize=512, blockysize=512, compress="deflate", BIGTIFF="IF_SAFER")
+    with rasterio.open(folder / "s2.tif", "w", **profile) as dst:
+        dst.descriptions = ("B2", "B3", "B4", "B8")
+        cols = np.arange(size)[None, :]
+        for r0 in range(0, size, strip):
+            rows = np.arange(r0, min(size, r0 + strip))[:, None]
+            veg = 0.5 + 0.5 * np.sin(rows / 97.0 + phase[0]) * np.cos(cols / 131.0 + phase[1])
+            noise = rng.normal(0, 0.01, (4, rows.size, size))
+            refl = np.stack([0.04 + 0.03 * (1 - veg), 0.06 + 0.03 * (1 - veg), 0.05 + 0.08 * (1 - veg),
+                             0.15 + 0.25 * veg]) + noise
+            dst.write(np.clip(refl * 10000, 1, 65535).astype(np.uint16), window=Window(0, r0, size, rows.size))
+    dem_size = int(np.ceil(size * 10 / 12.5)) + 4
+    dem_profile = dict(driver="GTiff", width=dem_size, height=dem_size, count=1, dtype="float32", crs=CRS,
+                       transform=from_origin(400000.0 - 25, 5000000.0 + 25, 12.5, 12.5), nodata=-9999.0,
+                       tiled=True, blockxsize=512, blockysize=512, compress="deflate", BIGTIFF="IF_SAFER")
+    with rasterio.open(folder / "dem.tif", "w", **dem_profile) as dst:
+        cols = np.arange(dem_size)[None, :]
+        for r0 in range(0, dem_size, strip):
+            rows = np.arange(r0, min(dem_size, r0 + strip))[:, None]
+            z = 800 + 300 * np.sin(rows / 150.0 + phase[2]) * np.cos(cols / 170.0 + phase[3]) + 0.5 * rows
+            dst.write(z.astype(np.float32)[None], window=Window(0, r0, dem_size, rows.size))
+
+
+def make_checkpoint(path: Path, model: str, base_filters: int, window: int) -> None:
+    """A checkpoint as train.py writes it (random weights, a plausible normaliser)."""
+    torch.manual_seed(0)
+    net = build_model(model, in_channels=len(CHANNELS), base_filters=base_filters)
+    norm = Normaliser(tuple(CHANNELS), np.array([0.05, 0.07, 0.09, 0.27, 20.0], np.float32),
+                      np.array([0.02, 0.02, 0.04, 0.1, 10.0], np.float32))
+    module = LandslideModule(net, model_name=model,
+                             data_info={"channels": CHANNELS, "window": window, "normaliser": norm.to_dict()})
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+
+
+def run_map(ckpt: Path, scene: Path, out: Path, args: argparse.Namespace) -> tuple[float, float, dict[str, float]]:
+    """Wall seconds, peak RSS (GiB) and the logged step times of one `slidemap map` child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    cmd = [sys.executable, "-m", "slidemap.cli", "map", "--ckpt", str(ckpt), "--scene", str(scene), "--out",
+           str(out), "--overlap", str(args.overlap), "--precision", args.precision]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"slidemap map failed:\n{done.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak <= before:
+        print(f"note: peak RSS of this child is not above an earlier child's ({before} KiB)", file=sys.stderr)
+    steps = {}
+    mosaic = re.search(r"mosaic predicted and written in ([0-9.]+) s", done.stderr)
+    polygons = re.search(r"(\d+) landslide polygon\(s\), [0-9.]+ km2, written in ([0-9.]+) s", done.stderr)
+    if mosaic:
+        steps["mosaic_s"] = float(mosaic.group(1))
+    if polygons:
+        steps["polygons"], steps["polygons_s"] = float(polygons.group(1)), float(polygons.group(2))
+    return wall, peak / 2**20, steps  # ru_maxrss is in KiB on Linux
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    print("command: python benchmarks/map_throughput.py " + shlex.join(sys.argv[1:] if argv is None else argv))
+    print(f"threads: {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}, torch {torch.__version__}")
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        root = Path(tmp)
+        ckpt = Path(args.ckpt) if args.ckpt else root / "model.ckpt"
+        if not args.ckpt:
+            make_checkpoint(ckpt, args.model, args.base_filters, args.window)
+        rows = []
+        for size in sorted(args.sizes):  # smallest first: ru_maxrss of children only grows
+            scene = root / f"scene{size}"
+            start = time.perf_counter()
+            fabricate_scene(scene, size)
+            made = time.perf_counter() - start
+            wall, peak, steps = run_map(ckpt, scene, root / f"maps{size}", args)
+            mpx = size * size / 1e6
+            mosaic = steps.get("mosaic_s", float("nan"))
+            rows.append((size, mpx, made, wall, mosaic, mpx / mosaic, 100 * mpx / mosaic,
+                         int(steps.get("polygons", -1)), steps.get("polygons_s", float("nan")), peak))
+            for p in (scene, root / f"maps{size}"):
+                subprocess.run(["rm", "-rf", str(p)], check=True)
+    model = f"checkpoint {args.ckpt}" if args.ckpt else f"{args.model} (base_filters {args.base_filters}, random)"
+    print(f"\nmodel {model}, window {args.window}, overlap {args.overlap}, precision {args.precision}\n")
+    print("| scene px | Mpx | fabricate s | map wall s | mosaic s | mosaic Mpx/s | mosaic km2/s | polygons | "
+          "polygons s | peak RSS GiB |")
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for size, mpx, made, wall, mosaic, rate, km2s, n_poly, poly_s, peak in rows:
+        print(f"| {size} x {size} | {mpx:.1f} | {made:.1f} | {wall:.1f} | {mosaic:.1f} | {rate:.3f} | {km2s:.1f} | "
+              f"{n_poly} | {poly_s:.1f} | {peak:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
