@@ -83,6 +83,9 @@ def make_checkpoint(path: Path, model: str, base_filters: int, window: int) -> N
     """A checkpoint as train.py writes it (random weights, a plausible normaliser)."""
     torch.manual_seed(0)
     net = build_model(model, in_channels=len(CHANNELS), base_filters=base_filters)
+    head = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():  # a sparse map, as real ones are: random weights otherwise flag half the scene
+        head.bias.fill_(-6.0)
     norm = Normaliser(tuple(CHANNELS), np.array([0.05, 0.07, 0.09, 0.27, 20.0], np.float32),
                       np.array([0.02, 0.02, 0.04, 0.1, 10.0], np.float32))
     module = LandslideModule(net, model_name=model,

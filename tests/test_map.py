@@ -215,25 +215,31 @@ def test_scene_strips_read_exactly_what_the_site_reader_reads(synthetic_root):
         np.testing.assert_allclose(strip.slope, site.slope[r0:r1], rtol=1e-5, atol=1e-4)  # real neighbours
 
 
-def test_streamed_polygons_equal_in_memory_polygons(tmp_path):
-    from slidemap.evaluation.polygons import vectorise, vectorise_file
+@pytest.mark.parametrize("crs", ["EPSG:32654", "EPSG:4326"])  # projected, and geographic (area per row)
+def test_streamed_polygons_equal_in_memory_polygons(tmp_path, crs):
+    from slidemap.evaluation.polygons import vectorise
+    from slidemap.evaluation.polygons_streamed import write_polygons_streamed
     from slidemap.predict import write_maps
 
     rng = np.random.default_rng(5)
     prob = ndimage.uniform_filter(rng.random((90, 70)), 7).astype(np.float32)
     prob[:10, :10] = np.nan  # nodata is no polygon
-    transform = rasterio.Affine(10, 0, 500000, 0, -10, 4000000)
-    _, binary, paths = write_maps(tmp_path, "x", [(0, prob[:40]), (40, prob[40:])], prob.shape, transform,
-                                  "EPSG:32654", 0.5)
-    mem = vectorise(binary, transform, "EPSG:32654", prob)
-    streamed = vectorise_file(paths[1], paths[0], strip_rows=13)
-    assert len(mem) == len(streamed) > 5
-
-    def rows(ls):
-        return sorted(zip(ls.pixels.tolist(), np.round(ls.area_m2, 6).tolist(),
-                          np.round(ls.mean_probability, 6).tolist(), [g.normalize().wkt for g in ls.geometry]))
-
-    assert rows(mem) == rows(streamed)
+    prob[:, 30] = 0.9  # one landslide running through every strip, joined across the strip borders
+    transform = (rasterio.Affine(10, 0, 500000, 0, -10, 4000000) if crs != "EPSG:4326"
+                 else rasterio.Affine(1e-4, 0, 141.0, 0, -1e-4, 42.8))
+    _, binary, paths = write_maps(tmp_path, "x", [(0, prob[:40]), (40, prob[40:])], prob.shape, transform, crs, 0.5)
+    mem = vectorise(binary, transform, crs, prob)
+    count, area = write_polygons_streamed(paths[1], tmp_path / "x.gpkg", paths[0], strip_rows=13)
+    _, _, geometry, fields = pyogrio.raw.read(tmp_path / "x.gpkg")
+    ids, pixels, area_m2, mean_p = fields
+    assert count == len(mem) == len(ids) > 5 and area == pytest.approx(mem.area_m2.sum())
+    order = np.argsort(ids)
+    np.testing.assert_array_equal(ids[order], np.arange(1, count + 1))  # the in-memory numbering (raster order)
+    np.testing.assert_array_equal(pixels[order], mem.pixels)
+    np.testing.assert_allclose(area_m2[order], mem.area_m2, rtol=1e-9)
+    np.testing.assert_allclose(mean_p[order], np.round(mem.mean_probability, 4), atol=1e-9)
+    for wkb, expected in zip(geometry[order], mem.geometry):
+        assert shapely.from_wkb(wkb).normalize().equals_exact(expected.normalize(), 1e-9)
 
 
 def test_map_streams_a_scene_larger_than_one_strip(capsys, ckpt, tmp_path, monkeypatch, synthetic_root):

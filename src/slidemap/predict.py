@@ -32,7 +32,8 @@ from slidemap.data.split import Block
 from slidemap.errors import InputError
 from slidemap.evaluation.checkpoint import TrainedModel
 from slidemap.evaluation.mosaic import iter_mosaic, site_reader, tile_count
-from slidemap.evaluation.polygons import Landslides, vectorise, vectorise_file, write_gpkg
+from slidemap.evaluation.polygons import Landslides, vectorise, write_gpkg
+from slidemap.evaluation.polygons_streamed import write_polygons_streamed
 from slidemap.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,8 @@ def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: f
     """Map a whole scene read strip by strip: memory stays bounded whatever its size (a full S2 tile too).
 
     The same blended mosaic and GeoTIFF writer as :func:`map_area`; the polygons come from the written binary
-    map (:func:`~slidemap.evaluation.polygons.vectorise_file`), so no full-scene array is ever held.
+    map (:func:`~slidemap.evaluation.polygons_streamed.write_polygons_streamed`), so no full-scene array or
+    geometry list is ever held.
     """
     tile = int(tile or model.window)
     threshold = model.threshold if threshold is None else float(threshold)
@@ -172,10 +174,10 @@ def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: f
     log.info("%s: %d x %d px mosaic predicted and written in %.1f s (%.2f Mpx/s)", name, *scene.shape,
              elapsed, mpx / max(elapsed, 1e-9))
     start = time.perf_counter()
-    landslides = vectorise_file(paths[1], paths[0])
-    gpkg = write_gpkg(out_dir / f"{name}_landslides.gpkg", landslides, scene.crs)
-    log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", name, len(landslides),
-             float(landslides.area_m2.sum()) / 1e6, time.perf_counter() - start)
+    gpkg = out_dir / f"{name}_landslides.gpkg"
+    count, area = write_polygons_streamed(paths[1], gpkg, paths[0])
+    log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", name, count, area / 1e6,
+             time.perf_counter() - start)
     return [*paths, gpkg]
 
 

@@ -17,10 +17,7 @@ import numpy as np
 import pyogrio.raw
 import shapely
 from affine import Affine
-import rasterio
-import rasterio.windows
-from rasterio.features import rasterize, shapes
-from rasterio.windows import Window
+from rasterio.features import shapes
 from scipy import ndimage
 
 from slidemap.data.terrain import pixel_size_m
@@ -92,53 +89,6 @@ def vectorise(binary: np.ndarray, transform: Affine, crs: Any, probability: np.n
     if label is not None:
         hits = np.bincount(regions[np.asarray(label) == 1], minlength=n + 1)[1:] > 0
     return Landslides(geoms, pixels, _areas(regions, n, transform, crs), mean_p, hits)
-
-
-def vectorise_file(binary_path: str | PathLike[str], probability_path: str | PathLike[str] | None = None,
-                   strip_rows: int = 512) -> Landslides:
-    """:func:`vectorise` of a written binary GeoTIFF without loading it: for maps too large to hold.
-
-    GDAL's polygonize streams the file's rows (the band's own values mask out the 0 background; nodata
-    regions are dropped); each polygon's pixels, area and mean probability are then summed strip by strip
-    by rasterising the polygons that reach the strip, with the same pixel-centre rule and pixel areas as
-    :func:`vectorise`. Polygons come in GDAL's order, not raster-scan order.
-    """
-    with rasterio.open(binary_path) as src:
-        band = rasterio.band(src, 1)
-        geoms = np.array([shapely.geometry.shape(g) for g, v in shapes(band, mask=band, connectivity=4,
-                                                                        transform=src.transform) if v == 1],
-                         dtype=object)
-        transform, crs, (height, width) = src.transform, src.crs, src.shape
-    n = len(geoms)
-    pixels, area, psum = np.zeros(n + 1, np.int64), np.zeros(n + 1), np.zeros(n + 1)
-    if n:
-        tree = shapely.STRtree(geoms)
-        prob_src = rasterio.open(probability_path) if probability_path is not None else None
-        try:
-            for r0 in range(0, height, strip_rows):
-                window = Window(0, r0, width, min(strip_rows, height - r0))
-                strip_transform = rasterio.windows.transform(window, transform)
-                bounds = rasterio.windows.bounds(window, transform)
-                hit = tree.query(shapely.box(*bounds))
-                # clipped to the strip, so a scene-wide polygon costs its local edges only (GDAL's scanline fill
-                # visits every edge of a shape for every row); the pixel-centre rule is unchanged by the clip
-                parts = shapely.clip_by_rect(geoms[hit], *bounds)
-                keep = ~shapely.is_empty(parts)
-                hit, parts = hit[keep], parts[keep]
-                if not len(hit):
-                    continue
-                ids = rasterize(zip(parts, hit + 1), out_shape=(window.height, width),
-                                transform=strip_transform, fill=0, dtype="int32")
-                pixels += np.bincount(ids.ravel(), minlength=n + 1)
-                area += _areas(ids, n, strip_transform, crs, total=True)
-                if prob_src is not None:
-                    prob = np.nan_to_num(prob_src.read(1, window=window))
-                    psum += np.bincount(ids.ravel(), weights=prob.ravel(), minlength=n + 1)
-        finally:
-            if prob_src is not None:
-                prob_src.close()
-    mean_p = psum[1:] / np.maximum(pixels[1:], 1) if probability_path is not None else None
-    return Landslides(geoms, pixels[1:], area[1:], mean_p)
 
 
 def write_gpkg(path: str | PathLike[str], landslides: Landslides, crs: Any) -> Path:
