@@ -38,6 +38,9 @@ from slidemap.io import atomic_path
 
 log = logging.getLogger(__name__)
 
+MAP_GDAL_CACHE_MB = 256
+"""GDAL block cache while a scene map is written: dirty tiles wait there, so it bounds part of the map's memory."""
+
 OVERVIEW_MIN_PX = 64
 """Overviews are built down to this size (GDAL's default stops at 256, which leaves small maps without)."""
 
@@ -163,21 +166,22 @@ def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: f
     threshold = model.threshold if threshold is None else float(threshold)
     name = name or scene.name
     start = time.perf_counter()
-    if autocast is not None:
-        model.net.to(memory_format=torch.channels_last)
-    chunks = iter_mosaic(model.net, scene.row_reader(model.normaliser), scene.shape, tile, mode="blend",
-                         overlap=overlap, batch_size=batch_size, progress=progress, desc=f"{scene.name} (blend)",
-                         autocast=autocast)
-    _, _, paths = write_maps(out_dir, name, chunks, scene.shape, scene.transform, scene.crs, threshold, keep=False)
-    elapsed = time.perf_counter() - start
-    mpx = scene.shape[0] * scene.shape[1] / 1e6
-    log.info("%s: %d x %d px mosaic predicted and written in %.1f s (%.2f Mpx/s)", name, *scene.shape,
-             elapsed, mpx / max(elapsed, 1e-9))
-    start = time.perf_counter()
-    gpkg = out_dir / f"{name}_landslides.gpkg"
-    count, area = write_polygons_streamed(paths[1], gpkg, paths[0])
-    log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", name, count, area / 1e6,
-             time.perf_counter() - start)
+    with rasterio.Env(GDAL_CACHEMAX=MAP_GDAL_CACHE_MB):  # GDAL's default (5% of RAM) would grow with the machine
+        if autocast is not None:
+            model.net.to(memory_format=torch.channels_last)
+        chunks = iter_mosaic(model.net, scene.row_reader(model.normaliser), scene.shape, tile, mode="blend",
+                             overlap=overlap, batch_size=batch_size, progress=progress, desc=f"{scene.name} (blend)",
+                             autocast=autocast)
+        _, _, paths = write_maps(out_dir, name, chunks, scene.shape, scene.transform, scene.crs, threshold, keep=False)
+        elapsed = time.perf_counter() - start
+        mpx = scene.shape[0] * scene.shape[1] / 1e6
+        log.info("%s: %d x %d px mosaic predicted and written in %.1f s (%.2f Mpx/s)", name, *scene.shape,
+                 elapsed, mpx / max(elapsed, 1e-9))
+        start = time.perf_counter()
+        gpkg = out_dir / f"{name}_landslides.gpkg"
+        count, area = write_polygons_streamed(paths[1], gpkg, paths[0])
+        log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", name, count, area / 1e6,
+                 time.perf_counter() - start)
     return [*paths, gpkg]
 
 
