@@ -243,3 +243,15 @@ def test_no_complete_run_is_an_input_error(tmp_path: Path) -> None:
         write_report(tmp_path)
     assert main(["report", str(tmp_path)]) == 2
     assert not (tmp_path / "report").exists()
+
+
+def test_a_sweep_mixing_input_sets_is_refused(tmp_path: Path) -> None:
+    for inputs in ("post", "change"):
+        job = tmp_path / f"unet-64-all{'' if inputs == 'post' else '-' + inputs}"
+        job.mkdir()
+        areas = {a: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "iou": 0.3, "tp": 1, "fp": 1, "fn": 1} for a in AREAS}
+        (job / "metrics.json").write_text(json.dumps({"model": "unet", "window": 64, "scenario": "all",
+                                                       "inputs": inputs, "areas": areas}))
+    with pytest.raises(InputError, match=r"the sweep mixes input sets \(change, post\)"):
+        write_report(tmp_path)
+    assert not (tmp_path / "report").exists()

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
+from slidemap.errors import InputError
 from slidemap.training.outputs import METRICS_FILE
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,10 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
                 axes[name].update(values)
         except Exception as err:  # noqa: BLE001 -- an unreadable multirun.yaml only loses the expected grid
             log.warning("%s: cannot read the sweep's overrides (%s)", multirun, err)
+    inputs = sorted({str(r.get("inputs", "post")) for r in runs})
+    if len(inputs) > 1:
+        raise InputError(root, f"the sweep mixes input sets ({', '.join(inputs)}); the paper's tables hold one run "
+                               "per model x window x scenario: report each input set's runs from its own sweep folder")
     runs.sort(key=lambda r: _sort_key(run_key(r)))
     return Sweep(root=root, runs=runs, incomplete=incomplete,
                  axes={"model": ordered(axes["model"], MODEL_ORDER), "window": sorted(axes["window"]),
