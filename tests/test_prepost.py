@@ -314,3 +314,18 @@ def test_cli_baseline_method_rdndvi(capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert err == (f"slidemap baseline: error: {root / 'b'}: site 'b' has no pre-event image (s2_pre.tif): the "
                    "rdndvi rule needs one; add it (slidemap site --s2-pre PRODUCT...) or use --method ndvi")
+
+
+def test_describe_reports_the_pre_event_image():
+    from slidemap.reporting.describe import describe_sites, format_description
+
+    with_pre = layered("a", [LANDSLIDE, RIVER_BED], rows=40, cols=40)  # half landslide (dNDVI -0.7), half 0
+    plain = Site(name="b", bands=with_pre.bands, dem=with_pre.dem, slope=with_pre.slope, label=with_pre.label,
+                 valid=with_pre.valid, transform=with_pre.transform, crs=with_pre.crs, meta={})
+    desc = describe_sites({"a": with_pre, "b": plain})
+    pre = desc["sites"]["a"]["pre_event"]
+    assert pre["mean_ndvi_pre"] == pytest.approx(0.45, abs=1e-5) and pre["mean_ndvi_post"] == pytest.approx(0.1)
+    assert pre["mean_dndvi_landslides"] == pytest.approx(-0.7, abs=1e-5) and pre["mean_dndvi_other"] == pytest.approx(0)
+    assert desc["sites"]["b"]["pre_event"] is None
+    assert "a: pre-event image, mean NDVI 0.450 before, 0.100 after; mean dNDVI -0.350 (-0.700 on landslides)" \
+        in format_description(desc)

@@ -33,9 +33,25 @@ def describe_sites(sites: dict[str, Site]) -> dict:
             "split_axis": split.axis,
             "blocks": {k: [b.rows, b.cols] for k, b in split.blocks().items()},
             "patches": {str(w): {k: b.count(w) for k, b in split.blocks().items()} for w in WINDOWS},
+            "pre_event": _pre_event(site),
         }
     out["totals"] = {"patches": {str(w): sum(sum(s["patches"][str(w)].values()) for s in out["sites"].values())
                                  for w in WINDOWS}}
+    return out
+
+
+def _pre_event(site: Site) -> dict | None:
+    """The pre-event image (s2_pre.tif) in numbers a change study needs: coverage and the NDVI change."""
+    if site.bands_pre is None:
+        return None
+    v = site.valid
+    post, pre, d = (site.channel(c)[v] for c in ("ndvi", "ndvi_pre", "dndvi"))
+    out = {"coverage": site.meta.get("pre_event_coverage"), "mean_ndvi_post": float(post.mean()),
+           "mean_ndvi_pre": float(pre.mean()), "mean_dndvi": float(d.mean())}
+    if site.label is not None:
+        slides = site.label[v] == 1
+        out["mean_dndvi_landslides"] = float(d[slides].mean()) if slides.any() else None
+        out["mean_dndvi_other"] = float(d[~slides].mean()) if (~slides).any() else None
     return out
 
 
@@ -49,6 +65,13 @@ def format_description(desc: dict) -> str:
         lines.append(f"{name:<10} {s['crs']:<11} {s['pixel_size_m']:>5.1f} {s['shape'][0]:>5} x {s['shape'][1]:<5}"
                      f" {s['area_km2']:>7.1f} {s['landslide_count']:>7} {100 * s['landslide_fraction']:>7.2f}"
                      f" {s['mean_landslide_px']:>8.1f} {s['mean_landslide_m2']:>9.0f}  {patches}")
+    for name, s in desc["sites"].items():
+        pre = s.get("pre_event")
+        if pre:
+            slides = pre.get("mean_dndvi_landslides")
+            lines.append(f"{name}: pre-event image, mean NDVI {pre['mean_ndvi_pre']:.3f} before, "
+                         f"{pre['mean_ndvi_post']:.3f} after; mean dNDVI {pre['mean_dndvi']:+.3f}"
+                         + (f" ({slides:+.3f} on landslides)" if slides is not None else ""))
     totals = desc["totals"]["patches"]
     lines.append("total patches: " + ", ".join(f"{w}px: {n}" for w, n in totals.items())
                  + "  (paper: 7888, 1972, 592 at scale 1)")
