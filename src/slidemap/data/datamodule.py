@@ -65,8 +65,26 @@ def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
     return PreparedData(sites, splits, normaliser, Patches.concat(train), Patches.concat(val), test)
 
 
-def _dataset(p: Patches) -> TensorDataset:
+def patch_dataset(p: Patches) -> TensorDataset:
+    """(x, y as float, valid) tensors over in-memory patches, without copying the inputs."""
     return TensorDataset(torch.from_numpy(p.x), torch.from_numpy(p.y.astype(np.float32)), torch.from_numpy(p.valid))
+
+
+def train_loader(patches: Patches, batch_size: int, seed: int, min_samples: int = 0,
+                 num_workers: int = 0) -> DataLoader:
+    """Shuffled training batches; a set smaller than ``min_samples`` is cycled (reshuffled each pass)."""
+    dataset = patch_dataset(patches)
+    gen = torch.Generator().manual_seed(seed)
+    sampler = RandomSampler(dataset, num_samples=max(len(dataset), min_samples), generator=gen)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
+
+
+def eval_loader(patches: Patches, batch_size: int, num_workers: int = 0, shard: bool = True) -> DataLoader:
+    """Every patch once, in order. ``shard``: split without repeats under DDP, so pooled counts are exact;
+    unsharded for work one process does alone (maps, previews on rank 0)."""
+    dataset = patch_dataset(patches)
+    sampler = eval_sampler(dataset) if shard else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
 
 
 class SiteDataModule(pl.LightningDataModule):
@@ -166,27 +184,17 @@ class SiteDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.data is not None
-        gen = torch.Generator().manual_seed(self.seed)
-        dataset = _dataset(self.data.train)
-        sampler = RandomSampler(dataset, num_samples=max(len(dataset), self.min_samples_per_epoch), generator=gen)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+        return train_loader(self.data.train, self.batch_size, self.seed, self.min_samples_per_epoch, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         assert self.data is not None
-        return self._eval_loader(self.data.val)
+        return eval_loader(self.data.val, self.eval_batch_size, self.num_workers)
 
     def test_dataloader(self) -> list[DataLoader]:
         assert self.data is not None
-        return [self._eval_loader(p) for p in self.data.test.values()]
-
-    def _eval_loader(self, patches: Patches) -> DataLoader:
-        """Every patch once, in order (sharded without repeats under DDP, so pooled counts are exact)."""
-        dataset = _dataset(patches)
-        return DataLoader(dataset, batch_size=self.eval_batch_size, sampler=eval_sampler(dataset),
-                          num_workers=self.num_workers)
+        return [eval_loader(p, self.eval_batch_size, self.num_workers) for p in self.data.test.values()]
 
     def predict_dataloader(self) -> list[DataLoader]:
         """Every test area in order, unsharded: maps are made by one process (rank 0 under DDP)."""
         assert self.data is not None
-        return [DataLoader(_dataset(p), batch_size=self.eval_batch_size, num_workers=self.num_workers)
-                for p in self.data.test.values()]
+        return [eval_loader(p, self.eval_batch_size, self.num_workers, shard=False) for p in self.data.test.values()]

@@ -19,12 +19,12 @@ import h5py
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader
 
+from slidemap.data.datamodule import eval_loader, train_loader
 from slidemap.data.patches import Normaliser, Patches
 from slidemap.data.site import CHANNELS, DEFAULT_CHANNELS, PRE_CHANNELS
 from slidemap.errors import InputError
-from slidemap.training.distributed import eval_sampler
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +217,6 @@ def cut_windows(split: L4SSplit, window: int) -> Patches:
     return Patches(x=x[keep], y=y[keep], valid=v[keep], origins=origins[keep])
 
 
-def _tensors(p: Patches) -> TensorDataset:
-    return TensorDataset(torch.from_numpy(p.x), torch.from_numpy(p.y.astype(np.float32)), torch.from_numpy(p.valid))
-
-
 @dataclass(frozen=True)
 class L4SData:
     """Everything a run needs, built by the pure functions above (testable without Lightning)."""
@@ -336,26 +332,17 @@ class Landslide4SenseDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.data is not None
-        dataset = _tensors(self.data.train)
-        gen = torch.Generator().manual_seed(self.seed)
-        sampler = RandomSampler(dataset, num_samples=max(len(dataset), self.min_samples_per_epoch), generator=gen)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+        return train_loader(self.data.train, self.batch_size, self.seed, self.min_samples_per_epoch, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         assert self.data is not None
-        return self._eval_loader(self.data.val)
+        return eval_loader(self.data.val, self.eval_batch_size, self.num_workers)
 
     def test_dataloader(self) -> list[DataLoader]:
         assert self.data is not None
-        return [self._eval_loader(self.data.test)]
-
-    def _eval_loader(self, patches: Patches) -> DataLoader:
-        """Every tile once, in order (sharded without repeats under DDP, so pooled counts are exact)."""
-        dataset = _tensors(patches)
-        return DataLoader(dataset, batch_size=self.eval_batch_size, sampler=eval_sampler(dataset),
-                          num_workers=self.num_workers)
+        return [eval_loader(self.data.test, self.eval_batch_size, self.num_workers)]
 
     def predict_dataloader(self) -> list[DataLoader]:
         """The test tiles in order, unsharded: previews are made by one process (rank 0 under DDP)."""
         assert self.data is not None
-        return [DataLoader(_tensors(self.data.test), batch_size=self.eval_batch_size, num_workers=self.num_workers)]
+        return [eval_loader(self.data.test, self.eval_batch_size, self.num_workers, shard=False)]
