@@ -26,7 +26,7 @@ from slidemap.io import atomic_path
 logging.getLogger("pyogrio._io").setLevel(logging.WARNING)  # one "Created N records" line per file is noise
 
 LAYER = "landslides"
-_PREDICTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)  # 4-connectivity, as rasterio's shapes
+PREDICTED_CONNECTIVITY = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)  # 4-connectivity, as rasterio's shapes
 _INVENTORY = np.ones((3, 3), bool)  # 8-connectivity, as the reader counts mask landslides
 
 
@@ -49,11 +49,8 @@ def predicted_mask(binary: np.ndarray) -> np.ndarray:
     return np.asarray(binary) == 1
 
 
-def _areas(labels: np.ndarray, n: int, transform: Affine, crs: Any, total: bool = False) -> np.ndarray:
-    """Area in m2 of each labelled region 1..n, from the true pixel size (projected or geographic CRS).
-
-    With ``total`` the background (label 0) is kept as element 0, for sums over strips.
-    """
+def region_areas(labels: np.ndarray, n: int, transform: Affine, crs: Any) -> np.ndarray:
+    """Area in m2 of each labelled region 1..n, from the true pixel size (projected or geographic CRS)."""
     dx, dy = pixel_size_m(crs, transform, labels.shape)
     if np.ndim(dx) == 0 and np.ndim(dy) == 0:
         out = np.bincount(labels.ravel(), minlength=n + 1) * float(dx) * float(dy)
@@ -62,7 +59,7 @@ def _areas(labels: np.ndarray, n: int, transform: Affine, crs: Any, total: bool 
         out = np.zeros(n + 1)
         for r in range(labels.shape[0]):  # geographic grids: the pixel area changes with latitude
             out += np.bincount(labels[r], minlength=n + 1) * row_area[r]
-    return out if total else out[1:]
+    return out[1:]
 
 
 def vectorise(binary: np.ndarray, transform: Affine, crs: Any, probability: np.ndarray | None = None,
@@ -75,7 +72,7 @@ def vectorise(binary: np.ndarray, transform: Affine, crs: Any, probability: np.n
         probability: optional (H, W) probabilities; gives each polygon's mean probability.
         label: optional 0/1 inventory (H, W); flags polygons that overlap it.
     """
-    regions, n = ndimage.label(predicted_mask(binary), structure=_PREDICTED)
+    regions, n = ndimage.label(predicted_mask(binary), structure=PREDICTED_CONNECTIVITY)
     regions = regions.astype(np.int32, copy=False)
     geoms = np.empty(n, dtype=object)
     for geom, value in shapes(regions, mask=regions > 0, connectivity=4, transform=transform):
@@ -88,7 +85,7 @@ def vectorise(binary: np.ndarray, transform: Affine, crs: Any, probability: np.n
     hits = None
     if label is not None:
         hits = np.bincount(regions[np.asarray(label) == 1], minlength=n + 1)[1:] > 0
-    return Landslides(geoms, pixels, _areas(regions, n, transform, crs), mean_p, hits)
+    return Landslides(geoms, pixels, region_areas(regions, n, transform, crs), mean_p, hits)
 
 
 def write_gpkg(path: str | PathLike[str], landslides: Landslides, crs: Any) -> Path:
@@ -122,7 +119,7 @@ def object_counts(binary: np.ndarray, label: np.ndarray, valid: np.ndarray | Non
         truth &= valid
     inventory, m = ndimage.label(truth, structure=_INVENTORY)
     hit = np.bincount(inventory[pred], minlength=m + 1)[1:] > 0
-    regions, n = ndimage.label(pred, structure=_PREDICTED)
+    regions, n = ndimage.label(pred, structure=PREDICTED_CONNECTIVITY)
     touching = np.bincount(regions[truth], minlength=n + 1)[1:] > 0
     return {"landslides": int(m), "landslides_hit": int(hit.sum()), "polygons": int(n),
             "false_alarms": int(n - touching.sum())}

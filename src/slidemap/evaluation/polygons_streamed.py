@@ -29,7 +29,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from slidemap.evaluation.polygons import _PREDICTED, LAYER, _areas
+from slidemap.evaluation.polygons import LAYER, PREDICTED_CONNECTIVITY, region_areas
 from slidemap.io import atomic_path
 
 BATCH = 20_000
@@ -50,13 +50,13 @@ def _label_strips(binary_path: Path, probability_path: Path | None, labels_path:
             with rasterio.open(labels_path, "w", **profile) as dst:
                 for r0 in range(0, src.height, strip_rows):
                     window = Window(0, r0, src.width, min(strip_rows, src.height - r0))
-                    labels, n = ndimage.label(src.read(1, window=window) == 1, structure=_PREDICTED)
+                    labels, n = ndimage.label(src.read(1, window=window) == 1, structure=PREDICTED_CONNECTIVITY)
                     labels = labels.astype(np.int32, copy=False)
                     labels[labels > 0] += next_id
                     strip_transform = rasterio.windows.transform(window, src.transform)
                     local = np.where(labels > 0, labels - next_id, 0)
                     pixels.append(np.bincount(local.ravel(), minlength=n + 1)[1:])
-                    area.append(_areas(local, n, strip_transform, src.crs))
+                    area.append(region_areas(local, n, strip_transform, src.crs))
                     if prob_src is not None:
                         prob = np.nan_to_num(prob_src.read(1, window=window))
                         psum.append(np.bincount(local.ravel(), weights=prob.ravel(), minlength=n + 1)[1:])
