@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import types
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,29 +56,44 @@ scenario:
 """
 
 
-def _config(root: str, key: tuple[str, int, str]) -> str:
+INPUTS_F1 = {"post": 0.0, "prepost": 0.05, "change": 0.10}
+"""What each input set adds to every F1 of ``F1`` in a sweep over several input sets."""
+CHANNELS = {"post": ["B2", "B3", "B4", "B8", "slope"], "prepost": ["B2", "B3", "B4", "B8", "B2_pre", "B3_pre",
+                                                                  "B4_pre", "B8_pre", "slope"],
+            "change": ["B2", "B3", "B4", "B8", "dndvi", "rdndvi", "slope"]}
+
+
+def _config(root: str, key: tuple[str, int, str], inputs: str = "post") -> str:
     model, window, scenario = key
     return (f"data:\n  root: {root}\n  sites: null\nmodel:\n  name: {model}\nwindow: {window}\n"
-            f"scenario:\n  name: {scenario}\n")
+            f"scenario:\n  name: {scenario}\n" + ("" if inputs == "post" else f"inputs:\n  name: {inputs}\n"))
 
 
-def make_sweep(folder: Path, data_root: str, sites: dict | None = None) -> Path:
-    """A sweep folder as Hydra and run.py leave it; with ``sites``, perfect-but-for-a-stripe prediction maps."""
+def make_sweep(folder: Path, data_root: str, sites: dict | None = None, inputs: Sequence[str] = ("post",)) -> Path:
+    """A sweep folder as Hydra and run.py leave it; with ``sites``, perfect-but-for-a-stripe prediction maps.
+
+    Each input set's runs are named as run_name names them (``-<inputs>`` after the scenario, none for post) and
+    score ``F1`` plus ``INPUTS_F1[inputs]``; post runs have no ``inputs`` key, as runs from before the input sets.
+    """
     folder.mkdir(parents=True)
-    (folder / "multirun.yaml").write_text(MULTIRUN_YAML)
+    overrides = "" if tuple(inputs) == ("post",) else f"    - inputs={','.join(inputs)}\n"
+    (folder / "multirun.yaml").write_text(MULTIRUN_YAML.replace("    - scenario=all,taiwan\n",
+                                                                 "    - scenario=all,taiwan\n" + overrides))
     splits = split_sites(sites) if sites else {}
-    for key, f1s in F1.items():
-        job = folder / "-".join(map(str, key))
+    for (key, f1s), inputs_set in [(item, i) for i in inputs for item in F1.items()]:
+        job = folder / ("-".join(map(str, key)) + ("" if inputs_set == "post" else f"-{inputs_set}"))
         (job / ".hydra").mkdir(parents=True)
-        (job / ".hydra" / "config.yaml").write_text(_config(data_root, key))
+        (job / ".hydra" / "config.yaml").write_text(_config(data_root, key, inputs_set))
         areas = {a: {"precision": f + 0.05, "recall": f - 0.05, "f1": f, "iou": f / (2 - f), "tp": 1, "fp": 2, "fn": 3}
-                 for a, f in zip(AREAS, f1s)}
+                 for a, f in zip(AREAS, (f + INPUTS_F1[inputs_set] for f in f1s))}
         if key == ("unet", 32, "all"):
             areas["taiwan"]["precision"] = 0.95
         model, window, scenario = key
-        (job / "metrics.json").write_text(json.dumps({
-            "model": model, "window": window, "scenario": scenario, "seed": 0, "epochs": 7, "wall_time_s": 60.0,
-            "train_sites": ["taiwan"] if scenario == "taiwan" else ["taiwan", "china", "japan"], "areas": areas}))
+        record = {"model": model, "window": window, "scenario": scenario, "seed": 0, "epochs": 7, "wall_time_s": 60.0,
+                  "train_sites": ["taiwan"] if scenario == "taiwan" else ["taiwan", "china", "japan"], "areas": areas}
+        if inputs_set != "post":
+            record.update(inputs=inputs_set, channels=CHANNELS[inputs_set])
+        (job / "metrics.json").write_text(json.dumps(record))
         for name, site in (sites or {}).items():
             block = splits[name].test
             rows, cols = block.slices
@@ -117,7 +133,8 @@ def test_tables_hold_the_values_and_mark_the_best_per_column(report: Path) -> No
     assert _row(md, "all", "unet", 64)[6:9] == ["**67.00**", "**57.00**", "**62.00**"]  # china
     assert _row(md, "taiwan", "resunet", 32)[3:6] == ["**82.00**", "**72.00**", "**77.00**"]
     assert _row(md, "taiwan", "unet", 32)[9:12] == ["**25.00**", "**15.00**", "**20.00**"]  # japan
-    assert "*rule baseline*" in table and "(paper Table 4)" in md and "(paper Table 5)" in md
+    assert "| *rule baseline (NDVI)* | – | – | *" in table and "(paper Table 4)" in md and "(paper Table 5)" in md
+    assert "## Input sets" not in md  # one input set: the paper's tables and nothing more
 
 
 def test_runs_csv_has_one_row_per_run_and_area(report: Path) -> None:
@@ -127,6 +144,7 @@ def test_runs_csv_has_one_row_per_run_and_area(report: Path) -> None:
                                                                                           "china"))
     assert float(row["f1"]) == pytest.approx(0.61)
     assert row["run_dir"] == "resunet-64-all"
+    assert {r["inputs"] for r in rows} == {"post"}  # runs from before the input sets used the post-event bands
 
 
 def test_missing_runs_are_listed(report: Path, tmp_path: Path, synthetic_root: Path) -> None:
@@ -145,9 +163,14 @@ def test_missing_runs_are_listed(report: Path, tmp_path: Path, synthetic_root: P
 def test_sweep_axes_read_the_overrides(tmp_path: Path) -> None:
     path = tmp_path / "multirun.yaml"
     path.write_text(MULTIRUN_YAML.replace("- scenario=all,taiwan", "- seed=1"))
-    assert sweep_axes(path) == {"model": ["unet", "resunet"], "window": [32, 64, 128], "scenario": ["all"]}
+    assert sweep_axes(path) == {"model": ["unet", "resunet"], "window": [32, 64, 128], "scenario": ["all"],
+                                "inputs": ["post"]}
     path.write_text(MULTIRUN_YAML.replace("window=32,64,128", "window=choice(32, 64)"))
     assert sweep_axes(path)["window"] == [32, 64]
+    path.write_text(MULTIRUN_YAML.replace("scenario=all,taiwan", "inputs=post,prepost,change"))
+    assert sweep_axes(path)["inputs"] == ["post", "prepost", "change"]
+    path.write_text(MULTIRUN_YAML + "inputs:\n  name: change\n")  # not swept: the composed config's input set
+    assert sweep_axes(path)["inputs"] == ["change"]
 
 
 def test_figure_numbers_are_the_hand_computed_means() -> None:
@@ -198,7 +221,7 @@ def test_missing_data_root_is_said_not_fatal(tmp_path: Path) -> None:
     sweep = make_sweep(tmp_path / "sweep", str(tmp_path / "gone"))
     md = write_report(sweep, tmp_path / "out").read_text()
     assert "## Rule baseline" in md and "Not computed: cannot read the sites" in md
-    assert "rule baseline*" not in md
+    assert "*rule baseline (" not in md
     assert (tmp_path / "out" / "transfer_matrix.png").exists()
     assert not list((tmp_path / "out").glob("predictions_*.png"))
 
@@ -245,13 +268,17 @@ def test_no_complete_run_is_an_input_error(tmp_path: Path) -> None:
     assert not (tmp_path / "report").exists()
 
 
-def test_a_sweep_mixing_input_sets_is_refused(tmp_path: Path) -> None:
+def test_a_sweep_mixing_input_sets_keys_its_runs_by_input_set(tmp_path: Path) -> None:
     for inputs in ("post", "change"):
         job = tmp_path / f"unet-64-all{'' if inputs == 'post' else '-' + inputs}"
         job.mkdir()
-        areas = {a: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "iou": 0.3, "tp": 1, "fp": 1, "fn": 1} for a in AREAS}
+        f1 = 0.5 if inputs == "post" else 0.7
+        areas = {a: {"precision": f1, "recall": f1, "f1": f1, "iou": 0.3, "tp": 1, "fp": 1, "fn": 1} for a in AREAS}
         (job / "metrics.json").write_text(json.dumps({"model": "unet", "window": 64, "scenario": "all",
                                                        "inputs": inputs, "areas": areas}))
-    with pytest.raises(InputError, match=r"the sweep mixes input sets \(change, post\)"):
-        write_report(tmp_path)
-    assert not (tmp_path / "report").exists()
+    sweep = scan_sweep(tmp_path, progress=False)
+    assert [r["inputs"] for r in sweep.runs] == ["post", "change"] and sweep.axes["inputs"] == ["post", "change"]
+    assert sweep.missing() == []
+    md = write_report(tmp_path).read_text()
+    assert "| unet | 64 | post |  | 50.00 | 50.00 | 50.00 |" in md  # no epochs recorded
+    assert "| unet | 64 | change |  | **70.00** | **70.00** | **70.00** |" in md

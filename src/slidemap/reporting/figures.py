@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from matplotlib import colormaps
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
@@ -17,12 +18,14 @@ from tqdm.auto import tqdm
 
 from slidemap.data.site import Site
 from slidemap.data.split import SiteSplit
-from slidemap.reporting.sweep import MODEL_ORDER, SCENARIO_ORDER, areas_of, ordered, run_key
+from slidemap.reporting.sweep import MODEL_ORDER, SCENARIO_ORDER, areas_of, input_sets, ordered, run_key
 
 DPI = 150
 NODATA, TN, TP, FP, FN = range(5)
 OUTCOME_COLOURS = ("#ffffff", "#e3e3e3", "#1a9850", "#d73027", "#2c7bb6")
 OUTCOME_LABELS = ("no data", "true negative", "true positive (TP)", "false positive (FP)", "false negative (FN)")
+MODEL_COLOURMAPS = ("Blues", "Oranges", "Greens", "Purples")  # one hue per model, a shade per input set
+RULE_STYLES = ({"color": "#d9d9d9", "hatch": "///"}, {"color": "#969696", "hatch": "..."})
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -56,6 +59,40 @@ def figure_data(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 for s in scenarios]
     return {"scenario_model": scenario_model, "window_scenario": window_scenario,
             "transfer": {"scenarios": scenarios, "areas": areas, "f1": transfer}}
+
+
+def _own_f1(areas: dict[str, dict[str, Any]], scenario: str) -> list[float]:
+    """F1 on the trained site's own test area: single-site scenarios only (``all`` trains on every site)."""
+    return [areas[scenario]["f1"]] if scenario != "all" and scenario in areas else []
+
+
+def input_set_data(runs: list[dict[str, Any]], rules: dict[str, dict] | None = None) -> dict[str, Any]:
+    """The numbers of the input-set comparison: per scenario, model and input set, and per rule baseline.
+
+    ``mean_f1`` is the mean F1 over the site test areas of the scenario's runs (pooled ``all`` left out, windows
+    averaged, as in Fig. 10); ``own_f1`` the F1 on the trained site's own test area (NaN for scenario ``all``).
+
+    Returns:
+        {"scenarios": [...], "rows": [{"kind": "model", "name", "inputs", "runs", "mean_f1", "own_f1"}, ...] then
+        one {"kind": "rule", "name": label, ...} per rule; ``mean_f1`` and ``own_f1`` map scenario -> F1}.
+    """
+    scenarios = ordered({r["scenario"] for r in runs}, SCENARIO_ORDER)
+    rows = []
+    for model in ordered({r["model"] for r in runs}, MODEL_ORDER):
+        for inputs in input_sets(runs):
+            picked = {s: [r for r in runs if (r["model"], run_key(r)[3], r["scenario"]) == (model, inputs, s)]
+                      for s in scenarios}
+            rows.append({"kind": "model", "name": model, "inputs": inputs,
+                         "runs": {s: len(picked[s]) for s in scenarios},
+                         "mean_f1": {s: _mean([f for r in picked[s] for f in _site_f1(r)]) for s in scenarios},
+                         "own_f1": {s: _mean([f for r in picked[s] for f in _own_f1(r["areas"], s)])
+                                    for s in scenarios}})
+    for label, rule in (rules or {}).items():
+        per_scenario = {s: rule["scenarios"].get(s) for s in scenarios}
+        rows.append({"kind": "rule", "name": label, "inputs": "", "runs": {s: 0 for s in scenarios},
+                     "mean_f1": {s: _mean(_site_f1({"areas": a}) if a else []) for s, a in per_scenario.items()},
+                     "own_f1": {s: _mean(_own_f1(a, s) if a else []) for s, a in per_scenario.items()}})
+    return {"scenarios": scenarios, "rows": rows}
 
 
 def _scenario_label(scenario: str) -> str:
@@ -110,6 +147,52 @@ def plot_window_scenario(data: dict[str, Any], path: Path) -> Path:
         ax.set_title(f"{model}", fontsize=10, loc="left", fontweight="bold")
     axes[-1].set_xlabel("training scenario")
     fig.suptitle("Mean F1 per window and scenario (cf. paper Fig. 11)\nmean over the site test areas", fontsize=10)
+    return _save(fig, path)
+
+
+def _bar_styles(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Bar colours of the input-set figure: a hue per model, lighter to darker per input set; rules grey, hatched."""
+    models = list(dict.fromkeys(r["name"] for r in rows if r["kind"] == "model"))
+    inputs = list(dict.fromkeys(r["inputs"] for r in rows if r["kind"] == "model"))
+    shades = np.linspace(0.4, 0.85, len(inputs)) if len(inputs) > 1 else [0.65]
+    styles, rules = [], 0
+    for row in rows:
+        if row["kind"] == "rule":
+            styles.append({**RULE_STYLES[rules % len(RULE_STYLES)], "edgecolor": "black", "linewidth": 0.5})
+            rules += 1
+            continue
+        cmap = colormaps[MODEL_COLOURMAPS[models.index(row["name"]) % len(MODEL_COLOURMAPS)]]
+        styles.append({"color": cmap(shades[inputs.index(row["inputs"])]), "edgecolor": "black", "linewidth": 0.5})
+    return styles
+
+
+def plot_input_sets(data: dict[str, Any], path: Path) -> Path:
+    """Mean F1 per training scenario: a bar per model x input set, then a hatched bar per rule baseline.
+
+    Values are printed vertically above the bars so that eight bars a group stay legible; the legend sits
+    outside the axes, where it cannot hide a bar.
+    """
+    scenarios, rows = data["scenarios"], data["rows"]
+    width = 0.84 / max(len(rows), 1)
+    x = np.arange(len(scenarios))
+    fig = Figure(figsize=(max(7.0, 0.4 * len(rows) * len(scenarios) + 3.5), 5.0), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (row, style) in enumerate(zip(rows, _bar_styles(rows))):
+        pct = 100 * np.array([row["mean_f1"][s] for s in scenarios], dtype=float)
+        label = f"{row['name']}, {row['inputs']}" if row["kind"] == "model" else row["name"]
+        bars = ax.bar(x + (i - (len(rows) - 1) / 2) * width, np.nan_to_num(pct), width, label=label, **style)
+        ax.bar_label(bars, labels=["–" if np.isnan(v) else f"{v:.1f}" for v in pct], padding=2, fontsize=7,
+                     rotation=90)
+    ax.set_xticks(x, [_scenario_label(s) for s in scenarios])
+    ax.set_yticks(np.arange(0, 101, 20))
+    ax.set_ylim(0, 118)  # head room for the vertical value labels
+    ax.set_ylabel("mean F1 over the site test areas (%)")
+    ax.set_xlabel("training scenario")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(title="model, input set", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
+    ax.set_title("Mean F1 per input set, model and training scenario\nmean over the site test areas and windows; "
+                 "hatched: the rule baselines (no learning)", fontsize=10)
     return _save(fig, path)
 
 
@@ -201,42 +284,43 @@ def _read_binary(path: Path) -> np.ndarray:
         return src.read(1)
 
 
+def _panel_cell(run: dict[str, Any] | None, area: str, window: int, site: Site, split: SiteSplit) -> PanelCell:
+    """One map of a panel: the run's TP/FP/FN on the area, or why it cannot be drawn."""
+    if run is None or area not in run["areas"]:
+        return PanelCell(f"{window} px", None, "run missing")
+    m = run["areas"][area]
+    title = f"{window} px: F1 {100 * m['f1']:.1f}%\n(P {100 * m['precision']:.1f}, R {100 * m['recall']:.1f})"
+    rows, cols = split.test.slices
+    try:
+        binary = _read_binary(Path(run["dir"]) / "predictions" / f"{area}_binary.tif")
+    except (RasterioError, OSError):
+        return PanelCell(title, None, "no prediction map")
+    if binary.shape != site.valid[rows, cols].shape:
+        return PanelCell(title, None, "map does not match the test area")
+    return PanelCell(title, outcome_map(binary, site.label[rows, cols], site.valid[rows, cols]))
+
+
 def prediction_panels(runs: list[dict[str, Any]], sites: dict[str, Site], splits: dict[str, SiteSplit],
                       out: Path) -> dict[str, Path]:
-    """Per test area, a TP/FP/FN panel (rows: models, columns: windows) of its own scenario's runs."""
-    models = ordered({r["model"] for r in runs}, MODEL_ORDER)
+    """Per test area, a TP/FP/FN panel (rows: models, times input sets when several; columns: windows) of its own
+    scenario's runs."""
+    inputs = input_sets(runs)
+    models = [(m, i) for m in ordered({r["model"] for r in runs}, MODEL_ORDER) for i in inputs]
     windows = sorted({int(r["window"]) for r in runs})
     by_key = {}
     for r in runs:
         by_key.setdefault(run_key(r), r)
     jobs = [(area, m, w) for area in areas_of(runs) if area in sites for m in models for w in windows]
-    cells: dict[tuple[str, str, int], PanelCell] = {}
-    for area, model, window in tqdm(jobs, desc="prediction maps", unit="map", leave=False):
-        scenario = panel_scenario(runs, area)
-        run = by_key.get((model, window, scenario))
-        if run is None or area not in run["areas"]:
-            cells[(area, model, window)] = PanelCell(f"{window} px", None, "run missing")
-            continue
-        m = run["areas"][area]
-        title = f"{window} px: F1 {100 * m['f1']:.1f}%\n(P {100 * m['precision']:.1f}, R {100 * m['recall']:.1f})"
-        path = Path(run["dir"]) / "predictions" / f"{area}_binary.tif"
-        rows, cols = splits[area].test.slices
-        try:
-            binary = _read_binary(path)
-        except (RasterioError, OSError):
-            cells[(area, model, window)] = PanelCell(title, None, "no prediction map")
-            continue
-        site = sites[area]
-        if binary.shape != site.valid[rows, cols].shape:
-            cells[(area, model, window)] = PanelCell(title, None, "map does not match the test area")
-            continue
-        cells[(area, model, window)] = PanelCell(
-            title, outcome_map(binary, site.label[rows, cols], site.valid[rows, cols]))
+    cells: dict[tuple[str, tuple[str, str], int], PanelCell] = {}
+    for area, (model, inputs_set), window in tqdm(jobs, desc="prediction maps", unit="map", leave=False):
+        run = by_key.get((model, window, panel_scenario(runs, area), inputs_set))
+        cells[(area, (model, inputs_set), window)] = _panel_cell(run, area, window, sites[area], splits[area])
+    names = [m if len(inputs) == 1 else f"{m}, {i}" for m, i in models]
     written = {}
     for area in dict.fromkeys(a for a, _, _ in jobs):
         grid = [[cells[(area, m, w)] for w in windows] for m in models]
         if all(c.outcome is None for row in grid for c in row):
             continue
-        written[area] = plot_prediction_panel(area, panel_scenario(runs, area), models, [f"{w} px" for w in windows],
+        written[area] = plot_prediction_panel(area, panel_scenario(runs, area), names, [f"{w} px" for w in windows],
                                               grid, out / f"predictions_{area}.png")
     return written

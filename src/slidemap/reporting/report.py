@@ -9,6 +9,7 @@ import logging
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,17 +21,47 @@ from slidemap.data.split import SiteSplit
 from slidemap.errors import InputError
 from slidemap.io import atomic_dir
 from slidemap.reporting import figures as fig
-from slidemap.reporting.sweep import (SCENARIO_ORDER, Sweep, areas_of, ordered, scan_sweep, scenario_tables,
-                                      transfer_summary, wide_table)
+from slidemap.reporting.sweep import (SCENARIO_ORDER, Sweep, areas_of, input_sets, ordered, run_key, scan_sweep,
+                                      scenario_tables, transfer_summary, wide_table)
 
 log = logging.getLogger(__name__)
 
-RUN_COLUMNS = ("scenario", "model", "window", "seed", "area", "precision", "recall", "f1", "iou", "tp", "fp", "fn",
-               "epochs", "wall_time_s", "train_sites", "run_dir")
-BASELINE_COLUMNS = ("scenario", "area", "ndvi_max", "slope_min", "precision", "recall", "f1", "tp", "fp", "fn")
+RUN_COLUMNS = ("scenario", "model", "window", "inputs", "seed", "area", "precision", "recall", "f1", "iou", "tp", "fp",
+               "fn", "epochs", "wall_time_s", "train_sites", "run_dir")
+BASELINE_COLUMNS = ("method", "scenario", "area", "threshold_name", "threshold", "slope_min", "precision", "recall",
+                    "f1", "tp", "fp", "fn")
+INPUT_SET_COLUMNS = ("kind", "name", "inputs", "scenario", "runs", "mean_f1", "own_site_f1")
+INPUT_SET_FIGURE = "input_sets_mean_f1.png"
 FIGURES = {"mean_f1_scenario_model": ("fig10_mean_f1_scenario_model.png", fig.plot_scenario_model),
            "mean_f1_window_scenario": ("fig11_mean_f1_window_scenario.png", fig.plot_window_scenario),
            "transfer_matrix": ("transfer_matrix.png", fig.plot_transfer)}
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """How a rule of :mod:`slidemap.evaluation.baseline` reads in the report."""
+
+    label: str  # its row in the tables and its bar in the figures
+    name: str  # its row in the baseline table
+    threshold: str  # the key of its index threshold in ``run_baseline``'s thresholds
+    condition: str  # the index test, as the baseline table's column shows it
+    fmt: str  # how its threshold prints
+
+
+RULES = {"ndvi": RuleInfo("rule baseline (NDVI)", "NDVI + slope", "ndvi_max", "NDVI <", "{:.2f}"),
+         "rdndvi": RuleInfo("rule baseline (rdNDVI)", "rdNDVI + slope", "rdndvi_max", "rdNDVI <", "{:.0f}")}
+
+
+@dataclass
+class Baselines:
+    """The rules fitted for the report ({method: ``run_baseline`` result}) and why the rdNDVI rule is absent."""
+
+    rules: dict[str, dict] = field(default_factory=dict)
+    rdndvi_absent: str = ""
+
+    def labelled(self) -> dict[str, dict]:
+        """{table row label: result}, the shape the tables and figures take."""
+        return {RULES[method].label: result for method, result in self.rules.items()}
 
 
 def report_command(args: argparse.Namespace) -> int:
@@ -80,19 +111,35 @@ def load_sites(runs: list[dict[str, Any]]) -> tuple[dict[str, Site], dict[str, S
         return {}, {}, f"cannot read the sites the runs trained on ({err})"
 
 
-def baseline_for(runs: list[dict[str, Any]], sites: dict[str, Site], splits: dict[str, SiteSplit]) -> dict | None:
-    """The NDVI + slope rule fitted on each scenario's training sites (from the runs' ``train_sites``)."""
-    from slidemap.evaluation.baseline import run_baseline
-
-    if not sites:
-        return None
+def _scenario_sites(runs: list[dict[str, Any]], sites: dict[str, Site]) -> dict[str, list[str]]:
+    """Each scenario's training sites (from its runs' ``train_sites``), for the scenarios whose sites were read."""
     scenarios = {}
     for scenario in ordered({r["scenario"] for r in runs}, SCENARIO_ORDER):
         run = next(r for r in runs if r["scenario"] == scenario)
         train = list(run.get("train_sites") or (sites if scenario == "all" else [scenario]))
         if all(s in sites for s in train):
             scenarios[scenario] = train
-    return run_baseline(sites, splits, scenarios) if scenarios else None
+    return scenarios
+
+
+def baseline_for(runs: list[dict[str, Any]], sites: dict[str, Site], splits: dict[str, SiteSplit]) -> Baselines:
+    """Both rules fitted on each scenario's training sites: the NDVI + slope rule always, the rdNDVI + slope rule
+    when every site has a pre-event image (a change model should be compared with the change rule)."""
+    from slidemap.evaluation.baseline import run_baseline
+
+    scenarios = _scenario_sites(runs, sites) if sites else {}
+    if not scenarios:
+        return Baselines()
+    out = Baselines({"ndvi": run_baseline(sites, splits, scenarios)})
+    lacking = [name for name, site in sites.items() if site.bands_pre is None]
+    if lacking:
+        out.rdndvi_absent = f"site(s) {', '.join(lacking)} have no pre-event image (s2_pre.tif)"
+        return out
+    try:
+        out.rules["rdndvi"] = run_baseline(sites, splits, scenarios, method="rdndvi")
+    except InputError as err:
+        out.rdndvi_absent = str(err)
+    return out
 
 
 def run_rows(sweep: Sweep) -> list[list[Any]]:
@@ -100,7 +147,7 @@ def run_rows(sweep: Sweep) -> list[list[Any]]:
     rows = []
     for r in sweep.runs:
         for area, m in r["areas"].items():
-            rows.append([r["scenario"], r["model"], r["window"], r.get("seed", ""), area,
+            rows.append([r["scenario"], r["model"], r["window"], run_key(r)[3], r.get("seed", ""), area,
                          *(m.get(k, "") for k in ("precision", "recall", "f1", "iou", "tp", "fp", "fn")),
                          r.get("epochs", ""), r.get("wall_time_s", ""), "+".join(r.get("train_sites") or []),
                          str(Path(r["dir"]).relative_to(sweep.root)) if Path(r["dir"]).is_relative_to(sweep.root)
@@ -108,12 +155,23 @@ def run_rows(sweep: Sweep) -> list[list[Any]]:
     return rows
 
 
-def baseline_rows(baseline: dict | None) -> list[list[Any]]:
-    if not baseline:
-        return []
-    return [[s, a, baseline["thresholds"][s]["ndvi_max"], baseline["thresholds"][s]["slope_min"],
-             *(m[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn"))]
-            for s, per_area in baseline["scenarios"].items() for a, m in per_area.items()]
+def baseline_rows(baselines: Baselines) -> list[list[Any]]:
+    """baseline.csv: one row per rule, scenario and test area; the index threshold named, so both rules fit."""
+    rows = []
+    for method, result in baselines.rules.items():
+        name = RULES[method].threshold
+        for s, per_area in result["scenarios"].items():
+            t = result["thresholds"][s]
+            rows += [[method, s, a, name, t[name], t["slope_min"],
+                      *(m[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn"))] for a, m in per_area.items()]
+    return rows
+
+
+def input_set_rows(data: dict[str, Any]) -> list[list[Any]]:
+    """input_sets.csv: the input-set figure's numbers, one row per bar (fractions; empty where no run)."""
+    return [[row["kind"], row["name"], row["inputs"], s, row["runs"][s],
+             *("" if math.isnan(row[k][s]) else row[k][s] for k in ("mean_f1", "own_f1"))]
+            for row in data["rows"] for s in data["scenarios"]]
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
@@ -140,36 +198,66 @@ def _missing_section(sweep: Sweep) -> list[str]:
     missing = sweep.missing()
     if not missing:
         return ["None: every expected job has a complete run."]
+    name = "model-window-scenario" + ("[-inputs]" if len(sweep.axes.get("inputs", [])) > 1 else "")
     return [f"{len(missing)} expected job(s) have no complete run; the tables and figures leave them out.", "",
-            "| job (model-window-scenario) | status |", "|---|---|"] + [f"| {n} | {why} |" for n, why in missing]
+            f"| job ({name}) | status |", "|---|---|"] + [f"| {n} | {why} |" for n, why in missing]
 
 
-def _baseline_section(runs: list[dict[str, Any]], baseline: dict | None, sites_ok: bool, data_note: str) -> list[str]:
-    if not baseline:
+def _baseline_section(runs: list[dict[str, Any]], baselines: Baselines, sites_ok: bool, data_note: str) -> list[str]:
+    if not baselines.rules:
         return [f"Not computed: {'no scenario trained on sites that could be read' if sites_ok else data_note}."]
     areas = areas_of(runs)
-    lines = ["A pixel is a landslide where NDVI < t1 and slope >= t2, thresholds grid-searched for the best F1 on "
-             f"each scenario's training and validation areas; sites read from `{data_note}`. Values in "
-             "[baseline.csv](baseline.csv).", "",
-             "| trained on | NDVI < | slope >= | " + " | ".join(f"{a} F1" for a in areas) + " |",
-             "|---|--:|--:|" + "--:|" * len(areas)]
-    for s, per_area in baseline["scenarios"].items():
-        t = baseline["thresholds"][s]
-        f1s = [_pct(per_area[a]["f1"]) if a in per_area else "–" for a in areas]
-        lines.append(f"| {s} | {t['ndvi_max']:.2f} | {t['slope_min']:.0f}° | " + " | ".join(f1s) + " |")
+    lines = ["A pixel is a landslide where an index is below t1 on ground at least t2 steep, thresholds grid-searched "
+             "for the best F1 on each scenario's training and validation areas: the post-event NDVI (NDVI rule) or "
+             "the relative NDVI change from the pre-event image (rdNDVI x 100, HazMapper's; rdNDVI rule). Sites read "
+             f"from `{data_note}`. Values in [baseline.csv](baseline.csv).", "",
+             "| rule | trained on | index | slope >= | " + " | ".join(f"{a} F1" for a in areas) + " |",
+             "|---|---|--:|--:|" + "--:|" * len(areas)]
+    for method, result in baselines.rules.items():
+        info = RULES[method]
+        for s, per_area in result["scenarios"].items():
+            t = result["thresholds"][s]
+            f1s = [_pct(per_area[a]["f1"]) if a in per_area else "–" for a in areas]
+            lines.append(f"| {info.name} | {s} | {info.condition} {info.fmt.format(t[info.threshold])} | "
+                         f"{t['slope_min']:.0f}° | " + " | ".join(f1s) + " |")
+    if baselines.rdndvi_absent:
+        lines += ["", f"The rdNDVI rule is absent: {baselines.rdndvi_absent}."]
     return lines
+
+
+def _input_sets_section(runs: list[dict[str, Any]], data: dict[str, Any], figure: Path) -> list[str]:
+    """The input-set comparison: mean and own-site F1 per scenario, model and input set, next to the rules."""
+    scenarios = data["scenarios"]
+    channels = {i: next((r.get("channels") for r in runs if run_key(r)[3] == i and r.get("channels")), None)
+                for i in input_sets(runs)}
+    head = [f"{s} {kind}" for s in scenarios for kind in (("mean",) if s == "all" else ("mean", "own"))]
+    lines = ["## Input sets", "",
+             "Input sets: " + "; ".join(f"`{i}` ({', '.join(c) if c else 'channels not recorded'})"
+                                        for i, c in channels.items()) + ".", "",
+             "F1 (%) per training scenario, model and input set: `mean` is the mean over the site test areas of the "
+             "scenario's runs (pooled `all` left out, windows averaged); `own` is the F1 on the trained site's own "
+             "test area (single-site scenarios). The rule baselines are fitted per scenario as above. Numbers, as "
+             "fractions: [input_sets.csv](input_sets.csv).", "",
+             f"![mean F1 per input set]({figure.name})", "",
+             "| model | inputs | " + " | ".join(head) + " |", "|---|---|" + "--:|" * len(head)]
+    for row in data["rows"]:
+        cells = [_pct(row[k][s]) for s in scenarios for k in (("mean_f1",) if s == "all" else ("mean_f1", "own_f1"))]
+        name, inputs = (row["name"], row["inputs"]) if row["kind"] == "model" else (f"*{row['name']}*", "–")
+        lines.append(f"| {name} | {inputs} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: dict[str, Path]) -> list[str]:
     scenarios = list(data["scenario_model"])
+    over = " and input sets" if len(input_sets(runs)) > 1 else ""
     lines = ["## Mean F1 per scenario and model (paper Fig. 10)", "",
-             "Mean F1 (%) over the site test areas (pooled `all` left out) and all windows.", "",
+             f"Mean F1 (%) over the site test areas (pooled `all` left out) and all windows{over}.", "",
              f"![mean F1 per scenario and model]({figures['mean_f1_scenario_model'].name})", "",
              "| model | " + " | ".join(f"trained on {s}" for s in scenarios) + " |", "|---|" + "--:|" * len(scenarios)]
     for model in next(iter(data["scenario_model"].values())):
         lines.append(f"| {model} | " + " | ".join(_pct(data["scenario_model"][s][model]) for s in scenarios) + " |")
     lines += ["", "## Mean F1 per window and scenario (paper Fig. 11)", "",
-              "Mean F1 (%) over the site test areas.", "",
+              f"Mean F1 (%) over the site test areas{over}.", "",
               f"![mean F1 per window and scenario]({figures['mean_f1_window_scenario'].name})", "",
               "| model | window | " + " | ".join(f"trained on {s}" for s in scenarios) + " |",
               "|---|---|" + "--:|" * len(scenarios)]
@@ -178,7 +266,7 @@ def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: 
             lines.append(f"| {model} | {w} px | " + " | ".join(_pct(per_s[s][w]) for s in scenarios) + " |")
     t, summary = data["transfer"], transfer_summary(runs)
     lines += ["", "## Transfer matrix", "", "F1 (%) per training scenario (rows) and test area (columns), averaged "
-              f"over models and windows. Single-site scenarios: mean F1 {_pct(summary['own_site_f1'])} on the "
+              f"over models and windows{over}. Single-site scenarios: mean F1 {_pct(summary['own_site_f1'])} on the "
               f"site's own test area, {_pct(summary['other_site_f1'])} on the other sites'.", "",
               f"![transfer matrix]({figures['transfer_matrix'].name})", "",
               "| trained on | " + " | ".join(t["areas"]) + " |", "|---|" + "--:|" * len(t["areas"])]
@@ -186,27 +274,32 @@ def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: 
     return lines
 
 
-def _markdown(sweep: Sweep, baseline: dict | None, sites_ok: bool, data_note: str, data: dict[str, Any],
+def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str, data: dict[str, Any],
               figures: dict[str, Path], panels: dict[str, Path]) -> str:
     runs = sweep.runs
+    inputs = sweep.axes.get("inputs", [])
+    asked = f"; input sets {', '.join(inputs)}" if len(inputs) > 1 else ""
     lines = [f"# Sweep report: `{sweep.root}`", "",
              f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from **{len(runs)} complete run(s)** "
              f"of {len(sweep.expected)} expected (models {', '.join(sweep.axes['model'])}; windows "
-             f"{', '.join(map(str, sweep.axes['window']))} px; scenarios {', '.join(sweep.axes['scenario'])}). "
+             f"{', '.join(map(str, sweep.axes['window']))} px; scenarios {', '.join(sweep.axes['scenario'])}{asked}). "
              f"Sum of run wall times: {sum(float(r.get('wall_time_s') or 0) for r in runs) / 60:.1f} min. "
              "Every run and test area, as fractions: [runs.csv](runs.csv).", "", "## Missing runs", ""]
     lines += _missing_section(sweep)
     lines += ["", "## Results per scenario", "",
               "Precision (P), recall (R) and F1 in percent on each site's held-out test area and on all test areas "
               "pooled, as in the paper's Tables 4-7. **Bold**: best value of the column among the models "
-              "(the rule baseline row is for reference and never marked).", "",
-              scenario_tables(runs, baseline), "## Rule baseline (NDVI + slope)", ""]
-    lines += _baseline_section(runs, baseline, sites_ok, data_note) + [""]
+              "(the rule baseline rows are for reference and never marked).", "",
+              scenario_tables(runs, baselines.labelled()), "## Rule baselines (NDVI + slope, rdNDVI + slope)", ""]
+    lines += _baseline_section(runs, baselines, sites_ok, data_note) + [""]
+    if "input_sets" in data:
+        lines += _input_sets_section(runs, data["input_sets"], figures["input_sets"])
     lines += _figure_sections(runs, data, figures)
     lines += ["", "## Prediction maps (paper Figs. 6-9)", ""]
     if panels:
-        lines += ["Each test area as predicted by every model (rows) and window (columns), trained on that site "
-                  "(or on all sites when the sweep has no such scenario): green TP, red FP, blue FN, grey TN.", ""]
+        lines += ["Each test area as predicted by every model (rows; one per input set when several) and window "
+                  "(columns), trained on that site (or on all sites when the sweep has no such scenario): green TP, "
+                  "red FP, blue FN, grey TN.", ""]
         lines += [f"![{area}]({path.name})\n" for area, path in panels.items()]
     else:
         lines.append(f"Not drawn: {'no run wrote prediction maps' if sites_ok else data_note}.")
@@ -237,7 +330,9 @@ def check_out_dir(out: Path, sweep: Sweep) -> None:
 
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write report.md, runs.csv, baseline.csv, figures.json and the PNGs into ``out_dir`` (default
-    SWEEP_DIR/report), replacing it atomically; returns the path of report.md."""
+    SWEEP_DIR/report), replacing it atomically; returns the path of report.md.
+
+    A sweep over several input sets also gets input_sets.csv and input_sets_mean_f1.png (its own section)."""
     start = time.perf_counter()
     root = Path(sweep_dir)
     if not root.is_dir():
@@ -250,32 +345,40 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
              time.perf_counter() - start)
     t = time.perf_counter()
     sites, splits, data_note = load_sites(sweep.runs)
-    baseline = baseline_for(sweep.runs, sites, splits)
-    log.info("sites and rule baseline in %.2f s (%s)", time.perf_counter() - t, "done" if baseline else data_note)
+    baselines = baseline_for(sweep.runs, sites, splits)
+    log.info("sites and rule baselines in %.2f s (%s)", time.perf_counter() - t,
+             ", ".join(baselines.rules) if baselines.rules else data_note)
     out = Path(out_dir) if out_dir is not None else root / "report"
     check_out_dir(out, sweep)
     data = fig.figure_data(sweep.runs)
+    if len(input_sets(sweep.runs)) > 1:
+        data["input_sets"] = fig.input_set_data(sweep.runs, baselines.labelled())
     try:
         with atomic_dir(out) as tmp:
             t = time.perf_counter()
             _write_csv(tmp / "runs.csv", RUN_COLUMNS, run_rows(sweep))
-            if baseline:
-                _write_csv(tmp / "baseline.csv", BASELINE_COLUMNS, baseline_rows(baseline))
+            if baselines.rules:
+                _write_csv(tmp / "baseline.csv", BASELINE_COLUMNS, baseline_rows(baselines))
             (tmp / "figures.json").write_text(json.dumps(_no_nan(data), indent=2) + "\n")
             figures = {k: plot(data, tmp / name) for k, (name, plot) in FIGURES.items()}
+            if "input_sets" in data:
+                _write_csv(tmp / "input_sets.csv", INPUT_SET_COLUMNS, input_set_rows(data["input_sets"]))
+                figures["input_sets"] = fig.plot_input_sets(data["input_sets"], tmp / INPUT_SET_FIGURE)
             panels = fig.prediction_panels(sweep.runs, sites, splits, tmp)
-            (tmp / "report.md").write_text(_markdown(sweep, baseline, bool(sites), data_note, data, figures, panels))
+            (tmp / "report.md").write_text(_markdown(sweep, baselines, bool(sites), data_note, data, figures, panels))
             log.info("tables and %d figure(s) written in %.2f s", len(figures) + len(panels), time.perf_counter() - t)
     except PermissionError as err:
         raise InputError(out, f"cannot write the report: {err.strerror}") from err
     images = {k: out / p.name for k, p in figures.items()} | {f"predictions_{a}": out / p.name
                                                               for a, p in panels.items()}
-    tables = {"runs": (RUN_COLUMNS, run_rows(sweep)), "baseline": (BASELINE_COLUMNS, baseline_rows(baseline)),
+    tables = {"runs": (RUN_COLUMNS, run_rows(sweep)), "baseline": (BASELINE_COLUMNS, baseline_rows(baselines)),
               "missing": (("job", "status"), [list(m) for m in sweep.missing()]),
               "mean_f1": (("model", "scenario", "window", "mean_f1"),
                           [[m, s, w, None if math.isnan(v) else v] for m, per_s in data["window_scenario"].items()
                            for s, per_w in per_s.items() for w, v in per_w.items()]),
               **{f"scenario_{s}": wide_table(sweep.runs, s) for s in data["scenario_model"]}}
+    if "input_sets" in data:
+        tables["input_sets"] = (INPUT_SET_COLUMNS, input_set_rows(data["input_sets"]))
     if log_to_wandb(tables, images):
         log.info("report tables and figures logged to the active W&B run")
     log.info("report of %s written to %s in %.1f s", root, out, time.perf_counter() - start)

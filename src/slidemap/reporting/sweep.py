@@ -15,7 +15,6 @@ from typing import Any
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from slidemap.errors import InputError
 from slidemap.training.outputs import METRICS_FILE
 
 log = logging.getLogger(__name__)
@@ -23,12 +22,15 @@ log = logging.getLogger(__name__)
 AREA_ORDER = ("taiwan", "china", "japan", "all")
 SCENARIO_ORDER = ("all", "taiwan", "china", "japan")  # the paper's scenarios 1-4
 MODEL_ORDER = ("unet", "resunet")
+INPUTS_ORDER = ("post", "prepost", "change")  # conf/inputs: the paper's single date first
+DEFAULT_INPUTS = "post"  # what a run from before the `inputs` group used
 PAPER_TABLE = {"all": 4, "taiwan": 5, "china": 6, "japan": 7}
 METRIC_COLUMNS = (("precision", "P"), ("recall", "R"), ("f1", "F1"))
 _SKIP_DIRS = {"wandb", "checkpoints", "predictions", "csv", "report", "__pycache__"}
 
-RunKey = tuple[str, int, str]
-"""(model, window, scenario): what names a job, as its ``run_name`` ``model-window-scenario`` does."""
+RunKey = tuple[str, int, str, str]
+"""(model, window, scenario, inputs): what names a job, as its ``run_name`` ``model-window-scenario[-inputs]`` does."""
+AXES = ("model", "window", "scenario", "inputs")
 
 
 def ordered(values: Iterable[Any], preferred: Sequence[Any] = ()) -> list[Any]:
@@ -38,11 +40,20 @@ def ordered(values: Iterable[Any], preferred: Sequence[Any] = ()) -> list[Any]:
 
 
 def run_key(record: dict[str, Any]) -> RunKey:
-    return str(record["model"]), int(record["window"]), str(record["scenario"])
+    """A run's key; a metrics.json without ``inputs`` predates the input sets and used the post-event bands."""
+    inputs = record.get("inputs") or DEFAULT_INPUTS
+    return str(record["model"]), int(record["window"]), str(record["scenario"]), str(inputs)
 
 
 def key_name(key: RunKey) -> str:
-    return "-".join(map(str, key))
+    """The job's run name: the post-event set adds no suffix, any other ``-<inputs>`` (as conf/inputs/*.yaml)."""
+    model, window, scenario, inputs = key
+    return f"{model}-{window}-{scenario}" + ("" if inputs == DEFAULT_INPUTS else f"-{inputs}")
+
+
+def input_sets(runs: list[dict[str, Any]]) -> list[str]:
+    """The input sets of the runs, the paper's post-event set first."""
+    return ordered({run_key(r)[3] for r in runs}, INPUTS_ORDER)
 
 
 @dataclass
@@ -52,11 +63,11 @@ class Sweep:
     root: Path
     runs: list[dict[str, Any]]
     incomplete: dict[RunKey | str, str] = field(default_factory=dict)  # job (key, or dir if unknown) -> reason
-    axes: dict[str, list[Any]] = field(default_factory=dict)  # expected models / windows / scenarios
+    axes: dict[str, list[Any]] = field(default_factory=dict)  # expected models / windows / scenarios / inputs
 
     @property
     def expected(self) -> list[RunKey]:
-        return list(product(self.axes.get("model", []), self.axes.get("window", []), self.axes.get("scenario", [])))
+        return list(product(*(self.axes.get(name, [DEFAULT_INPUTS] if name == "inputs" else []) for name in AXES)))
 
     def missing(self) -> list[tuple[str, str]]:
         """(job name, why) for every expected job without a complete run, then unidentifiable broken jobs."""
@@ -78,11 +89,12 @@ def _job_dirs(root: Path) -> list[Path]:
 
 
 def _config_key(job: Path) -> RunKey | None:
-    """The job's (model, window, scenario) from its Hydra config, or None when it cannot be told."""
+    """The job's (model, window, scenario, inputs) from its Hydra config, or None when it cannot be told."""
     path = job / ".hydra" / "config.yaml"
     try:
         cfg = OmegaConf.load(path)
-        return str(cfg.model.name), int(cfg.window), str(cfg.scenario.name)
+        inputs = OmegaConf.select(cfg, "inputs.name", default=None) or DEFAULT_INPUTS
+        return str(cfg.model.name), int(cfg.window), str(cfg.scenario.name), str(inputs)
     except Exception as err:  # noqa: BLE001 -- a broken job is reported, not fatal
         log.debug("%s: no job key (%s)", path, err)
         return None
@@ -114,9 +126,10 @@ def _sweep_values(text: str) -> list[str]:
 
 
 def sweep_axes(multirun_yaml: Path) -> dict[str, list[str]]:
-    """Models, windows and scenarios a Hydra multirun asked for (its task overrides and sweeper params).
+    """Models, windows, scenarios and input sets a Hydra multirun asked for (its task overrides and sweeper params).
 
-    A key the sweep did not override takes the single value of the composed config saved beside it.
+    A key the sweep did not override takes the single value of the composed config saved beside it; a sweep from
+    before the ``inputs`` group used the post-event set.
     """
     cfg = OmegaConf.load(multirun_yaml)
     asked: dict[str, list[str]] = {}
@@ -129,7 +142,8 @@ def sweep_axes(multirun_yaml: Path) -> dict[str, list[str]]:
             asked[key.lstrip("+~")] = _sweep_values(value)
     defaults = {"model": OmegaConf.select(cfg, "model.name", throw_on_missing=False, default=None),
                 "window": OmegaConf.select(cfg, "window", default=None),
-                "scenario": OmegaConf.select(cfg, "scenario.name", default=None)}
+                "scenario": OmegaConf.select(cfg, "scenario.name", default=None),
+                "inputs": OmegaConf.select(cfg, "inputs.name", default=None) or DEFAULT_INPUTS}
     axes = {}
     for key, default in defaults.items():
         values = asked.get(key, [] if default is None else [str(default)])
@@ -141,7 +155,7 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
     """Read every job of a sweep (a progress bar over jobs) and the grid it was meant to cover."""
     root = Path(sweep_dir)
     runs, incomplete = [], {}
-    axes: dict[str, set[Any]] = {"model": set(), "window": set(), "scenario": set()}
+    axes: dict[str, set[Any]] = {name: set() for name in AXES}
     jobs = _job_dirs(root)
     for job in tqdm(jobs, desc="reading runs", unit="run", disable=not progress, leave=False):
         record, why = _read_job(job)
@@ -152,7 +166,7 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
             key = _config_key(job)
             incomplete[key if key is not None else str(job.relative_to(root))] = why
         if key is not None:
-            for name, value in zip(("model", "window", "scenario"), key):
+            for name, value in zip(AXES, key):
                 axes[name].add(value)
     candidates = {root / "multirun.yaml"} | {job.parent / "multirun.yaml" for job in jobs}
     for multirun in sorted(p for p in candidates if p.is_file()):
@@ -161,21 +175,22 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
                 axes[name].update(values)
         except Exception as err:  # noqa: BLE001 -- an unreadable multirun.yaml only loses the expected grid
             log.warning("%s: cannot read the sweep's overrides (%s)", multirun, err)
-    inputs = sorted({str(r.get("inputs", "post")) for r in runs})
-    if len(inputs) > 1:
-        raise InputError(root, f"the sweep mixes input sets ({', '.join(inputs)}); the paper's tables hold one run "
-                               "per model x window x scenario: report each input set's runs from its own sweep folder")
     runs.sort(key=lambda r: _sort_key(run_key(r)))
     return Sweep(root=root, runs=runs, incomplete=incomplete,
                  axes={"model": ordered(axes["model"], MODEL_ORDER), "window": sorted(axes["window"]),
-                       "scenario": ordered(axes["scenario"], SCENARIO_ORDER)})
+                       "scenario": ordered(axes["scenario"], SCENARIO_ORDER),
+                       "inputs": ordered(axes["inputs"] or {DEFAULT_INPUTS}, INPUTS_ORDER)})
+
+
+def _rank(value: str, order: Sequence[str]) -> int:
+    return order.index(value) if value in order else len(order)
 
 
 def _sort_key(key: RunKey) -> tuple:
-    model, window, scenario = key
-    s = SCENARIO_ORDER.index(scenario) if scenario in SCENARIO_ORDER else len(SCENARIO_ORDER)
-    m = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
-    return s, scenario, m, model, window
+    """The paper's order: scenario, model, window; the input sets of a model x window next to one another."""
+    model, window, scenario, inputs = key
+    return (_rank(scenario, SCENARIO_ORDER), scenario, _rank(model, MODEL_ORDER), model, window,
+            _rank(inputs, INPUTS_ORDER), inputs)
 
 
 def load_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -200,47 +215,59 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
-def scenario_tables(runs: list[dict[str, Any]], baseline: dict | None = None) -> str:
-    """Markdown: per scenario, rows model x window, columns area x P/R/F1 (percent), best per column in bold.
+def _name_columns(runs: list[dict[str, Any]]) -> list[str]:
+    """The columns that tell a table's rows apart: model and window, the input set and seed when they vary."""
+    return (["model", "window"] + (["inputs"] if len(input_sets(runs)) > 1 else [])
+            + (["seed"] if len({r.get("seed") for r in runs}) > 1 else []))
 
-    The rule baseline, when given, is a last italic row of each table; it never takes the best mark, which
-    compares the learned models with one another as the paper's tables do.
+
+def _name_cell(run: dict[str, Any], column: str) -> str:
+    return run_key(run)[3] if column == "inputs" else str(run.get(column, ""))
+
+
+def scenario_tables(runs: list[dict[str, Any]], rules: dict[str, dict] | None = None) -> str:
+    """Markdown: per scenario, rows model x window (x input set when the runs hold several), columns area x P/R/F1
+    (percent), best per column in bold.
+
+    Each rule baseline given ({row label: ``run_baseline`` result}) is a last italic row of each table; it never
+    takes the best mark, which compares the learned models with one another as the paper's tables do.
     """
     areas = areas_of(runs)
-    seeds = len({r.get("seed") for r in runs}) > 1
+    names = _name_columns(runs)
     out = []
     for scenario in ordered({r["scenario"] for r in runs}, SCENARIO_ORDER):
         rows = [r for r in runs if r["scenario"] == scenario]
         best = {(a, k): max((_pct(r["areas"][a][k]) for r in rows if a in r["areas"]), key=float, default=None)
                 for a in areas for k, _ in METRIC_COLUMNS}
         out.append(f"### {scenario_title(scenario)}\n")
-        head = ["model", "window"] + (["seed"] if seeds else []) + ["epochs"]
-        head += [f"{a} {short}" for a in areas for _, short in METRIC_COLUMNS]
+        head = names + ["epochs"] + [f"{a} {short}" for a in areas for _, short in METRIC_COLUMNS]
         out.append("| " + " | ".join(head) + " |")
-        out.append("|" + "---|" * 2 + ("---|" if seeds else "") + "--:|" + "--:|" * (3 * len(areas)))
+        out.append("|" + "---|" * len(names) + "--:|" + "--:|" * (3 * len(areas)))
         for r in rows:
-            cells = [r["model"], str(r["window"])] + ([str(r.get("seed", ""))] if seeds else [])
-            cells.append(str(r.get("epochs", "")))
+            cells = [_name_cell(r, n) for n in names] + [str(r.get("epochs", ""))]
             for a in areas:
                 for k, _ in METRIC_COLUMNS:
                     value = _pct(r["areas"][a][k]) if a in r["areas"] else ""
                     cells.append(f"**{value}**" if value and value == best[(a, k)] else value)
             out.append("| " + " | ".join(cells) + " |")
-        rule = (baseline or {}).get("scenarios", {}).get(scenario)
-        if rule:
-            cells = ["*rule baseline*", "–"] + (["–"] if seeds else []) + ["–"]
-            cells += [f"*{_pct(rule[a][k])}*" if a in rule else "" for a in areas for k, _ in METRIC_COLUMNS]
-            out.append("| " + " | ".join(cells) + " |")
+        for label, rule in (rules or {}).items():
+            per_area = rule.get("scenarios", {}).get(scenario)
+            if per_area:
+                cells = [f"*{label}*"] + ["–"] * len(names)
+                cells += [f"*{_pct(per_area[a][k])}*" if a in per_area else ""
+                          for a in areas for k, _ in METRIC_COLUMNS]
+                out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
 
 def wide_table(runs: list[dict[str, Any]], scenario: str) -> tuple[list[str], list[list[Any]]]:
-    """One scenario's table as columns and rows (model, window, then area x P/R/F1 in percent), for W&B."""
+    """One scenario's table as columns and rows (model, window, [inputs,] then area x P/R/F1 in percent), for W&B."""
     areas = areas_of(runs)
-    columns = ["model", "window"] + [f"{a} {short}" for a in areas for _, short in METRIC_COLUMNS]
-    rows = [[r["model"], int(r["window"])] + [round(100 * r["areas"][a][k], 2) if a in r["areas"] else None
-                                               for a in areas for k, _ in METRIC_COLUMNS]
+    names = [n for n in _name_columns(runs) if n != "seed"]
+    columns = names + [f"{a} {short}" for a in areas for _, short in METRIC_COLUMNS]
+    rows = [[int(r["window"]) if n == "window" else _name_cell(r, n) for n in names]
+            + [round(100 * r["areas"][a][k], 2) if a in r["areas"] else None for a in areas for k, _ in METRIC_COLUMNS]
             for r in runs if r["scenario"] == scenario]
     return columns, rows
 
