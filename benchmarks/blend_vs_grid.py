@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
                                                      batch_size=64, progress=False)
                 finally:
                     mosaic._profiles = default_profiles
-                c = confusion_counts(np.nan_to_num(prob) >= model.threshold, label, valid)
+                c = confusion_counts(np.nan_to_num(prob) > model.threshold, label, valid)
                 f1[variant] = 100 * scores(c["tp"], c["fp"], c["fn"])["f1"]
             for variant in diffs:
                 diffs[variant].append((f1[variant] - f1["grid"], f"{run.name} on {name}"))

@@ -92,8 +92,8 @@ def test_synth_writes_the_three_sites(capsys, tmp_path):
     stamp = json.loads((out_dir / "synthetic.json").read_text())
     assert (stamp["seed"], stamp["scale"]) == (5, 0.02)
     for name in ("taiwan", "china", "japan"):
-        assert {p.name for p in (out_dir / name).iterdir()} == {"s2.tif", "dem.tif", "inventory.geojson",
-                                                                 "site.yaml"}
+        assert {p.name for p in (out_dir / name).iterdir()} == {"s2.tif", "s2_pre.tif", "dem.tif",
+                                                                 "inventory.geojson", "site.yaml"}
 
 
 def test_scenarios_are_all_plus_one_per_site():

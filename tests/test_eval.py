@@ -348,7 +348,7 @@ def test_maps_are_georeferenced_tiled_compressed_with_overviews(blended, sites):
         valid = site.valid[block.slices]
         assert np.isnan(prob[~valid]).all() and (binary[~valid] == 255).all()
         assert np.isfinite(prob[valid]).all()
-        assert np.array_equal(binary[valid], (prob[valid] >= 0.5).astype(np.uint8))
+        assert np.array_equal(binary[valid], (prob[valid] > 0.5).astype(np.uint8))
 
 
 @pytest.mark.slow

@@ -56,6 +56,7 @@ def test_same_seed_and_scale_give_identical_sites(small_pair):
     for name in SITES:
         a, b = read_s2(one / name / "s2.tif"), read_s2(two / name / "s2.tif")
         assert a.dtype == b.dtype == np.uint16 and a.tobytes() == b.tobytes()
+        assert read_s2(one / name / "s2_pre.tif").tobytes() == read_s2(two / name / "s2_pre.tif").tobytes()
         assert read_s2(one / name / "dem.tif").tobytes() == read_s2(two / name / "dem.tif").tobytes()
         assert (one / name / "inventory.geojson").read_text() == (two / name / "inventory.geojson").read_text()
 

@@ -57,10 +57,14 @@ class AreaMap:
 
 
 def binarise(prob: np.ndarray, threshold: float) -> np.ndarray:
-    """uint8 map: 1 where ``prob >= threshold``, 0 below, 255 where the probability is NaN (nodata)."""
+    """uint8 map: 1 where ``prob > threshold``, 0 at or below, 255 where the probability is NaN (nodata).
+
+    Strictly above, as torchmetrics scores the training run's test areas: a bf16 logit of exactly 0 gives a
+    probability of exactly 0.5, and the written map must be the scored map.
+    """
     out = np.full(prob.shape, 255, np.uint8)
     ok = np.isfinite(prob)
-    out[ok] = prob[ok] >= threshold
+    out[ok] = prob[ok] > threshold
     return out
 
 
@@ -100,7 +104,7 @@ def write_maps(out_dir: Path, name: str, chunks: Iterable[tuple[int, np.ndarray]
                 dst.build_overviews(factors, resampling)
                 dst.update_tags(ns="rio_overview", resampling=resampling.name)
             dst_p.set_band_description(1, "landslide probability")
-            dst_b.set_band_description(1, f"landslide (probability >= {threshold:g})")
+            dst_b.set_band_description(1, f"landslide (probability > {threshold:g})")
     return prob, binary, paths
 
 

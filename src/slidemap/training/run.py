@@ -155,16 +155,19 @@ def resume_checkpoint(out: Path) -> str | None:
 def predict_areas(trainer: pl.Trainer, module: LandslideModule, datamodule: Any) -> list[list[torch.Tensor]]:
     """Probabilities of every test patch, batch by batch per area, under the trainer's precision.
 
-    A plain loop in this process (not ``trainer.predict``): under DDP each rank would only see its shard.
+    A plain loop in this process (not ``trainer.predict``): under DDP each rank would only see its shard. It runs
+    like the test loop (eval mode, inference mode, the same precision context and batches), so the written maps
+    are the scored ones to the last pixel: under grad mode, bf16 kernels may round differently.
     """
     module.eval()
     areas = []
-    for loader in datamodule.predict_dataloader():
-        batches = []
-        for batch in loader:
-            with trainer.precision_plugin.forward_context():
-                batches.append(torch.sigmoid(module(batch[0].to(module.device))).float().cpu())
-        areas.append(batches)
+    with torch.inference_mode():
+        for loader in datamodule.predict_dataloader():
+            batches = []
+            for batch in loader:
+                with trainer.precision_plugin.forward_context():
+                    batches.append(torch.sigmoid(module(batch[0].to(module.device))).float().cpu())
+            areas.append(batches)
     return areas
 
 

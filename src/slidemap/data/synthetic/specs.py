@@ -57,6 +57,7 @@ FIELD_BARE = np.array([0.070, 0.090, 0.115, 0.175])  # ploughed volcanic soil (J
 FIELD_STUBBLE = np.array([0.085, 0.105, 0.125, 0.215])
 FIELD_GREEN = np.array([0.040, 0.075, 0.050, 0.360])
 CLEARCUT = np.array([0.060, 0.085, 0.095, 0.215])  # logged hillslope: slash and grass
+FIELD_STATES = (FIELD_BARE, FIELD_STUBBLE, FIELD_GREEN)
 
 SITES: dict[str, SiteSpec] = {
     "taiwan": SiteSpec(

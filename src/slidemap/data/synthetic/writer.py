@@ -19,6 +19,7 @@ from rasterio.warp import Resampling, reproject
 from shapely import affinity
 from shapely.geometry import mapping
 
+from slidemap.data.synthetic.before import render_before
 from slidemap.data.synthetic.landslides import make_landslides
 from slidemap.data.synthetic.relief import carve_terrain, slope_aspect
 from slidemap.data.synthetic.scene import render
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SEED = 0
 DEFAULT_SCALE = 0.1
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: s2_pre.tif
 PIXEL_M = 10.0
 DEM_PIXEL_M = 12.5
 MARGIN_PX = 24  # terrain beyond the s2 extent, so the DEM (and slope) at the edge has real neighbours
@@ -56,7 +57,11 @@ def build_site(spec: SiteSpec, seed: int, scale: float) -> dict:
     if spec.name == "taiwan":
         older = replace(spec, slide_fraction=0.10, runout_share=0.2)
         terrain["old_scars"] = make_landslides(rng, older, terrain, (rows, cols))
-    refl = render(rng, spec, terrain, polys, (rows, cols))
+    refl, ground = render(rng, spec, terrain, polys, (rows, cols))
+    # its own stream, so the post-event image is the same with or without a pre-event one
+    rng_before = np.random.default_rng([seed, list(SITES).index(spec.name), int(round(scale * 1e6)), 1])
+    refl_pre, pre_nodata, pre_notes = render_before(rng_before, spec, ground, terrain, polys,
+                                                           (rows, cols))
 
     x0, y0 = _utm_origin(spec)
     top = y0 + rows * PIXEL_M
@@ -75,10 +80,12 @@ def build_site(spec: SiteSpec, seed: int, scale: float) -> dict:
     if spec.name == "japan":  # a swath-edge wedge of no-data, as real tiles have
         rr, cc = np.mgrid[0:rows, 0:cols]
         dn[:, (rr + cc) < 0.08 * (rows + cols)] = 0
+    dn_pre = np.round(refl_pre * 10000).astype(np.uint16)
+    dn_pre[:, pre_nodata] = 0
     pixel_to_world = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]  # shapely order
     world = [affinity.affine_transform(p, pixel_to_world) for p in polys]
     return {"dn": dn, "transform": transform, "crs": crs, "dem": dem, "dem_transform": dem_transform,
-            "polygons": world}
+            "polygons": world, "dn_pre": dn_pre, "pre_notes": pre_notes}
 
 
 def _write_site(folder: Path, spec: SiteSpec, site: dict, seed: int, scale: float) -> None:
@@ -87,10 +94,11 @@ def _write_site(folder: Path, spec: SiteSpec, site: dict, seed: int, scale: floa
     profile = dict(driver="GTiff", width=dn.shape[2], height=dn.shape[1], count=4, dtype="uint16", crs=site["crs"],
                    transform=site["transform"], nodata=0, tiled=True, blockxsize=256, blockysize=256,
                    compress="deflate")
-    with rasterio.open(folder / "s2.tif", "w", **profile) as dst:
-        dst.write(dn)
-        for i, band in enumerate(("B2", "B3", "B4", "B8"), start=1):
-            dst.set_band_description(i, band)
+    for name, image in (("s2.tif", dn), ("s2_pre.tif", site["dn_pre"])):
+        with rasterio.open(folder / name, "w", **profile) as dst:
+            dst.write(image)
+            for i, band in enumerate(("B2", "B3", "B4", "B8"), start=1):
+                dst.set_band_description(i, band)
     dem = site["dem"]
     with rasterio.open(folder / "dem.tif", "w", driver="GTiff", width=dem.shape[1], height=dem.shape[0], count=1,
                        dtype="float32", crs=site["crs"], transform=site["dem_transform"], nodata=-9999.0,
@@ -105,7 +113,8 @@ def _write_site(folder: Path, spec: SiteSpec, site: dict, seed: int, scale: floa
                          "geometry": mapping(geo)})
     (folder / "inventory.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     meta = {"description": spec.description, "bands": ["B2", "B3", "B4", "B8"], "scale": 0.0001, "offset": 0.0,
-            "synthetic": {"seed": seed, "scale": scale, "version": GENERATOR_VERSION}}
+            "synthetic": {"seed": seed, "scale": scale, "version": GENERATOR_VERSION},
+            "pre_event": {"description": "the same ground weeks before the event (s2_pre.tif)", **site["pre_notes"]}}
     (folder / "site.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
 
 
