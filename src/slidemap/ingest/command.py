@@ -21,9 +21,10 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"{', baseline ' + str(baseline) if baseline else ''}): {100 * p['share_of_site']:.1f}% of "
                      f"the site, {p['resampling']}")
     pre = summary.get("pre_event")
+    used = "the greenest pixel on" if len((pre or {}).get("products", [])) > 1 else "observes"
     for p in (pre or {}).get("products", []):
         lines.append(f"  s2 pre   {p['product']} ({p['kind']}, {p.get('date') or 'date unknown'}): "
-                     f"{100 * p['share_of_site']:.1f}% of the site, {p['resampling']}")
+                     f"{used} {100 * p['share_of_site']:.1f}% of the site, {p['resampling']}")
     if pre:
         lines.append(f"  before   {pre['composite']}, {100 * pre['coverage_of_valid_site']:.1f}% of the valid "
                      "site observed")
