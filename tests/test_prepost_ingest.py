@@ -88,7 +88,7 @@ def test_site_with_two_pre_products_writes_their_greenest_pixel_composite(tmp_pa
     text = capsys.readouterr().out
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["dem.tif", "s2.tif", "s2_pre.tif", "site.yaml"]
-    assert "s2 pre   june (band_folder, 2024-06-01): 97.2% of the site" in text  # 1 - 400 / 14400
+    assert "s2 pre   june (band_folder, 2024-06-01): the greenest pixel on 97.2% of the site" in text  # 1 - 400 / 14400
     assert "before   greenest pixel (maximum NDVI), 100.0% of the valid site observed" in text
     with rasterio.open(out / "s2_pre.tif") as src:
         assert src.dtypes == ("float32",) * 4 and np.isnan(src.nodata) and src.descriptions == ("B2", "B3", "B4", "B8")
