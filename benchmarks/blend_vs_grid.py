@@ -45,8 +45,8 @@ class FlipAverage(torch.nn.Module):
         return out / 4
 
 
-VARIANTS = {"grid": ("grid", None, False), "sin2-50": ("blend", None, False), "flat-50": ("blend", flat_profiles, False),
-            "sin2-50-flips": ("blend", None, True)}
+VARIANTS = {"grid": ("grid", None, False), "sin2-50": ("blend", None, False),
+            "flat-50": ("blend", flat_profiles, False), "sin2-50-flips": ("blend", None, True)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -106,7 +106,8 @@ def layers_before(rng: np.random.Generator, spec: SiteSpec, before: BeforeSpec, 
         elif name == "clearcuts":
             frac = coverage([c for c, s in zip(cuts, standing) if not s], shape)
         out.append((name, frac, spectrum))
-        if name == ("gravel" if spec.name == "taiwan" else "water") and before.bed_rework > 0:  # vegetated bars the flood scoured: flat, a real loss of green
+        last_bed_layer = "gravel" if spec.name == "taiwan" else "water"
+        if name == last_bed_layer and before.bed_rework > 0:  # vegetated bars the flood scoured: a loss of green
             bar_ground = S.GRAVEL if spec.name == "taiwan" else S.ROCK
             out.append(("bars", reworked, GRAVEL_BAR_VEG * 0.5 + bar_ground * 0.5))
     return out
