@@ -53,12 +53,15 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_dir")
     p.add_argument("data_root", help="the sites the sweep trained on")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                   help="mosaics to compare (grid is always included)")
     args = p.parse_args(argv)
     print("command: python benchmarks/blend_vs_grid.py " + shlex.join(sys.argv[1:] if argv is None else argv))
     sites = read_sites(args.data_root)
     splits = split_sites(sites)
     default_profiles = mosaic._profiles
-    diffs: dict[str, list[tuple[float, str]]] = {v: [] for v in VARIANTS if v != "grid"}
+    variants = {v: VARIANTS[v] for v in VARIANTS if v == "grid" or v in args.variants}
+    diffs: dict[str, list[tuple[float, str]]] = {v: [] for v in variants if v != "grid"}
     for run in sorted(r for r in Path(args.sweep_dir).iterdir() if (r / "checkpoints" / "best.ckpt").is_file()):
         model = load_checkpoint(run / "checkpoints" / "best.ckpt")
         for name, site in sites.items():
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             stack = read(0, valid.shape[0])[0]
             label = site.label[splits[name].test.slices]
             f1 = {}
-            for variant, (mode, profiles, flips) in VARIANTS.items():
+            for variant, (mode, profiles, flips) in variants.items():
                 mosaic._profiles = profiles or default_profiles
                 net = FlipAverage(model.net).eval() if flips else model.net
                 try:

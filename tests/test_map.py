@@ -307,3 +307,11 @@ def test_map_needs_a_scene_or_products(capsys, ckpt, tmp_path):
     assert "missing: give --scene SITE_DIR, or Sentinel-2 products with --s2 and DEM files with --dem" in line
     line = error_line(capsys, "--ckpt", str(ckpt), "--s2", "x.zip", "--out", str(tmp_path / "m"))
     assert line.startswith("--dem: missing")
+
+
+def test_binary_map_is_strictly_above_the_threshold_like_the_scored_metrics():
+    """torchmetrics scores prob > threshold; a probability of exactly 0.5 (a bf16 logit of 0) is not a landslide."""
+    from slidemap.predict import binarise
+
+    prob = np.array([0.5, np.nextafter(np.float32(0.5), np.float32(1)), 0.2, np.nan], np.float32)
+    np.testing.assert_array_equal(binarise(prob, 0.5), [0, 1, 0, 255])

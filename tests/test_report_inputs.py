@@ -172,3 +172,11 @@ def test_input_set_figure_is_a_readable_png(report: Path) -> None:
     data = json.loads((out / "figures.json").read_text())["input_sets"]
     assert data["scenarios"] == ["all", "taiwan"]
     assert [r["kind"] for r in data["rows"]] == ["model"] * 4 + ["rule"] * 2
+
+
+def test_paper_figures_of_a_mixed_sweep_use_the_single_date_runs_only(report: Path) -> None:
+    """Figs. 10-11 and the transfer matrix stay comparable with the paper: `change` runs (F1 + 0.10) are left out."""
+    data = json.loads((report.parent / "figures.json").read_text())
+    post = _mean([0.70, 0.60, 0.50, 0.72, 0.62, 0.55])  # unet, scenario all, windows 32 and 64, three site areas
+    assert data["scenario_model"]["all"]["unet"] == pytest.approx(post)  # fractions
+    assert "(input set post only)" in _section(report.read_text(), "Mean F1 per scenario and model (paper Fig. 10)")

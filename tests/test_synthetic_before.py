@@ -58,6 +58,25 @@ def test_the_post_image_does_not_depend_on_the_pre_image(monkeypatch):
     assert not np.array_equal(first["dn_pre"], second["dn_pre"])
 
 
+def test_the_pre_image_draws_from_its_own_random_stream(monkeypatch):
+    """A fresh generator of its own, not the post image's: draws for the pre image can never move the post image."""
+    from slidemap.data.synthetic import writer
+
+    states = {}
+
+    def spy(name, real):
+        def wrapped(rng, *args, **kwargs):
+            states[name] = rng.bit_generator.state  # as the renderer receives it
+            return real(rng, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(writer, "render", spy("post", writer.render))
+    monkeypatch.setattr(writer, "render_before", spy("pre", writer.render_before))
+    build_site(SITES["china"], seed=5, scale=0.02)
+    own = np.random.default_rng([5, list(SITES).index("china"), 20_000, 1]).bit_generator.state
+    assert states["pre"] == own and states["post"] != own
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_the_events_landslides_are_absent_before_and_the_rest_mostly_unchanged(sites, name):
     site = sites[name]

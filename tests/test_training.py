@@ -148,8 +148,10 @@ def test_single_run_writes_every_artefact(synthetic_root, tmp_path):
         assert src.crs == site.crs and (src.height, src.width) == (test.rows, test.cols)
         assert src.transform.c == pytest.approx(site.transform.c + test.col0 * site.transform.a)
         binary = src.read(1)
-    tp = int(((binary == 1) & (site.label[test.slices] == 1) & site.valid[test.slices]).sum())
-    assert tp == metrics["areas"]["japan"]["tp"]  # the written map is the scored map
+    label, valid = site.label[test.slices] == 1, site.valid[test.slices]
+    counts = {"tp": int(((binary == 1) & label & valid).sum()), "fp": int(((binary == 1) & ~label & valid).sum()),
+              "fn": int(((binary == 0) & label & valid).sum())}
+    assert counts == {k: metrics["areas"]["japan"][k] for k in counts}  # the written map is the scored map
 
 
 @pytest.mark.slow

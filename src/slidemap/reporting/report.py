@@ -247,9 +247,19 @@ def _input_sets_section(runs: list[dict[str, Any]], data: dict[str, Any], figure
     return lines + [""]
 
 
+def paper_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs behind the paper's figures: the single-date (``post``) ones when a sweep compares input sets, so
+    Figs. 10-11 and the transfer matrix stay comparable with the paper; every run otherwise."""
+    if len(input_sets(runs)) > 1:
+        post = [r for r in runs if str(r.get("inputs", "post")) == "post"]
+        return post or runs
+    return runs
+
+
 def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: dict[str, Path]) -> list[str]:
     scenarios = list(data["scenario_model"])
-    over = " and input sets" if len(input_sets(runs)) > 1 else ""
+    used = input_sets(paper_runs(runs))
+    over = f" (input set{'s' if len(used) > 1 else ''} {', '.join(used)} only)" if len(input_sets(runs)) > 1 else ""
     lines = ["## Mean F1 per scenario and model (paper Fig. 10)", "",
              f"Mean F1 (%) over the site test areas (pooled `all` left out) and all windows{over}.", "",
              f"![mean F1 per scenario and model]({figures['mean_f1_scenario_model'].name})", "",
@@ -264,7 +274,7 @@ def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: 
     for model, per_s in data["window_scenario"].items():
         for w in next(iter(per_s.values())):
             lines.append(f"| {model} | {w} px | " + " | ".join(_pct(per_s[s][w]) for s in scenarios) + " |")
-    t, summary = data["transfer"], transfer_summary(runs)
+    t, summary = data["transfer"], transfer_summary(paper_runs(runs))
     lines += ["", "## Transfer matrix", "", "F1 (%) per training scenario (rows) and test area (columns), averaged "
               f"over models and windows{over}. Single-site scenarios: mean F1 {_pct(summary['own_site_f1'])} on the "
               f"site's own test area, {_pct(summary['other_site_f1'])} on the other sites'.", "",
@@ -350,7 +360,7 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
              ", ".join(baselines.rules) if baselines.rules else data_note)
     out = Path(out_dir) if out_dir is not None else root / "report"
     check_out_dir(out, sweep)
-    data = fig.figure_data(sweep.runs)
+    data = fig.figure_data(paper_runs(sweep.runs))
     if len(input_sets(sweep.runs)) > 1:
         data["input_sets"] = fig.input_set_data(sweep.runs, baselines.labelled())
     try:

@@ -156,8 +156,9 @@ def predict_areas(trainer: pl.Trainer, module: LandslideModule, datamodule: Any)
     """Probabilities of every test patch, batch by batch per area, under the trainer's precision.
 
     A plain loop in this process (not ``trainer.predict``): under DDP each rank would only see its shard. It runs
-    like the test loop (eval mode, inference mode, the same precision context and batches), so the written maps
-    are the scored ones to the last pixel: under grad mode, bf16 kernels may round differently.
+    like the test loop (eval mode, inference mode, the same precision context; in one process the same batches),
+    so the written maps are the scored ones to the last pixel: under grad mode, bf16 kernels may round differently.
+    Under DDP the scored batches are shards, so a bf16 probability right at the threshold may still differ.
     """
     module.eval()
     areas = []

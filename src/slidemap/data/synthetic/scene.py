@@ -56,7 +56,7 @@ class Ground:
     """The ground of a site before light and atmosphere, kept so the pre-event image shows the same land.
 
     ``layers`` are named (cover fraction, spectrum) pairs painted in order over ``vegetation``; ``parts`` holds
-    what the pre-event date changes (field states, clear-cuts, old scars, the river bed), ``texture`` the
+    the parcels the pre-event date redraws in other states (Japan's fields and clear-cuts), ``texture`` the
     sub-pixel brightness pattern that both dates share.
     """
 
@@ -104,19 +104,14 @@ def ground_cover(rng: np.random.Generator, spec: SiteSpec, terrain: dict[str, np
 
     if spec.name == "taiwan":
         braid = fractal_field(rng, shape, 2.2) > 0.62
-        gravel = S.GRAVEL[:, None, None] * (0.9 + 0.2 * fractal_field(rng, shape, 2.0))
         layers.append(("water", bed & braid, S.WATER))
-        layers.append(("gravel", bed & ~braid, gravel))
+        layers.append(("gravel", bed & ~braid, S.GRAVEL[:, None, None] * (0.9 + 0.2 * fractal_field(rng, shape, 2.0))))
         old = terrain["old_scars"]  # earlier typhoons' scars, half re-vegetated: not in this event's inventory
         regrowth = rng.uniform(0.35, 0.75, len(old))
-        scars = []
         for level in (0.4, 0.55, 0.7):
             group = [p for p, g in zip(old, regrowth) if abs(g - level) <= 0.075 + 1e-9]
             old_spec = (1 - level) * np.asarray(spec.soil)[:, None, None] * 0.95 + level * veg
-            frac = coverage(group, shape)
-            scars.append((level, frac))
-            layers.append((f"old_scars_{level}", frac, old_spec))
-        ground.parts.update(gravel=gravel, scars=scars)
+            layers.append((f"old_scars_{level}", coverage(group, shape), old_spec))
         outcrops = parcels(rng, shape, (slope > 30) & ~bed, max(1, n // 1500), (6, 18))  # cliffs and road cuts
         layers.append(("outcrops", coverage(outcrops, shape),
                        S.ROCK[:, None, None] * (0.8 + 0.3 * fractal_field(rng, shape, 2.0))))
