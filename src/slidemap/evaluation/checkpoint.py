@@ -9,8 +9,6 @@ fitted on the scenario's training areas. That is everything needed to map a new 
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -26,10 +24,6 @@ from slidemap.errors import InputError
 from slidemap.models.registry import build_model
 
 log = logging.getLogger(__name__)
-
-_LOAD_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
-                AttributeError, TypeError, OSError)
-
 
 @dataclass(frozen=True, eq=False)
 class TrainedModel:
@@ -84,7 +78,7 @@ def load_checkpoint(path: str | PathLike[str]) -> TrainedModel:
     path = resolve_checkpoint(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except _LOAD_ERRORS as err:
+    except Exception as err:  # noqa: BLE001 -- a damaged file can fail anywhere in the unpickler (IndexError, ...)
         raise InputError(path, f"cannot read checkpoint (corrupt or not a PyTorch file): {_first_line(err)}") from err
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("hyper_parameters"), dict) \
             or not isinstance(ckpt.get("state_dict"), dict):
