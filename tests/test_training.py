@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -183,6 +184,31 @@ def test_small_sweep_gives_each_job_its_metrics_and_wandb_run(synthetic_root, tm
         assert len(offline) == 1, f"{job}: expected its own W&B offline run, got {offline}"
         run_ids.add(offline[0].name.rsplit("-", 1)[-1])
     assert len(run_ids) == 4
+
+
+@pytest.mark.slow
+def test_a_sweep_over_input_sets_runs_each_set_and_the_report_compares_them(synthetic_root, tmp_path):
+    """Issue 8: one sweep over inputs=post,prepost,change on the synthetic sites (which have s2_pre.tif)."""
+    from slidemap.reporting.report import write_report
+
+    sweep = tmp_path / "sweep"
+    done = train(["-m", "inputs=post,prepost,change", "window=32", "scenario=china", "logger=csv",
+                  "model.net.base_filters=8", f"hydra.sweep.dir={sweep}",
+                  *tiny(synthetic_root, "trainer.max_epochs=1", "+trainer.limit_test_batches=2")], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = {"unet-32-china": ("post", 5), "unet-32-china-prepost": ("prepost", 9),
+                "unet-32-china-change": ("change", 7)}
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == sorted(expected)
+    for job, (inputs, channels) in expected.items():
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert metrics["inputs"] == inputs and len(metrics["channels"]) == channels
+        ckpt = torch.load(sweep / job / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+        first_conv = next(v for k, v in ckpt["state_dict"].items() if v.ndim == 4)
+        assert first_conv.shape[1] == channels  # the network takes the input set's channels
+    report = write_report(sweep)
+    rows = list(csv.DictReader((report.parent / "input_sets.csv").open()))
+    assert {r["inputs"] for r in rows if r["kind"] == "model"} == {"post", "prepost", "change"}
+    assert {r["name"] for r in rows if r["kind"] == "rule"} == {"rule baseline (NDVI)", "rule baseline (rdNDVI)"}
 
 
 @pytest.mark.parametrize("override, expected", [
