@@ -87,7 +87,41 @@ def eval_loader(patches: Patches, batch_size: int, num_workers: int = 0, shard: 
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
 
 
-class SiteDataModule(pl.LightningDataModule):
+class PatchDataModule(pl.LightningDataModule):
+    """Lightning's four loaders over in-memory patches, shared by every data source.
+
+    A subclass sets ``batch_size``, ``eval_batch_size``, ``seed``, ``min_samples_per_epoch``, ``num_workers`` and,
+    in ``setup``, ``data`` (with ``train`` and ``val`` patches); it says which patch sets are its test areas.
+    """
+
+    data: Any
+    batch_size: int
+    eval_batch_size: int
+    seed: int
+    min_samples_per_epoch: int
+    num_workers: int
+
+    def test_patch_sets(self) -> list[Patches]:
+        """One patch set per test area, in ``test_areas`` order."""
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.data is not None
+        return train_loader(self.data.train, self.batch_size, self.seed, self.min_samples_per_epoch, self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.data is not None
+        return eval_loader(self.data.val, self.eval_batch_size, self.num_workers)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [eval_loader(p, self.eval_batch_size, self.num_workers) for p in self.test_patch_sets()]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        """Every test area in order, unsharded: maps and previews are made by one process (rank 0 under DDP)."""
+        return [eval_loader(p, self.eval_batch_size, self.num_workers, shard=False) for p in self.test_patch_sets()]
+
+
+class SiteDataModule(PatchDataModule):
     """Serves grid patches of a folder of sites for one scenario.
 
     Args:
@@ -182,19 +216,7 @@ class SiteDataModule(pl.LightningDataModule):
             previews[name] = np.concatenate([label[rows, cols].astype(np.float32), np.nan_to_num(prob)], axis=1)
         return previews
 
-    def train_dataloader(self) -> DataLoader:
+    def test_patch_sets(self) -> list[Patches]:
+        """One patch set per test area, in ``test_areas`` order."""
         assert self.data is not None
-        return train_loader(self.data.train, self.batch_size, self.seed, self.min_samples_per_epoch, self.num_workers)
-
-    def val_dataloader(self) -> DataLoader:
-        assert self.data is not None
-        return eval_loader(self.data.val, self.eval_batch_size, self.num_workers)
-
-    def test_dataloader(self) -> list[DataLoader]:
-        assert self.data is not None
-        return [eval_loader(p, self.eval_batch_size, self.num_workers) for p in self.data.test.values()]
-
-    def predict_dataloader(self) -> list[DataLoader]:
-        """Every test area in order, unsharded: maps are made by one process (rank 0 under DDP)."""
-        assert self.data is not None
-        return [eval_loader(p, self.eval_batch_size, self.num_workers, shard=False) for p in self.data.test.values()]
+        return list(self.data.test.values())

@@ -17,11 +17,9 @@ from typing import Any
 
 import h5py
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
-from slidemap.data.datamodule import eval_loader, train_loader
+from slidemap.data.datamodule import PatchDataModule
 from slidemap.data.patches import Normaliser, Patches
 from slidemap.data.site import CHANNELS, DEFAULT_CHANNELS, PRE_CHANNELS
 from slidemap.errors import InputError
@@ -241,7 +239,7 @@ def prepare(root: Path, window: int, channels: tuple[str, ...] = DEFAULT_CHANNEL
     return L4SData(normaliser, *(cut_windows(splits[r], window) for r in SPLITS), test_split=splits["test"])
 
 
-class Landslide4SenseDataModule(pl.LightningDataModule):
+class Landslide4SenseDataModule(PatchDataModule):
     """Serves the Landslide4Sense benchmark with the interface of ``SiteDataModule`` (see ``training.run``).
 
     Args:
@@ -330,19 +328,7 @@ class Landslide4SenseDataModule(pl.LightningDataModule):
         return {f"{AREA}/{split.names[i]}": np.concatenate([split.y[i].astype(np.float32), prob[i]], axis=1)
                 for i in chosen}
 
-    def train_dataloader(self) -> DataLoader:
+    def test_patch_sets(self) -> list[Patches]:
+        """The benchmark's test tiles: one test area."""
         assert self.data is not None
-        return train_loader(self.data.train, self.batch_size, self.seed, self.min_samples_per_epoch, self.num_workers)
-
-    def val_dataloader(self) -> DataLoader:
-        assert self.data is not None
-        return eval_loader(self.data.val, self.eval_batch_size, self.num_workers)
-
-    def test_dataloader(self) -> list[DataLoader]:
-        assert self.data is not None
-        return [eval_loader(self.data.test, self.eval_batch_size, self.num_workers)]
-
-    def predict_dataloader(self) -> list[DataLoader]:
-        """The test tiles in order, unsharded: previews are made by one process (rank 0 under DDP)."""
-        assert self.data is not None
-        return [eval_loader(self.data.test, self.eval_batch_size, self.num_workers, shard=False)]
+        return [self.data.test]

@@ -165,9 +165,9 @@ def predict_areas(trainer: pl.Trainer, module: LandslideModule, datamodule: Any)
     with torch.inference_mode():
         for loader in datamodule.predict_dataloader():
             batches = []
-            for batch in loader:
+            for i, batch in enumerate(loader):
                 with trainer.precision_plugin.forward_context():
-                    batches.append(torch.sigmoid(module(batch[0].to(module.device))).float().cpu())
+                    batches.append(module.predict_step((batch[0].to(module.device),), i).float().cpu())
             areas.append(batches)
     return areas
 
