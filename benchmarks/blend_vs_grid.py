@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import slidemap.evaluation.mosaic as mosaic
+import slidemap.mapping.mosaic as mosaic
 from slidemap.data.reader import read_sites
 from slidemap.data.split import split_sites
-from slidemap.evaluation.checkpoint import load_checkpoint
-from slidemap.evaluation.metrics import confusion_counts, scores
+from slidemap.mapping.checkpoint import load_checkpoint
+from slidemap.evaluation.scoring import confusion_counts, scores
 
 
 def flat_profiles(length: int, starts: list[int], tile: int, mode: str, overlap: float) -> list[np.ndarray]:

@@ -27,43 +27,17 @@ from slidemap.data.patches import Normaliser, cut_patches
 from slidemap.data.reader import read_site
 from slidemap.data.split import Block
 from slidemap.errors import InputError
-from slidemap.evaluation.checkpoint import load_checkpoint
-from slidemap.evaluation.mosaic import iter_mosaic, predict_mosaic, taper, tile_starts
-from slidemap.evaluation.polygons import object_counts, object_scores, vectorise, write_gpkg
+from slidemap.mapping.checkpoint import load_checkpoint
+from slidemap.mapping.mosaic import iter_mosaic, predict_mosaic, taper, tile_starts
+from slidemap.evaluation.objects import object_counts, object_scores
+from slidemap.mapping.polygons import vectorise, write_gpkg
 from slidemap.models import SmpModel, UNet
-from slidemap.training.module import LandslideModule
-from slidemap.training.outputs import stitch
+from slidemap.mapping.rasters import stitch
+
+from checkpoints import CHANNELS, save_checkpoint, unet_config
 
 REPO = Path(__file__).resolve().parents[1]
 SITES = ("china", "japan", "taiwan")
-CHANNELS = ["B2", "B3", "B4", "B8", "slope"]
-
-
-# ---------------------------------------------------------------- helpers shared with test_map.py
-
-
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> Path:
-    """A U-Net (8 base filters) trained by train.py for 2 short fp32 epochs; trained once per session."""
-    run = tmp_path_factory.getbasetemp() / "tiny-unet-run"
-    if not (run / "metrics.json").is_file():
-        args = [f"data.root={synthetic_root}", "logger=none", "model.net.base_filters=8", "trainer.max_epochs=2",
-                "trainer.min_epochs=1", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2",
-                "trainer.precision=32-true", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"]
-        done = subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=run.parent, capture_output=True,
-                              text=True, timeout=300, env={**os.environ, "WANDB_MODE": "offline"})
-        assert done.returncode == 0, done.stderr[-3000:]
-    return run
-
-
-def save_checkpoint(path: Path, net: nn.Module, model_name: str = "unet", channels: list[str] = CHANNELS,
-                    normaliser: Normaliser | None = None, window: int = 32) -> Path:
-    """A checkpoint shaped like Lightning's (state_dict + hyper_parameters of LandslideModule), no training."""
-    norm = normaliser or Normaliser(tuple(channels), np.zeros(len(channels), np.float32),
-                                    np.ones(len(channels), np.float32))
-    module = LandslideModule(net, model_name=model_name,
-                             data_info={"channels": channels, "window": window, "normaliser": norm.to_dict()})
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
-    return path
 
 
 # ---------------------------------------------------------------- mosaic
@@ -226,21 +200,22 @@ def test_object_scores_by_hand():
 
 
 def test_checkpoint_round_trip_and_run_folder(tmp_path):
-    net = UNet(in_channels=5, base_filters=4)
-    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
-    path = save_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt", net, window=64)
+    path = save_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt", unet_config(5, 4), window=64)
+    saved = torch.load(path, weights_only=True)["state_dict"]
     model = load_checkpoint(tmp_path / "run")  # a run folder stands for its best checkpoint
     assert (model.model_name, model.channels, model.window, model.threshold) == ("unet", tuple(CHANNELS), 64, 0.5)
     assert model.path == path and not model.net.training
-    x = torch.randn(1, 5, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(model.net(x), net.eval()(x))  # (the module keeps the net channels-last)
+    assert isinstance(model.net, UNet) and model.net.encoder[0][0].out_channels == 4  # base_filters from the config
+    for key, value in model.net.state_dict().items():  # the saved weights, not a fresh initialisation
+        torch.testing.assert_close(value, saved[f"net.{key}"])
 
 
 def test_smp_unet_checkpoint_loads(tmp_path):
-    net = SmpModel(arch="Unet", encoder_name="resnet18", in_channels=5)
-    model = load_checkpoint(save_checkpoint(tmp_path / "smp.ckpt", net, model_name="smp_unet"))
-    assert isinstance(model.net, SmpModel) and model.net.hparams_dict["encoder_name"] == "resnet18"
+    config = {"_target_": "slidemap.models.SmpModel", "arch": "Unet", "encoder_name": "resnet18",
+              "encoder_weights": None, "in_channels": 5}
+    model = load_checkpoint(save_checkpoint(tmp_path / "smp.ckpt", config, name="smp_unet"))
+    assert isinstance(model.net, SmpModel) and model.model_name == "smp_unet"
+    assert type(model.net.net.encoder).__name__ == "ResNetEncoder" and len(model.net.net.encoder.layer4) == 2  # resnet18
 
 
 def bad_checkpoints(tmp_path: Path) -> dict[str, tuple[Path, str]]:
@@ -249,11 +224,21 @@ def bad_checkpoints(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     corrupt.write_bytes(np.random.default_rng(0).bytes(2000))
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"lr": 0.1}}, foreign)
-    wide = save_checkpoint(tmp_path / "wide.ckpt", UNet(in_channels=6, base_filters=4))  # 6 in, 5 channels
-    shapes = save_checkpoint(tmp_path / "shapes.ckpt", UNet(in_channels=5, base_filters=4))
+    wide = save_checkpoint(tmp_path / "wide.ckpt", unet_config(6, 4))  # 6 in, 5 channels
+    shapes = save_checkpoint(tmp_path / "shapes.ckpt", unet_config(5, 4))
     ckpt = torch.load(shapes, weights_only=True)
-    ckpt["hyper_parameters"]["net_hparams"]["base_filters"] = 8
+    ckpt["hyper_parameters"]["model"]["net"]["base_filters"] = 8
     torch.save(ckpt, shapes)
+    old = save_checkpoint(tmp_path / "old.ckpt", unet_config(5, 4))
+    ckpt = torch.load(old, weights_only=True)  # the layout before models were built from their config
+    hp = ckpt["hyper_parameters"]
+    hp["model_name"], hp["net_hparams"] = "unet", {"in_channels": 5, "base_filters": 4, "out_channels": 1}
+    del hp["model"]
+    torch.save(ckpt, old)
+    evil = save_checkpoint(tmp_path / "evil.ckpt", unet_config(5, 4))
+    ckpt = torch.load(evil, weights_only=True)
+    ckpt["hyper_parameters"]["model"]["net"] = {"_target_": "os.system", "command": "echo hi"}
+    torch.save(ckpt, evil)
     return {
         "missing": (tmp_path / "nope.ckpt", "checkpoint not found"),
         "folder": (tmp_path / "empty_run", "without checkpoints/best.ckpt"),
@@ -261,6 +246,8 @@ def bad_checkpoints(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "foreign": (foreign, "not a slidemap checkpoint"),
         "channels": (wide, "the network takes 6 channels but 5 are recorded"),
         "weights": (shapes, "weights do not fit model 'unet'"),
+        "old": (old, "checkpoint from an older slidemap .* retrain it"),
+        "not a network": (evil, "cannot rebuild model 'unet': 'os.system' is not a torch.nn.Module class"),
     }
 
 
@@ -279,7 +266,7 @@ def test_random_bytes_are_a_one_line_input_error_whatever_the_unpickler_raises(t
 def test_a_damaged_checkpoint_is_a_one_line_input_error(tmp_path, seed):
     """A real checkpoint cut short never loads; one with bytes flipped either loads or fails with the same error."""
     rng = np.random.default_rng(seed)
-    real = save_checkpoint(tmp_path / "real.ckpt", UNet(in_channels=5, base_filters=4)).read_bytes()
+    real = save_checkpoint(tmp_path / "real.ckpt", unet_config(5, 4)).read_bytes()
     path = tmp_path / "damaged.ckpt"
     if seed % 2 == 0:
         path.write_bytes(real[:int(rng.integers(1, len(real)))])
@@ -297,7 +284,8 @@ def test_a_damaged_checkpoint_is_a_one_line_input_error(tmp_path, seed):
         assert str(path) in str(err) and "\n" not in str(err)
 
 
-@pytest.mark.parametrize("case", ["missing", "folder", "corrupt", "foreign", "channels", "weights"])
+@pytest.mark.parametrize("case", ["missing", "folder", "corrupt", "foreign", "channels", "weights", "old",
+                                  "not a network"])
 def test_bad_checkpoints_are_one_line_input_errors(tmp_path, case):
     path, message = bad_checkpoints(tmp_path)[case]
     with pytest.raises(InputError, match=message) as err:
@@ -314,8 +302,8 @@ def eval_cfg(*overrides: str):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, synthetic_root) -> Path:
-    return tiny_run(tmp_path_factory, synthetic_root)
+def trained(tiny_run) -> Path:
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

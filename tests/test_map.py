@@ -17,8 +17,7 @@ from scipy import ndimage
 
 import fake_sites as fs
 from slidemap.cli import main
-from slidemap.models import UNet
-from test_eval import save_checkpoint, tiny_run
+from checkpoints import save_checkpoint, unet_config
 
 OUTPUTS = ("_probability.tif", "_binary.tif", "_landslides.gpkg")
 
@@ -46,7 +45,7 @@ def leftovers(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     """An untrained U-Net checkpoint (window 32): enough to exercise every path quickly."""
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", UNet(in_channels=5, base_filters=4))
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", unet_config(5, 4))
 
 
 @pytest.fixture
@@ -82,9 +81,8 @@ def synthetic_scene(synthetic_root, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_map_synthetic_scene_with_a_trained_checkpoint(capsys, tmp_path_factory, synthetic_root, synthetic_scene,
-                                                       tmp_path):
-    run = tiny_run(tmp_path_factory, synthetic_root)
+def test_map_synthetic_scene_with_a_trained_checkpoint(capsys, tiny_run, synthetic_scene, tmp_path):
+    run = tiny_run
     out = tmp_path / "maps"
     code, _, err = run_map(capsys, "--ckpt", str(run / "checkpoints" / "best.ckpt"), "--scene", str(synthetic_scene),
                            "--out", str(out))
@@ -123,11 +121,11 @@ def test_missing_and_corrupt_checkpoints(capsys, scene, tmp_path):
 
 
 def test_checkpoint_whose_channels_do_not_fit(capsys, scene, tmp_path):
-    wide = save_checkpoint(tmp_path / "wide.ckpt", UNet(in_channels=6, base_filters=4))
+    wide = save_checkpoint(tmp_path / "wide.ckpt", unet_config(6, 4))
     msg = error_line(capsys, "--ckpt", str(wide), "--scene", str(scene), "--out", str(tmp_path / "maps"))
     assert msg == f"{wide}: channel mismatch inside the checkpoint: the network takes 6 channels but 5 are " \
                   "recorded (B2, B3, B4, B8, slope)"
-    odd = save_checkpoint(tmp_path / "odd.ckpt", UNet(in_channels=5, base_filters=4),
+    odd = save_checkpoint(tmp_path / "odd.ckpt", unet_config(5, 4),
                           channels=["B2", "B3", "B4", "B11", "slope"])
     assert "unknown channel(s) ['B11']" in error_line(capsys, "--ckpt", str(odd), "--scene", str(scene),
                                                       "--out", str(tmp_path / "maps"))
@@ -180,7 +178,7 @@ def test_nothing_half_written_when_prediction_fails(capsys, ckpt, monkeypatch, t
             raise RuntimeError("out of memory")
         return np.zeros(tiles.shape[:1] + tiles.shape[2:], np.float32)
 
-    monkeypatch.setattr("slidemap.evaluation.mosaic.predict_tiles", flaky)
+    monkeypatch.setattr("slidemap.mapping.mosaic.predict_tiles", flaky)
     out = tmp_path / "maps"
     with pytest.raises(RuntimeError, match="out of memory"):
         main(["map", "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(out)])
@@ -217,9 +215,9 @@ def test_scene_strips_read_exactly_what_the_site_reader_reads(synthetic_root):
 
 @pytest.mark.parametrize("crs", ["EPSG:32654", "EPSG:4326"])  # projected, and geographic (area per row)
 def test_streamed_polygons_equal_in_memory_polygons(tmp_path, crs):
-    from slidemap.evaluation.polygons import vectorise
-    from slidemap.evaluation.polygons_streamed import write_polygons_streamed
-    from slidemap.predict import write_maps
+    from slidemap.mapping.polygons import vectorise
+    from slidemap.mapping.polygons_streamed import write_polygons_streamed
+    from slidemap.mapping.rasters import write_maps
 
     rng = np.random.default_rng(5)
     prob = ndimage.uniform_filter(rng.random((90, 70)), 7).astype(np.float32)
@@ -246,8 +244,8 @@ def test_map_streams_a_scene_larger_than_one_strip(capsys, ckpt, tmp_path, monke
     """slidemap map reads by strips; the maps equal those of the in-memory mosaic of the whole site."""
     from slidemap.data import scene as scene_module
     from slidemap.data.reader import read_site
-    from slidemap.evaluation.checkpoint import load_checkpoint
-    from slidemap.evaluation.mosaic import predict_mosaic, site_reader
+    from slidemap.mapping.checkpoint import load_checkpoint
+    from slidemap.mapping.mosaic import predict_mosaic, site_reader
 
     monkeypatch.setattr(scene_module.SceneStrips.__init__, "__defaults__", (50,))  # 215 rows: 5 strips
     folder = tmp_path / "scenes" / "china"
@@ -311,7 +309,7 @@ def test_map_needs_a_scene_or_products(capsys, ckpt, tmp_path):
 
 def test_binary_map_is_strictly_above_the_threshold_like_the_scored_metrics():
     """torchmetrics scores prob > threshold; a probability of exactly 0.5 (a bf16 logit of 0) is not a landslide."""
-    from slidemap.predict import binarise
+    from slidemap.mapping.rasters import binarise
 
     prob = np.array([0.5, np.nextafter(np.float32(0.5), np.float32(1)), 0.2, np.nan], np.float32)
     np.testing.assert_array_equal(binarise(prob, 0.5), [0, 1, 0, 255])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slidemap.evaluation.metrics import confusion_counts, pooled, scores
+from slidemap.evaluation.scoring import confusion_counts, pooled, scores
 
 PRED = np.array([[1, 1, 0, 0],
                  [1, 1, 0, 0],

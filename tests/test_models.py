@@ -1,17 +1,28 @@
-"""The models match the paper's layer counts and filters, take any input size, and build by name offline."""
+"""The models match the paper's layer counts and filters, take any input size, and build from their configs offline."""
 
 from __future__ import annotations
 
 import inspect
 import socket
+from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
-from slidemap.models import MODELS, ResUNet, SmpModel, UNet, build_model, paper_conv_count
+from slidemap.models import ResUNet, SmpModel, UNet, build_net, net_config, paper_conv_count
 from slidemap.models.resunet import Projection, ResidualUnit
 from slidemap.models.unet import pad_to_multiple
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build_model(name: str, in_channels: int = 5) -> nn.Module:
+    """The network of ``conf/model/<name>.yaml``, built as train.py builds it."""
+    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / f"{name}.yaml"), resolve=True)
+    return build_net(net_config(cfg["net"], in_channels))
 
 
 def _count(model: nn.Module, kind: type[nn.Module]) -> int:
@@ -132,13 +143,13 @@ def test_identity_shortcut_when_shape_kept() -> None:
 
 # --- any input size -----------------------------------------------------------------------------------------
 
-MODEL_NAMES = ["unet", "resunet", "smp"]
+MODEL_NAMES = ["unet", "resunet", "smp_unet"]
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 @pytest.mark.parametrize("window", [32, 64, 128])
 def test_window_shapes(name: str, window: int, request: pytest.FixtureRequest) -> None:
-    model = request.getfixturevalue({"unet": "unet", "resunet": "resunet", "smp": "smp_model"}[name])
+    model = request.getfixturevalue({"unet": "unet", "resunet": "resunet", "smp_unet": "smp_model"}[name])
     with torch.no_grad():
         out = model.eval()(torch.randn(2, 5, window, window))
     assert out.shape == (2, 1, window, window)
@@ -230,19 +241,44 @@ def test_every_parameter_gets_a_gradient(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_hparams_dict_rebuilds_the_model(name: str) -> None:
-    model = build_model(name, in_channels=7)
-    assert model.hparams_dict["in_channels"] == 7
-    twin = build_model(name, **model.hparams_dict)
+def test_the_recorded_config_rebuilds_the_model(name: str) -> None:
+    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / f"{name}.yaml"), resolve=True)
+    complete = net_config(cfg["net"], in_channels=7)
+    model = build_net(complete)
+    assert complete["in_channels"] == 7 and next(model.parameters()).shape[1] == 7
+    twin = build_net(dict(complete))
     twin.load_state_dict(model.state_dict())  # strict: same layers, same shapes
+    wider = build_net(net_config(cfg["net"], in_channels=8))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        wider.load_state_dict(model.state_dict())
 
 
-def test_unknown_model_lists_known_names() -> None:
-    with pytest.raises(ValueError, match="unknown model 'segnet'") as err:
-        build_model("segnet")
-    for known in ("unet", "resunet", "smp"):
-        assert known in str(err.value)
-    assert set(MODELS) == {"unet", "resunet", "smp"}
+@pytest.mark.parametrize(("target", "filled"), [
+    ("slidemap.models.UNet", {"in_channels": 6, "out_channels": 1}),
+    ("segmentation_models_pytorch.FPN", {"in_channels": 6, "classes": 1}),
+    ("slidemap.models.SmpModel", {"in_channels": 6}),  # fixes classes=1 itself
+])
+def test_channel_counts_are_filled_in_under_the_classes_own_names(target: str, filled: dict) -> None:
+    complete = net_config({"_target_": target, "encoder_weights": None} if "smp" in target.lower() or "FPN" in target
+                          else {"_target_": target}, in_channels=6)
+    assert {k: complete[k] for k in filled} == filled
+    assert not {"classes", "out_channels"} - set(filled) & set(complete)  # no argument the class does not take
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({}, "has no _target_"),
+    ({"_target_": "slidemap.models.SegNet"}, "cannot import network class 'slidemap.models.SegNet'"),
+    ({"_target_": "os.system"}, "'os.system' is not a torch.nn.Module class"),
+    ({"_target_": "torch.nn.ReLU"}, "takes no input channel count"),
+])
+def test_configs_that_are_not_networks_are_refused(config: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        net_config(config, in_channels=5)
+
+
+def test_a_constructor_error_names_the_class() -> None:
+    with pytest.raises(ValueError, match="cannot build slidemap.models.UNet: .*unexpected keyword"):
+        build_net({"_target_": "slidemap.models.UNet", "in_channels": 5, "depth_of_field": 3})
 
 
 def test_smp_never_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,5 +290,4 @@ def test_smp_never_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr("segmentation_models_pytorch.encoders.hf_hub_download", no_network)
     model = SmpModel(arch="FPN", encoder_name="resnet18", in_channels=5)
-    assert model.hparams_dict["encoder_weights"] is None
-    assert model.output_stride == 32
+    assert model.output_stride == 32 and torch.isfinite(model(torch.randn(1, 5, 64, 64))).all()

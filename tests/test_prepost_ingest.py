@@ -15,8 +15,7 @@ from slidemap.data.reader import read_site
 from slidemap.errors import InputError
 from slidemap.ingest import build_site
 from slidemap.ingest.composite import greenest_pixel
-from slidemap.models import UNet
-from test_eval import save_checkpoint
+from checkpoints import save_checkpoint, unet_config
 
 POST_DATE = "20240830T022529"
 GREEN = {"B2": 1500, "B3": 2000, "B4": 1200, "B8": 5000}  # NDVI 3800 / 6200 = 0.613
@@ -149,7 +148,7 @@ def test_pre_products_covering_too_little_of_the_site_are_refused(tmp_path, made
 
 
 def test_map_with_a_change_model_needs_the_pre_event_image(tmp_path, made, capsys):
-    ckpt = save_checkpoint(tmp_path / "change.ckpt", UNet(in_channels=len(CHANGE), base_filters=4), channels=CHANGE)
+    ckpt = save_checkpoint(tmp_path / "change.ckpt", unet_config(len(CHANGE), 4), channels=CHANGE)
     common = ["map", "--ckpt", str(ckpt), "--dem", *map(str, made["dem"]), "--precision", "32"]
     line = error_line(capsys, *common, "--s2", str(made["post"]), "--out", str(tmp_path / "m"))
     assert line == (f"{ckpt}: the model reads dndvi, rdndvi, which need a pre-event image: give pre-event products "

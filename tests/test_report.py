@@ -21,7 +21,7 @@ from slidemap.errors import InputError
 from slidemap.reporting.figures import FN, FP, NODATA, TN, TP, figure_data, outcome_map
 from slidemap.reporting.report import write_report
 from slidemap.reporting.sweep import scan_sweep, sweep_axes
-from slidemap.training.outputs import write_prediction
+from slidemap.mapping.rasters import write_prediction
 
 # F1 per (model, window, scenario) and test area (taiwan, china, japan, all pooled); precision = F1 + 0.05 and
 # recall = F1 - 0.05, except unet-32-all's taiwan precision (0.95): the best P of its column, not the best F1.

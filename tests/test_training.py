@@ -8,20 +8,24 @@ import math
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from slidemap.models import UNet
 from slidemap.training.module import LandslideModule, masked_bce
 
+from conftest import TINY_TRAINING, TINY_UNET, compose_config, run_training
+
 REPO = Path(__file__).resolve().parents[1]
-AREA_KEYS = {"precision", "recall", "f1", "iou", "tp", "fp", "fn"}
+AREA_KEYS = {"precision", "recall", "f1", "iou", "tp", "fp", "fn", "tn"}
 
 
 # ---------------------------------------------------------------- loss
@@ -77,12 +81,12 @@ def test_test_metrics_per_area_and_pooled_all():
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
     trainer.test(module, dataloaders=[DataLoader(a), DataLoader(b)], verbose=False)
     res = module.test_results
-    assert (res["a"]["tp"], res["a"]["fp"], res["a"]["fn"]) == (1, 1, 1)
+    assert (res["a"]["tp"], res["a"]["fp"], res["a"]["fn"], res["a"]["tn"]) == (1, 1, 1, 1)
     assert res["a"]["f1"] == pytest.approx(0.5) and res["a"]["iou"] == pytest.approx(1 / 3)
     assert (res["b"]["tp"], res["b"]["fp"], res["b"]["fn"]) == (3, 1, 0)
     assert res["b"]["precision"] == pytest.approx(0.75) and res["b"]["f1"] == pytest.approx(6 / 7)
     # "all" pools counts: TP 4, FP 2, FN 1 -> P 2/3, R 4/5, F1 8/11 (not the mean of 0.5 and 6/7)
-    assert (res["all"]["tp"], res["all"]["fp"], res["all"]["fn"]) == (4, 2, 1)
+    assert (res["all"]["tp"], res["all"]["fp"], res["all"]["fn"], res["all"]["tn"]) == (4, 2, 1, 1)
     assert res["all"]["f1"] == pytest.approx(8 / 11)
 
 
@@ -93,7 +97,7 @@ def test_loss_decreases_on_a_tiny_site():
     valid = np.ones_like(y, dtype=bool)
     data = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(valid)), batch_size=4)
     torch.manual_seed(0)
-    module = LandslideModule(UNet(in_channels=5, base_filters=8))
+    module = LandslideModule(UNet(in_channels=5, base_filters=8), optimizer=partial(torch.optim.Adam, lr=1e-3))
     before = float(np.mean([module._loss(b)[0].item() for b in data]))
     trainer = pl.Trainer(accelerator="cpu", max_epochs=15, logger=False, enable_progress_bar=False,
                          enable_checkpointing=False, enable_model_summary=False)
@@ -102,10 +106,26 @@ def test_loss_decreases_on_a_tiny_site():
     assert after < 0.7 * before
 
 
-def test_optimiser_is_the_papers_adam():
-    opt = LandslideModule(UNet(in_channels=5, base_filters=8)).configure_optimizers()
+def test_optimiser_is_the_papers_adam(cfg_train):
+    cfg = cfg_train()
+    module = instantiate(cfg.module, _partial_=True)(net=UNet(in_channels=5, base_filters=8),
+                                                     optimizer=instantiate(cfg.optimizer))
+    opt = module.configure_optimizers()
     assert isinstance(opt, torch.optim.Adam)
-    assert opt.defaults["lr"] == 1e-3 and opt.defaults["betas"] == (0.9, 0.999)
+    assert opt.defaults["lr"] == 1e-3 and tuple(opt.defaults["betas"]) == (0.9, 0.999)
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(p.numel() for p in module.parameters())
+
+
+def test_an_optimiser_from_the_config_line(cfg_train):
+    cfg = cfg_train("optimizer._target_=torch.optim.SGD", "~optimizer.betas", "~optimizer.fused", "optimizer.lr=0.05")
+    opt = instantiate(cfg.module, _partial_=True)(net=UNet(in_channels=5, base_filters=8),
+                                                  optimizer=instantiate(cfg.optimizer)).configure_optimizers()
+    assert type(opt) is torch.optim.SGD and opt.defaults["lr"] == 0.05
+
+
+def test_a_module_without_optimiser_says_so():
+    with pytest.raises(ValueError, match="needs an optimizer"):
+        LandslideModule(UNet(in_channels=5, base_filters=8)).configure_optimizers()
 
 
 # ---------------------------------------------------------------- train.py end to end
@@ -159,12 +179,10 @@ def test_single_run_writes_every_artefact(synthetic_root, tmp_path):
 def test_same_seed_same_metrics(synthetic_root, tmp_path):
     results = []
     for i in range(2):
-        out = tmp_path / f"run{i}"
-        done = train(tiny(synthetic_root, "logger=none", "model.net.base_filters=8", "scenario=china",
-                          f"hydra.run.dir={out}"), tmp_path)
-        assert done.returncode == 0, done.stderr[-3000:]
-        results.append(json.loads((out / "metrics.json").read_text())["areas"])
-    assert results[0] == results[1]
+        cfg = compose_config("train", tmp_path / f"run{i}", [f"data.root={synthetic_root}", *TINY_TRAINING, TINY_UNET,
+                                                             "+trainer.limit_test_batches=3", "scenario=china"])
+        results.append(json.loads((run_training(cfg) / "metrics.json").read_text())["areas"])
+    assert results[0] == results[1] and results[0]["china"]["tp"] + results[0]["china"]["fn"] > 0
 
 
 @pytest.mark.slow

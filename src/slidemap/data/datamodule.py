@@ -10,15 +10,14 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader
 
+from slidemap.data.loaders import eval_loader, train_loader
 from slidemap.data.patches import Normaliser, Patches, cut_patches, fit_normaliser
 from slidemap.data.reader import read_sites
 from slidemap.data.site import DEFAULT_CHANNELS, Site
 from slidemap.data.split import SiteSplit, split_sites
 from slidemap.errors import InputError
-from slidemap.training.distributed import eval_sampler
 
 log = logging.getLogger(__name__)
 
@@ -65,28 +64,6 @@ def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
     return PreparedData(sites, splits, normaliser, Patches.concat(train), Patches.concat(val), test)
 
 
-def patch_dataset(p: Patches) -> TensorDataset:
-    """(x, y as float, valid) tensors over in-memory patches, without copying the inputs."""
-    return TensorDataset(torch.from_numpy(p.x), torch.from_numpy(p.y.astype(np.float32)), torch.from_numpy(p.valid))
-
-
-def train_loader(patches: Patches, batch_size: int, seed: int, min_samples: int = 0,
-                 num_workers: int = 0) -> DataLoader:
-    """Shuffled training batches; a set smaller than ``min_samples`` is cycled (reshuffled each pass)."""
-    dataset = patch_dataset(patches)
-    gen = torch.Generator().manual_seed(seed)
-    sampler = RandomSampler(dataset, num_samples=max(len(dataset), min_samples), generator=gen)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
-
-
-def eval_loader(patches: Patches, batch_size: int, num_workers: int = 0, shard: bool = True) -> DataLoader:
-    """Every patch once, in order. ``shard``: split without repeats under DDP, so pooled counts are exact;
-    unsharded for work one process does alone (maps, previews on rank 0)."""
-    dataset = patch_dataset(patches)
-    sampler = eval_sampler(dataset) if shard else None
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
-
-
 class PatchDataModule(pl.LightningDataModule):
     """Lightning's four loaders over in-memory patches, shared by every data source.
 
@@ -125,7 +102,7 @@ class SiteDataModule(PatchDataModule):
     """Serves grid patches of a folder of sites for one scenario.
 
     Args:
-        root: Folder of site folders (DESIGN section 2).
+        root: Folder of site folders (the README's site contract).
         train_sites: Sites whose training areas train the model; None = all sites (scenario ``all``).
         sites: Sites to read (and test); None = every site under ``root``.
         window: Patch size in pixels.
@@ -194,27 +171,6 @@ class SiteDataModule(PatchDataModule):
         assert self.data is not None, "call setup() first"
         return {"channels": list(self.channels), "window": self.window,
                 "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names}
-
-    def write_test_outputs(self, out_dir: Path, predictions: list[list[torch.Tensor]],
-                           threshold: float) -> dict[str, np.ndarray]:
-        """Stitch each test area's patch predictions into GeoTIFF maps on the site's grid.
-
-        Returns one preview image per area (inventory | probability, values 0..1) for the experiment logger.
-        """
-        from slidemap.training.outputs import stitch, write_prediction
-
-        assert self.data is not None, "call setup() first"
-        previews = {}
-        for name, batches in zip(self.test_areas, predictions):
-            probs = torch.cat(list(batches)).numpy() if batches else np.zeros((0, 1, 1), np.float32)
-            block = self.data.splits[name].test
-            prob = stitch(self.data.test[name], probs, block)
-            write_prediction(out_dir / "predictions", self.data.sites[name], block, prob, threshold)
-            site = self.data.sites[name]
-            label = site.label if site.label is not None else np.zeros(site.shape, np.uint8)
-            rows, cols = block.slices
-            previews[name] = np.concatenate([label[rows, cols].astype(np.float32), np.nan_to_num(prob)], axis=1)
-        return previews
 
     def test_patch_sets(self) -> list[Patches]:
         """One patch set per test area, in ``test_areas`` order."""

@@ -247,14 +247,13 @@ class Landslide4SenseDataModule(PatchDataModule):
         train_sites: The scenario's training sites; must be None (scenario ``all``): the benchmark has no regions.
         window: Tile size (32, 64 or 128 px) cut from each 128 px patch.
         channels: Input channel names from ``slidemap.data.site.CHANNELS`` (default: the paper's).
-        previews: How many test patches ``write_test_outputs`` returns as preview images.
         Other arguments as in ``SiteDataModule``.
     """
 
     def __init__(self, root: str, train_sites: list[str] | None = None, window: int = 64,
                  channels: list[str] | tuple[str, ...] = DEFAULT_CHANNELS, batch_size: int = 4,
-                 eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0, min_samples_per_epoch: int = 0,
-                 previews: int = 4) -> None:
+                 eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0,
+                 min_samples_per_epoch: int = 0) -> None:
         super().__init__()
         self.root = Path(root)
         self.train_sites = list(train_sites) if train_sites is not None else None
@@ -265,7 +264,6 @@ class Landslide4SenseDataModule(PatchDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.min_samples_per_epoch = int(min_samples_per_epoch)
-        self.previews = int(previews)
         self.data: L4SData | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -315,18 +313,6 @@ class Landslide4SenseDataModule(PatchDataModule):
         for (i, r, c), p in zip(self.data.test.origins, probs):
             out[i, r:r + self.window, c:c + self.window] = p
         return np.where(self.data.test_split.valid, out, np.nan)
-
-    def write_test_outputs(self, out_dir: Path, predictions: list[list[torch.Tensor]] | list[torch.Tensor],
-                           threshold: float) -> dict[str, np.ndarray]:
-        """Write nothing (patches carry no georeference, so no GeoTIFFs; metrics.json is the record) and return
-        previews (mask | probability, 0..1) of the test patches with the most landslide pixels."""
-        assert self.data is not None, "call setup() first"
-        prob = np.nan_to_num(self.test_probabilities(predictions))
-        split = self.data.test_split
-        landslide = (split.y.astype(bool) & split.valid).reshape(len(split), -1).sum(axis=1)
-        chosen = sorted(np.argsort(-landslide, kind="stable")[:self.previews])
-        return {f"{AREA}/{split.names[i]}": np.concatenate([split.y[i].astype(np.float32), prob[i]], axis=1)
-                for i in chosen}
 
     def test_patch_sets(self) -> list[Patches]:
         """The benchmark's test tiles: one test area."""

@@ -17,7 +17,7 @@ import numpy as np
 from slidemap.data.site import Site
 from slidemap.data.split import Block, SiteSplit
 from slidemap.errors import InputError
-from slidemap.evaluation.metrics import confusion_counts, pooled, scores
+from slidemap.evaluation.scoring import area_results, confusion_counts
 
 NDVI_EDGES = np.round(np.arange(-0.20, 0.9001, 0.02), 4)
 RDNDVI_EDGES = np.round(np.arange(-200.0, 100.001, 2.0), 4)
@@ -117,8 +117,7 @@ def run_baseline(sites: dict[str, Site], splits: dict[str, SiteSplit],
     for scenario, train_sites in scenarios.items():
         areas = [(sites[s], blk) for s in train_sites for blk in (splits[s].train, splits[s].val)]
         rule = fit_rule(areas, method)
-        counts = {name: score_rule(rule, site, splits[name].test) for name, site in sites.items()}
-        counts["all"] = pooled(list(counts.values()))
-        out["scenarios"][scenario] = {area: {**scores(c["tp"], c["fp"], c["fn"]), **c} for area, c in counts.items()}
+        out["scenarios"][scenario] = area_results({name: score_rule(rule, site, splits[name].test)
+                                                   for name, site in sites.items()})
         out["thresholds"][scenario] = asdict(rule)
     return out

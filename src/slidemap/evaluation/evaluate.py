@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on every site's test area as full mosaics: maps, polygons and metrics.json.
 
-The test areas are those of training (DESIGN section 3); each is predicted as one mosaic (blended
+The test areas are those of training (the README's protocol); each is predicted as one mosaic (blended
 overlapping tiles by default, or the paper's grid) on its own pixels only, as in training, and scored over
 every valid pixel. The network and its normalisation come from the checkpoint; the data settings must
 agree with it (same channels, and the scenario's training areas must give the checkpoint's statistics).
@@ -17,19 +17,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from slidemap.data.datamodule import SiteDataModule
-from slidemap.data.split import split_sites
 from slidemap.data.patches import Normaliser, fit_normaliser
 from slidemap.data.reader import read_sites
 from slidemap.data.site import Site
-from slidemap.data.split import SiteSplit
+from slidemap.data.split import SiteSplit, split_sites
 from slidemap.errors import InputError
-from slidemap.evaluation.checkpoint import TrainedModel, check_channels, load_checkpoint, same_normaliser
-from slidemap.evaluation.metrics import confusion_counts, pooled, scores
-from slidemap.evaluation.mosaic import MODES
-from slidemap.evaluation.polygons import object_counts, object_scores, pooled_objects
-from slidemap.predict import map_area, pick_device
-from slidemap.training.outputs import write_metrics
-from slidemap.training.run import output_dir
+from slidemap.evaluation.objects import object_counts, object_scores, pooled_objects
+from slidemap.evaluation.scoring import POOLED, area_results, confusion_counts
+from slidemap.mapping.checkpoint import TrainedModel, check_channels, load_checkpoint, same_normaliser
+from slidemap.mapping.maps import map_area, pick_device
+from slidemap.mapping.mosaic import MODES
+from slidemap.runs import output_dir, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -100,28 +98,23 @@ def run(cfg: DictConfig) -> float:
     tile = int(cfg.tile or model.window)
     threshold = model.threshold if cfg.threshold is None else float(cfg.threshold)
 
-    areas: dict[str, dict[str, Any]] = {}
+    counts: dict[str, dict[str, int]] = {}
     objects: dict[str, dict[str, Any]] = {}
-    counts, object_totals = [], []
     for name, site in sites.items():
         block = splits[name].test
         result = map_area(model, site, out, block, mode=mode, overlap=overlap, tile=tile, threshold=threshold,
                           batch_size=int(cfg.batch_size))
         label = site.label[block.slices]
         valid = site.valid[block.slices]
-        c = confusion_counts(result.binary == 1, label, valid)
-        counts.append(c)
-        areas[name] = {**scores(c["tp"], c["fp"], c["fn"]), "tp": c["tp"], "fp": c["fp"], "fn": c["fn"]}
-        oc = object_counts(result.binary, label, valid)
-        object_totals.append(oc)
-        objects[name] = object_scores(oc)
+        counts[name] = confusion_counts(result.binary == 1, label, valid)
+        objects[name] = object_counts(result.binary, label, valid)
+    areas = area_results(counts)
+    for name, oc in objects.items():
         log.info("%s: F1 %.3f (P %.3f, R %.3f); %d of %d landslides hit, %d of %d polygons false alarms", name,
                  areas[name]["f1"], areas[name]["precision"], areas[name]["recall"], oc["landslides_hit"],
                  oc["landslides"], oc["false_alarms"], oc["polygons"])
-    total = pooled(counts)
-    areas["all"] = {**scores(total["tp"], total["fp"], total["fn"]),
-                    "tp": total["tp"], "fp": total["fp"], "fn": total["fn"]}
-    objects["all"] = object_scores(pooled_objects(object_totals))
+    objects = {**{name: object_scores(oc) for name, oc in objects.items()},
+               POOLED: object_scores(pooled_objects(list(objects.values())))}
     payload = {
         "model": model.model_name, "window": model.window, "scenario": str(cfg.scenario.name),
         "checkpoint": str(model.path.resolve()), "inference": mode, "tile": tile,
@@ -132,5 +125,5 @@ def run(cfg: DictConfig) -> float:
     write_metrics(out, payload)
     log.info("evaluated %s (%s) in %.1f s: F1 %s -> %s", model.path, mode, payload["wall_time_s"],
              {a: round(m["f1"], 3) for a, m in areas.items()}, out)
-    return float(areas["all"]["f1"])
+    return float(areas[POOLED]["f1"])
 

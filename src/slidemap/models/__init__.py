@@ -1,8 +1,8 @@
-"""Segmentation models: the paper's U-Net and ResU-Net, smp baselines, a registry by name."""
+"""Segmentation networks: the paper's U-Net and ResU-Net, smp architectures, any network built from its config."""
 
-from slidemap.models.registry import MODELS, build_model
+from slidemap.models.build import build_net, net_config, network_class
 from slidemap.models.resunet import ResUNet
 from slidemap.models.smp_models import SmpModel
 from slidemap.models.unet import UNet, paper_conv_count
 
-__all__ = ["MODELS", "ResUNet", "SmpModel", "UNet", "build_model", "paper_conv_count"]
+__all__ = ["ResUNet", "SmpModel", "UNet", "build_net", "net_config", "network_class", "paper_conv_count"]

@@ -35,7 +35,6 @@ logits back; the paper's final sigmoid lives in the loss (``BCEWithLogitsLoss``)
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 from torch import nn
@@ -103,11 +102,6 @@ class ResUNet(nn.Module):
 
     def __init__(self, in_channels: int = 5, base_filters: int = 64, out_channels: int = 1) -> None:
         super().__init__()
-        self.hparams_dict: dict[str, Any] = {
-            "in_channels": in_channels,
-            "base_filters": base_filters,
-            "out_channels": out_channels,
-        }
         f = base_filters
         self.encoder = nn.ModuleList(
             [

@@ -1,7 +1,7 @@
 """Wrap segmentation-models-pytorch architectures as slidemap models (baselines beside the paper's two).
 
 The wrapper fixes what slidemap needs from every model: one logit per pixel, any input size (pad to the
-encoder's stride, crop back), constructor arguments recorded for checkpoints, and never a weight download:
+encoder's stride, crop back), and never a weight download:
 ``encoder_weights`` defaults to ``None`` because runs here have no network and the paper trained from scratch.
 """
 
@@ -39,13 +39,6 @@ class SmpModel(nn.Module):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        self.hparams_dict: dict[str, Any] = {
-            "arch": arch,
-            "encoder_name": encoder_name,
-            "encoder_weights": encoder_weights,
-            "in_channels": in_channels,
-            **kwargs,
-        }
         self.net = smp.create_model(
             arch,
             encoder_name=encoder_name,

@@ -21,7 +21,6 @@ how much padding it needed.
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -83,11 +82,6 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int = 5, base_filters: int = 32, out_channels: int = 1) -> None:
         super().__init__()
-        self.hparams_dict: dict[str, Any] = {
-            "in_channels": in_channels,
-            "base_filters": base_filters,
-            "out_channels": out_channels,
-        }
         widths = [base_filters * 2**i for i in range(self.depth)]  # 32, 64, 128, 256
         self.encoder = nn.ModuleList()
         channels = in_channels

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
@@ -30,13 +29,6 @@ INPUT_SET_FIGURE = "input_sets_mean_f1.png"
 FIGURES = {"mean_f1_scenario_model": ("fig10_mean_f1_scenario_model.png", fig.plot_scenario_model),
            "mean_f1_window_scenario": ("fig11_mean_f1_window_scenario.png", fig.plot_window_scenario),
            "transfer_matrix": ("transfer_matrix.png", fig.plot_transfer)}
-
-
-def report_command(args: argparse.Namespace) -> int:
-    """CLI handler: write the report and print the path of report.md."""
-    path = write_report(args.sweep_dir, getattr(args, "out", None))
-    print(path)
-    return 0
 
 
 def run_rows(sweep: Sweep) -> list[list[Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from slidemap.training.outputs import METRICS_FILE
+from slidemap.runs import METRICS_FILE
 
 log = logging.getLogger(__name__)
 

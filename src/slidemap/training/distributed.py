@@ -1,4 +1,4 @@
-"""Distributed (DDP) runs under Hydra: child processes join the job's own directory, samples are never repeated.
+"""Distributed (DDP) runs under Hydra: child processes join the job's own run directory.
 
 Lightning's DDP launcher starts ranks 1..N-1 by re-running the script. Under Hydra it re-uses ``sys.argv`` and
 ``hydra.run.dir`` -- which re-launches the whole sweep from a ``-m`` command, and re-evaluates ``${now:...}`` into
@@ -15,12 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch.distributed as dist
-from torch.utils.data import Dataset, Sampler, SequentialSampler
 
-
-def world_size() -> int:
-    """Number of processes in the default process group (1 when not distributed)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def hydra_child_command(local_rank: int) -> tuple[Sequence[str], str]:
@@ -69,16 +64,3 @@ def distributed_session() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def eval_sampler(dataset: Dataset) -> Sampler[int]:
-    """Sequential order in one process; under DDP every rank takes every n-th sample, none repeated.
-
-    Lightning's default DistributedSampler pads the last round with repeated samples, so pooled TP/FP/FN
-    would count some pixels twice; a DistributedSampler subclass passed in is left as it is.
-    """
-    if world_size() == 1:
-        return SequentialSampler(dataset)
-    from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-
-    return UnrepeatedDistributedSampler(dataset, shuffle=False)

@@ -1,7 +1,8 @@
-"""LightningModule: masked binary cross-entropy, Adam, and pixel metrics per test area (torchmetrics)."""
+"""LightningModule: masked binary cross-entropy, the configured optimiser, and pixel metrics per test area."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -9,7 +10,9 @@ import torch
 from torch import nn
 from torchmetrics.classification import BinaryStatScores
 
-from slidemap.evaluation.metrics import scores
+from slidemap.evaluation.scoring import area_results, scores
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 
 
 def masked_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
@@ -33,25 +36,26 @@ class LandslideModule(pl.LightningModule):
     """Wraps any segmentation network that maps (N, C, H, W) to one logit per pixel.
 
     Args:
-        net: The network (its constructor arguments should be in ``net.hparams_dict``).
+        net: The network, built from ``model["net"]`` (:func:`slidemap.models.build_net`).
+        optimizer: Builds the optimiser from the parameters (``conf/optimizer``, a ``_partial_`` of
+            ``torch.optim.Adam`` with the paper's lr 1e-3 and betas (0.9, 0.999) by default).
+        model: The resolved model config (``name``, ``net`` with every argument): the checkpoint keeps it, so
+            loading rebuilds the network exactly (:func:`slidemap.mapping.checkpoint.load_checkpoint`).
         test_areas: Names of the test dataloaders, in order; metrics are kept per area and pooled as "all".
-        lr, betas: Adam settings (the paper: 1e-3, (0.9, 0.999)).
         pos_weight: Optional positive-class weight for the BCE loss.
         threshold: Probability threshold for the binary map (the paper: 0.5).
-        model_name: Registry name of the network, recorded in the checkpoint.
         data_info: Channels and normalisation, recorded in the checkpoint so maps can be made later.
         channels_last: Keep activations in NHWC layout: oneDNN's fast path for bf16 convolutions on CPU
             (ResU-Net at 128 px: 363 vs 543 ms per step on this project's 2-core machine).
     """
 
-    def __init__(self, net: nn.Module, test_areas: list[str] | None = None, lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), pos_weight: float | None = None,
-                 threshold: float = 0.5, model_name: str = "", data_info: dict | None = None,
-                 channels_last: bool = True) -> None:
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory | None = None, model: dict | None = None,
+                 test_areas: list[str] | None = None, pos_weight: float | None = None, threshold: float = 0.5,
+                 data_info: dict | None = None, channels_last: bool = True) -> None:
         super().__init__()
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
-        self.save_hyperparameters(ignore=["net"])
-        self.hparams["net_hparams"] = dict(getattr(net, "hparams_dict", {}))
+        self.optimizer_factory = optimizer
+        self.save_hyperparameters(ignore=["net", "optimizer"])
         self.test_areas = list(test_areas or [])
         self.val_stats = BinaryStatScores(threshold=threshold, ignore_index=-1)
         self.test_stats = nn.ModuleList(BinaryStatScores(threshold=threshold, ignore_index=-1)
@@ -96,16 +100,13 @@ class LandslideModule(pl.LightningModule):
         self.test_stats[dataloader_idx].update(probs, self._masked_target(y, valid))
 
     def on_test_epoch_end(self) -> None:
-        """Metrics per area over every valid pixel, and "all" pooled from the areas' TP/FP/FN."""
-        results: dict[str, dict[str, Any]] = {}
-        totals = {"tp": 0, "fp": 0, "fn": 0}
+        """Metrics per area over every valid pixel, and "all" pooled from the areas' counts."""
+        counts = {}
         for name, stat in zip(self.test_areas, self.test_stats):
-            tp, fp, _, fn, _ = (int(v) for v in stat.compute().tolist())
-            results[name] = {**scores(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn}
-            for k, v in (("tp", tp), ("fp", fp), ("fn", fn)):
-                totals[k] += v
+            tp, fp, tn, fn, _ = (int(v) for v in stat.compute().tolist())
+            counts[name] = {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
             stat.reset()
-        results["all"] = {**scores(totals["tp"], totals["fp"], totals["fn"]), **totals}
+        results = area_results(counts)
         for area, metrics in results.items():
             for key in ("precision", "recall", "f1", "iou"):
                 self.log(f"test/{area}/{key}", metrics[key], add_dataloader_idx=False, sync_dist=True)
@@ -115,6 +116,6 @@ class LandslideModule(pl.LightningModule):
         return torch.sigmoid(self(batch[0]))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # fused: one pass over all parameters; the default per-tensor loop on CPU takes longer than the whole
-        # forward and backward pass of a 32 px batch (measured: 5 ms vs 20 ms per step for the U-Net).
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas), fused=True)
+        if self.optimizer_factory is None:
+            raise ValueError("LandslideModule needs an optimizer factory (conf/optimizer, e.g. a _partial_ Adam)")
+        return self.optimizer_factory(self.parameters())

@@ -1,48 +1,63 @@
-"""What a run leaves behind: stitched test-area predictions as GeoTIFFs and metrics.json, all atomically."""
+"""What a training run leaves besides its checkpoint: each test area's maps (through the mapping layer) and previews.
+
+Site test areas are stitched from their patch predictions and written as GeoTIFFs on the site's grid;
+Landslide4Sense patches carry no georeference, so only previews are made (metrics.json is the record).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
+import torch
 
-from slidemap.data.patches import Patches
-from slidemap.data.site import Site
-from slidemap.data.split import Block
-from slidemap.io import write_json
-from slidemap.predict import write_maps
+from slidemap.data.datamodule import PreparedData
+from slidemap.data.landslide4sense import AREA, L4SData, Landslide4SenseDataModule
+from slidemap.mapping.rasters import stitch, write_prediction
 
-METRICS_FILE = "metrics.json"
+PREDICTIONS_DIR = "predictions"
 
 
-def stitch(patches: Patches, probs: np.ndarray, block: Block) -> np.ndarray:
-    """Place per-patch probabilities (N, w, w) back onto the block; pixels no patch covers are NaN."""
-    out = np.full((block.rows, block.cols), np.nan, np.float32)
-    w = probs.shape[-1]
-    for (r, c), p in zip(patches.origins, probs):
-        r0, c0 = r - block.row0, c - block.col0
-        h, wd = min(w, block.rows - r0), min(w, block.cols - c0)
-        out[r0:r0 + h, c0:c0 + wd] = p[:h, :wd]
-    return out
+def _probabilities(batches: list[torch.Tensor]) -> np.ndarray:
+    return torch.cat(list(batches)).float().numpy() if batches else np.zeros((0, 1, 1), np.float32)
 
 
-def write_prediction(out_dir: Path, site: Site, block: Block, prob: np.ndarray, threshold: float = 0.5) -> list[Path]:
-    """Probability (float32, NaN nodata) and binary (uint8, 255 nodata) GeoTIFFs of a block on the site's grid.
+def write_site_maps(out_dir: Path, data: PreparedData, predictions: list[list[torch.Tensor]],
+                    threshold: float) -> dict[str, np.ndarray]:
+    """Stitch each test area's patch predictions into GeoTIFF maps on the site's grid.
 
-    The same writer as ``slidemap map`` (tiled, compressed, overviews, atomic), so every map opens alike.
+    Returns one preview image per area (inventory | probability, values 0..1) for the experiment logger.
     """
-    rows, cols = block.slices
-    prob = np.where(site.valid[rows, cols], prob, np.nan).astype(np.float32)
-    transform = window_transform(Window(block.col0, block.row0, block.cols, block.rows), site.transform)
-    _, _, paths = write_maps(out_dir, site.name, [(0, prob)], prob.shape, transform, site.crs, threshold)
-    return paths
+    previews = {}
+    for name, batches in zip(data.test, predictions):
+        site, block = data.sites[name], data.splits[name].test
+        prob = stitch(data.test[name], _probabilities(batches), block)
+        write_prediction(out_dir / PREDICTIONS_DIR, site, block, prob, threshold)
+        label = site.label if site.label is not None else np.zeros(site.shape, np.uint8)
+        rows, cols = block.slices
+        previews[name] = np.concatenate([label[rows, cols].astype(np.float32), np.nan_to_num(prob)], axis=1)
+    return previews
 
 
-def write_metrics(out_dir: Path, payload: dict[str, Any]) -> Path:
-    """metrics.json (the run's result record; its presence marks the run complete)."""
-    path = out_dir / METRICS_FILE
-    write_json(path, payload)
-    return path
+def l4s_previews(datamodule: Landslide4SenseDataModule, predictions: list[list[torch.Tensor]],
+                 count: int) -> dict[str, np.ndarray]:
+    """Previews (mask | probability, 0..1) of the ``count`` test patches with the most landslide pixels."""
+    data: L4SData | None = datamodule.data
+    assert data is not None, "call setup() first"
+    prob = np.nan_to_num(datamodule.test_probabilities(predictions))
+    split = data.test_split
+    landslide = (split.y.astype(bool) & split.valid).reshape(len(split), -1).sum(axis=1)
+    chosen = sorted(np.argsort(-landslide, kind="stable")[:count])
+    return {f"{AREA}/{split.names[i]}": np.concatenate([split.y[i].astype(np.float32), prob[i]], axis=1)
+            for i in chosen}
+
+
+def write_test_outputs(out_dir: Path, datamodule: object, predictions: list[list[torch.Tensor]], threshold: float,
+                       previews: int = 4) -> dict[str, np.ndarray]:
+    """The run's test maps (site data) or previews only (Landslide4Sense); returns the previews for the logger."""
+    if isinstance(datamodule, Landslide4SenseDataModule):
+        return l4s_previews(datamodule, predictions, previews)
+    data = getattr(datamodule, "data", None)
+    if not isinstance(data, PreparedData):
+        raise TypeError(f"no test outputs for {type(datamodule).__name__}: its data is not site patches")
+    return write_site_maps(out_dir, data, predictions, threshold)

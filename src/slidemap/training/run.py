@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -16,23 +15,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from slidemap.data.split import WINDOWS
 from slidemap.errors import InputError
 from slidemap.io import atomic_path
+from slidemap.models.build import build_net, net_config
+from slidemap.runs import METRICS_FILE, completed_run, output_dir, write_metrics
 from slidemap.training.distributed import distributed_session, install_hydra_child_command
 from slidemap.training.module import LandslideModule
-from slidemap.training.outputs import METRICS_FILE, write_metrics
+from slidemap.training.outputs import write_test_outputs
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
 
 log = logging.getLogger(__name__)
 
 WANDB_ID_FILE = "wandb_run_id.txt"
-
-
-def output_dir(cfg: DictConfig) -> Path:
-    """The run's own directory (Hydra's output dir, or ``cfg.paths.output_dir`` when run outside Hydra)."""
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    return Path(cfg.paths.output_dir)
 
 
 def _sweep_group() -> str | None:
@@ -97,10 +92,10 @@ def share_cores(processes: int = 1) -> int:
 
 
 def check_choices(cfg: DictConfig) -> None:
-    """Refuse a window outside ``cfg.windows`` with the list of choices, as Hydra does for config groups."""
-    allowed = [int(w) for w in cfg.windows]
-    if not isinstance(cfg.window, int) or cfg.window not in allowed:
-        raise InputError("window", f"unsupported window {cfg.window!r}; choose one of {', '.join(map(str, allowed))}")
+    """Refuse a window other than the paper's (:data:`~slidemap.data.split.WINDOWS`) with the list of choices, as
+    Hydra does for config groups."""
+    if not isinstance(cfg.window, int) or cfg.window not in WINDOWS:
+        raise InputError("window", f"unsupported window {cfg.window!r}; choose one of {', '.join(map(str, WINDOWS))}")
 
 
 def resolve_precision(requested: str | int, accelerator: str) -> str | int:
@@ -133,18 +128,6 @@ def use_channels_last(setting: str | bool, precision: str | int) -> bool:
     return bool(setting)
 
 
-def completed_run(out: Path) -> dict[str, Any] | None:
-    """The run's result record if the run finished (metrics.json is written last, atomically), else None."""
-    path = out / METRICS_FILE
-    if not path.exists():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if record.get("areas") else None
-
-
 def resume_checkpoint(out: Path) -> str | None:
     """The last epoch checkpoint of an interrupted run in ``out``, to continue training from it."""
     last = out / "checkpoints" / "last.ckpt"
@@ -170,6 +153,27 @@ def predict_areas(trainer: pl.Trainer, module: LandslideModule, datamodule: Any)
                     batches.append(module.predict_step((batch[0].to(module.device),), i).float().cpu())
             areas.append(batches)
     return areas
+
+
+def build_module(cfg: DictConfig, datamodule: Any, precision: str | int) -> LandslideModule:
+    """The LightningModule from ``cfg.module``, its network from ``cfg.model.net`` (channel counts filled in from
+    the data) and its optimiser from ``cfg.optimizer``; the checkpoint keeps the resolved model config."""
+    if OmegaConf.is_missing(cfg.model.net, "_target_"):
+        raise InputError("model.net._target_", "missing: give the network's class, e.g. "
+                                               "'model.net._target_=segmentation_models_pytorch.FPN'")
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(model_cfg, dict)
+    try:
+        model_cfg["net"] = net_config(model_cfg["net"], datamodule.in_channels)
+        net = build_net(model_cfg["net"])
+    except ValueError as err:
+        raise InputError("model.net", str(err)) from err
+    # A partial, called with Python objects: Hydra would instantiate the ``_target_`` inside ``model`` again.
+    make_module = instantiate(cfg.module, _partial_=True)
+    return make_module(net=net, optimizer=instantiate(cfg.optimizer), model=model_cfg,
+                       test_areas=datamodule.test_areas,
+                       channels_last=use_channels_last(cfg.get("channels_last", "auto"), precision),
+                       data_info={**datamodule.checkpoint_info(), "scenario": str(cfg.scenario.name)})
 
 
 def run(cfg: DictConfig) -> float:
@@ -203,15 +207,9 @@ def run_job(cfg: DictConfig) -> float:
 
     datamodule: Any = instantiate(cfg.data)  # SiteDataModule, Landslide4SenseDataModule, ...
     datamodule.setup()  # reads and checks the data (e.g. window vs test area) before any training
-    net = instantiate(cfg.model.net, in_channels=datamodule.in_channels)
-    train_sites = datamodule.train_site_names
     precision = run_precision(cfg)
-    module = LandslideModule(
-        net, test_areas=datamodule.test_areas, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-        pos_weight=cfg.loss.pos_weight, threshold=cfg.threshold, model_name=cfg.model.name,
-        channels_last=use_channels_last(cfg.get("channels_last", "auto"), precision),
-        data_info={**datamodule.checkpoint_info(), "scenario": str(cfg.scenario.name)},
-    )
+    module = build_module(cfg, datamodule, precision)
+    train_sites = datamodule.train_site_names
     loggers = build_loggers(cfg, out)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
@@ -231,7 +229,8 @@ def run_job(cfg: DictConfig) -> float:
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)  # loads the best weights
         if not trainer.is_global_zero:  # DDP: rank 0 alone writes maps and results
             return val_f1
-        previews = datamodule.write_test_outputs(out, predict_areas(trainer, module, datamodule), cfg.threshold)
+        previews = write_test_outputs(out, datamodule, predict_areas(trainer, module, datamodule), cfg.threshold,
+                                      previews=int(cfg.get("previews", 4)))
         payload = {
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
             "inputs": str((cfg.get("inputs") or {}).get("name", "post")), "channels": list(datamodule.channels),

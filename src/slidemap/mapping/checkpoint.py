@@ -1,9 +1,10 @@
 """Rebuild a trained network and its input normalisation from a checkpoint written by train.py.
 
 A slidemap checkpoint is a Lightning checkpoint of :class:`~slidemap.training.module.LandslideModule`; its
-hyper-parameters carry the registry name of the network (``model_name``), the network's constructor
-arguments (``net_hparams``) and ``data_info``: the input channels, the training window and the normaliser
-fitted on the scenario's training areas. That is everything needed to map a new scene.
+hyper-parameters carry ``model``, the resolved model config whose ``net`` (a ``_target_`` with every argument,
+channel counts included) rebuilds the network exactly as training built it, and ``data_info``: the input
+channels, the training window and the normaliser fitted on the scenario's training areas. That is everything
+needed to map a new scene.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ from torch import nn
 from slidemap.data.patches import Normaliser
 from slidemap.data.site import CHANNELS
 from slidemap.errors import InputError
-from slidemap.models.registry import build_model
+from slidemap.models.build import IN_CHANNEL_ARGS, build_net, network_class
 
 log = logging.getLogger(__name__)
+
+RETRAIN_HINT = ("retrain it with this version (python train.py model=... window=... scenario=...): see the README's "
+                "'Checkpoints' section")
+
 
 @dataclass(frozen=True, eq=False)
 class TrainedModel:
@@ -60,6 +65,11 @@ def _first_line(err: BaseException) -> str:
     return ((str(err).strip().splitlines() or [type(err).__name__])[0])[:200]
 
 
+def _arguments(net_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The network's constructor arguments, for messages."""
+    return {k: v for k, v in net_cfg.items() if not k.startswith("_")}
+
+
 def _require(hp: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
     value = hp.get(key)
     if not isinstance(value, kind):
@@ -85,8 +95,12 @@ def load_checkpoint(path: str | PathLike[str]) -> TrainedModel:
         raise InputError(path, "not a slidemap checkpoint: no Lightning hyper-parameters and state_dict "
                                "(checkpoints are written by train.py)")
     hp = ckpt["hyper_parameters"]
-    name = _require(hp, "model_name", str, path)
-    net_hparams = dict(_require(hp, "net_hparams", dict, path))
+    if "model" not in hp and "net_hparams" in hp:
+        raise InputError(path, f"checkpoint from an older slidemap (network recorded by registry name, not by its "
+                               f"config): {RETRAIN_HINT}")
+    model_cfg = _require(hp, "model", dict, path)
+    net_cfg = _require(model_cfg, "net", dict, path)
+    name = str(model_cfg.get("name") or net_cfg.get("_target_"))
     info = _require(hp, "data_info", dict, path)
     channels = tuple(_require(info, "channels", (list, tuple), path))
     window = _require(info, "window", int, path)
@@ -94,22 +108,27 @@ def load_checkpoint(path: str | PathLike[str]) -> TrainedModel:
     unknown = [c for c in channels if c not in CHANNELS]
     if unknown:
         raise InputError(path, f"checkpoint asks for unknown channel(s) {unknown}; known: {', '.join(CHANNELS)}")
-    in_channels = net_hparams.get("in_channels", len(channels))
+    try:
+        net_class = network_class(net_cfg)
+    except ValueError as err:
+        raise InputError(path, f"cannot rebuild model {name!r}: {err}") from err
+    in_channels = next((net_cfg[k] for k in IN_CHANNEL_ARGS if k in net_cfg), len(channels))
     if in_channels != len(channels):
         raise InputError(path, f"channel mismatch inside the checkpoint: the network takes {in_channels} "
                                f"channels but {len(channels)} are recorded ({', '.join(channels)})")
     try:
-        net = build_model(name, **net_hparams)
-    except (ValueError, TypeError) as err:
-        raise InputError(path, f"cannot rebuild model {name!r}: {_first_line(err)}") from err
+        net = build_net(net_cfg)
+    except ValueError as err:
+        raise InputError(path, f"cannot rebuild model {name!r} ({net_class.__name__}): {err}") from err
     weights = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     try:
         net.load_state_dict(weights)
     except RuntimeError as err:
-        raise InputError(path, f"weights do not fit model {name!r} {net_hparams}: "
+        raise InputError(path, f"weights do not fit model {name!r} {_arguments(net_cfg)}: "
                                f"{' '.join(str(err).split())[:200]}") from err
     net.eval()
-    log.info("loaded %s (%s, window %d, channels %s) from %s", name, net_hparams, window, ",".join(channels), path)
+    log.info("loaded %s (%s, window %d, channels %s) from %s", name, _arguments(net_cfg), window,
+             ",".join(channels), path)
     return TrainedModel(net=net, model_name=name, channels=channels, window=window, normaliser=normaliser,
                         threshold=float(hp.get("threshold", 0.5)), path=path)
 

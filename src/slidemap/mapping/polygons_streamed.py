@@ -3,7 +3,7 @@
 A whole Sentinel-2 tile can hold a million predicted regions; their geometries alone outgrow the memory a map may
 use. So nothing scene-sized is kept:
 
-1. strips of the binary GeoTIFF are labelled (4-connected, as :func:`~slidemap.evaluation.polygons.vectorise`)
+1. strips of the binary GeoTIFF are labelled (4-connected, as :func:`~slidemap.mapping.polygons.vectorise`)
    into a temporary label raster; pixels, area and probability sums are kept per provisional label (numbers, not
    geometries), and labels that touch across a strip border are recorded as pairs;
 2. the pairs join provisional labels into landslides (a sparse graph's connected components), and the label
@@ -29,7 +29,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from slidemap.evaluation.polygons import LAYER, PREDICTED_CONNECTIVITY, region_areas
+from slidemap.mapping.polygons import LAYER, PREDICTED_CONNECTIVITY, region_areas
 from slidemap.io import atomic_path
 
 BATCH = 20_000
@@ -105,7 +105,7 @@ def write_polygons_streamed(binary_path: str | PathLike[str], gpkg_path: str | P
                             strip_rows: int = 512) -> tuple[int, float]:
     """Write the landslide polygons of a binary GeoTIFF (1 = landslide) to a GeoPackage, atomically.
 
-    Fields as :func:`~slidemap.evaluation.polygons.write_gpkg`: id, pixels, area_m2 (true pixel areas), and
+    Fields as :func:`~slidemap.mapping.polygons.write_gpkg`: id, pixels, area_m2 (true pixel areas), and
     mean_probability when ``probability_path`` is given. Returns (polygons, total area in m2).
     """
     gpkg_path = Path(gpkg_path)

@@ -1,4 +1,4 @@
-"""Binary landslide map -> polygons (GeoPackage, area in m2 each) and object-level scores against an inventory.
+"""Binary landslide map -> polygons (GeoPackage, area in m2 each).
 
 A predicted landslide is a 4-connected region of landslide pixels (what GDAL's polygonize draws as one
 polygon); an inventory landslide is an 8-connected component of the rasterised label (how the site reader
@@ -27,7 +27,7 @@ logging.getLogger("pyogrio._io").setLevel(logging.WARNING)  # one "Created N rec
 
 LAYER = "landslides"
 PREDICTED_CONNECTIVITY = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)  # 4-connectivity, as rasterio's shapes
-_INVENTORY = np.ones((3, 3), bool)  # 8-connectivity, as the reader counts mask landslides
+INVENTORY_CONNECTIVITY = np.ones((3, 3), bool)  # 8-connectivity, as the reader counts mask landslides
 
 
 @dataclass(frozen=True)
@@ -105,35 +105,3 @@ def write_gpkg(path: str | PathLike[str], landslides: Landslides, crs: Any) -> P
         pyogrio.raw.write(tmp, wkb, data, fields, driver="GPKG", layer=LAYER, geometry_type="Polygon",
                           crs=crs.to_wkt() if hasattr(crs, "to_wkt") else str(crs))
     return path
-
-
-def object_counts(binary: np.ndarray, label: np.ndarray, valid: np.ndarray | None = None) -> dict[str, int]:
-    """Inventory landslides hit by at least one predicted pixel, and predicted polygons touching no label.
-
-    Only valid pixels count: labels outside ``valid`` are ignored.
-    """
-    pred = predicted_mask(binary)
-    truth = np.asarray(label) == 1
-    if valid is not None:
-        pred &= valid
-        truth &= valid
-    inventory, m = ndimage.label(truth, structure=_INVENTORY)
-    hit = np.bincount(inventory[pred], minlength=m + 1)[1:] > 0
-    regions, n = ndimage.label(pred, structure=PREDICTED_CONNECTIVITY)
-    touching = np.bincount(regions[truth], minlength=n + 1)[1:] > 0
-    return {"landslides": int(m), "landslides_hit": int(hit.sum()), "polygons": int(n),
-            "false_alarms": int(n - touching.sum())}
-
-
-def object_scores(counts: dict[str, int]) -> dict[str, float | int]:
-    """Counts plus ``hit_rate`` (share of inventory landslides hit) and ``false_alarm_rate`` (share of
-    predicted polygons without any labelled pixel); an empty denominator gives 0, as for pixel scores."""
-    m, n = counts["landslides"], counts["polygons"]
-    return {**counts, "hit_rate": counts["landslides_hit"] / m if m else 0.0,
-            "false_alarm_rate": counts["false_alarms"] / n if n else 0.0}
-
-
-def pooled_objects(per_area: list[dict[str, int]]) -> dict[str, int]:
-    """Sum object counts over areas ("all" pools, as for the pixel metrics)."""
-    keys = ("landslides", "landslides_hit", "polygons", "false_alarms")
-    return {k: sum(int(c[k]) for c in per_area) for k in keys}

@@ -62,20 +62,16 @@ def _baseline(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from slidemap.reporting.report import report_command
+    from slidemap.reporting.report import write_report
 
-    return report_command(args)
-
-
-def _map(args: argparse.Namespace) -> int:
-    from slidemap.predict import map_command
-
-    return map_command(args)
+    print(write_report(args.sweep_dir, args.out))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from slidemap.data.synthetic import DEFAULT_SCALE, DEFAULT_SEED
-    from slidemap.ingest.command import add_product_arguments, add_site_parser
+    from slidemap.cli.map import add_map_parser
+    from slidemap.cli.site import add_site_parser
 
     parser = argparse.ArgumentParser(prog="slidemap", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -105,21 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: SWEEP_DIR/report)")
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("map", help="landslide maps of a new scene from a trained checkpoint",
-                       description="Maps of a scene (no inventory needed): a site folder (--scene), or Sentinel-2 "
-                                   "products + DEM tiles (--s2 ... --dem ...) built into one on the fly, exactly as "
-                                   "`slidemap site` does. Cloud-masked pixels are no-data in every output.")
-    p.add_argument("--ckpt", required=True, help="a checkpoint written by train.py")
-    p.add_argument("--scene", default=None, help="a site folder with s2.tif and dem.tif (or give --s2 and --dem)")
-    add_product_arguments(p, required=False)
-    p.add_argument("--name", default=None, help="output file prefix (default: the scene folder's or product's name)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction of the blended mosaic")
-    p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"],
-                   help="network precision: auto = bf16 where the CPU/GPU has bf16 units, else fp32")
-    p.set_defaults(func=_map)
-
+    add_map_parser(sub)
     add_site_parser(sub)
     return parser
 

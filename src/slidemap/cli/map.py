@@ -1,0 +1,107 @@
+"""`slidemap map`: landslide maps of a new scene (a site folder, or Sentinel-2 products + DEM tiles) from a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from slidemap.data.scene import SceneStrips
+from slidemap.data.site import PRE_CHANNELS
+from slidemap.errors import InputError
+from slidemap.mapping.checkpoint import load_checkpoint
+from slidemap.mapping.maps import inference_dtype, map_scene, pick_device, writable_folder
+
+log = logging.getLogger(__name__)
+
+
+def add_map_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``map`` subcommand and its arguments."""
+    from slidemap.cli.site import add_product_arguments
+
+    p = sub.add_parser("map", help="landslide maps of a new scene from a trained checkpoint",
+                       description="Maps of a scene (no inventory needed): a site folder (--scene), or Sentinel-2 "
+                                   "products + DEM tiles (--s2 ... --dem ...) built into one on the fly, exactly as "
+                                   "`slidemap site` does. Cloud-masked pixels are no-data in every output.")
+    p.add_argument("--ckpt", required=True, help="a checkpoint written by train.py")
+    p.add_argument("--scene", default=None, help="a site folder with s2.tif and dem.tif (or give --s2 and --dem)")
+    add_product_arguments(p, required=False)
+    p.add_argument("--name", default=None, help="output file prefix (default: the scene folder's or product's name)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction of the blended mosaic")
+    p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"],
+                   help="network precision: auto = bf16 where the CPU/GPU has bf16 units, else fp32")
+    p.set_defaults(func=map_command)
+
+
+def _product_name(path: str) -> str:
+    """A short file prefix from a product path: the SAFE/zip/STAC/folder name without its suffixes."""
+    name = Path(path.rstrip("/")).name
+    for suffix in (".zip", ".json", ".SAFE"):
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    return name or "scene"
+
+
+def _scene_source(args: argparse.Namespace) -> str:
+    """Check that exactly one of --scene and --s2/--dem is given; returns which."""
+    products = getattr(args, "s2", None) or getattr(args, "dem", None)
+    if args.scene and products:
+        raise InputError("--scene", "give either --scene SITE_DIR or --s2 PRODUCT... --dem DEM..., not both")
+    if args.scene:
+        if getattr(args, "s2_pre", None):
+            raise InputError("--s2-pre", "goes with --s2 PRODUCT...; a --scene folder brings its own s2_pre.tif")
+        return "scene"
+    if not getattr(args, "s2", None) or not getattr(args, "dem", None):
+        raise InputError("--s2" if not getattr(args, "s2", None) else "--dem",
+                         "missing: give --scene SITE_DIR, or Sentinel-2 products with --s2 and DEM files with --dem")
+    return "products"
+
+
+def map_command(args: argparse.Namespace) -> int:
+    """``slidemap map``: maps of a whole scene, no inventory needed.
+
+    The scene is a site folder (``--scene``) or Sentinel-2 products + DEM tiles (``--s2 --dem``, and pre-event
+    products ``--s2-pre`` for a model with change inputs), which are built into a temporary site folder by
+    :func:`slidemap.ingest.build_site` (the code of ``slidemap site``, clouds masked as no-data) and mapped the
+    same way. A model whose channels need a pre-event image refuses a scene without one before any reading.
+    """
+    start = time.perf_counter()
+    source = _scene_source(args)
+    if not 0.0 < args.threshold < 1.0:
+        raise InputError("--threshold", f"must lie in (0, 1), got {args.threshold}")
+    if not 0.0 <= args.overlap < 1.0:
+        raise InputError("--overlap", f"must lie in [0, 1), got {args.overlap}")
+    out = writable_folder(args.out)
+    device = pick_device("auto")
+    autocast = inference_dtype(args.precision, device)
+    model = load_checkpoint(args.ckpt).to(device)
+    needs_pre = [c for c in model.channels if c in PRE_CHANNELS]
+    if source == "products" and needs_pre and not getattr(args, "s2_pre", None):
+        raise InputError(model.path, f"the model reads {', '.join(needs_pre)}, which need a pre-event image: "
+                                     "give pre-event products with --s2-pre PRODUCT...")
+    with tempfile.TemporaryDirectory(prefix=".slidemap-scene-", dir=out) as tmp:
+        if source == "products":
+            from slidemap.ingest.site_builder import build_site
+
+            name = args.name or _product_name(args.s2[0])
+            summary = build_site(args.s2, args.dem, Path(tmp) / name, bounds=args.bounds,
+                                 bounds_crs=args.bounds_crs, mask_classes=args.mask_classes,
+                                 allow_l1c=args.allow_l1c, allow_mixed_dates=args.allow_mixed_dates,
+                                 s2_pre=getattr(args, "s2_pre", None))
+            log.info("scene %s built from %d product(s) in %.1f s: %.1f%% cloud-masked", name,
+                     len(summary["products"]), time.perf_counter() - start, 100 * summary["masked_share"])
+            folder = Path(summary["site"])
+        else:
+            folder = Path(args.scene)
+            name = args.name or folder.name
+        scene = SceneStrips(folder, channels=model.channels)
+        paths = map_scene(model, scene, out, overlap=args.overlap, threshold=args.threshold, autocast=autocast,
+                          name=name)
+    log.info("mapped %s (%d x %d px) with %s in %.2f s: maps in %s", name, *scene.shape, model.model_name,
+             time.perf_counter() - start, out)
+    for path in paths:
+        print(path)
+    return 0

@@ -1,0 +1,154 @@
+"""Landslide maps of an area or a whole scene from a trained checkpoint: GeoTIFFs and polygons.
+
+Per mapped area ``<name>``: the probability and binary GeoTIFFs of :mod:`slidemap.mapping.rasters` and
+``<name>_landslides.gpkg`` (one polygon per predicted landslide with its area in m2). Every file is written
+under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from affine import Affine
+
+from slidemap.data.scene import SceneStrips
+from slidemap.data.site import Site
+from slidemap.data.split import Block
+from slidemap.errors import InputError
+from slidemap.mapping.checkpoint import TrainedModel
+from slidemap.mapping.mosaic import iter_mosaic, site_reader, tile_count
+from slidemap.mapping.polygons import Landslides, vectorise, write_gpkg
+from slidemap.mapping.polygons_streamed import write_polygons_streamed
+from slidemap.mapping.rasters import write_maps
+
+log = logging.getLogger(__name__)
+
+MAP_GDAL_CACHE_MB = 256
+"""GDAL block cache while a scene map is written: dirty tiles wait there, so it bounds part of the map's memory."""
+
+
+@dataclass(frozen=True, eq=False)
+class AreaMap:
+    """What mapping one area produced: the arrays (also on disk) and the files written."""
+
+    probability: np.ndarray
+    binary: np.ndarray
+    landslides: Landslides
+    paths: list[Path]
+    transform: Affine
+
+
+def map_area(model: TrainedModel, site: Site, out_dir: Path, block: Block | None = None, mode: str = "blend",
+             overlap: float = 0.5, tile: int | None = None, threshold: float | None = None, batch_size: int = 16,
+             progress: bool | None = None) -> AreaMap:
+    """Predict ``site`` (or its ``block``) as one mosaic and write its GeoTIFFs and polygons into ``out_dir``.
+
+    Args:
+        model: The trained network and its normaliser; the site is read in the model's channels.
+        site: The site on its s2 grid; its label, if any, flags polygons that overlap the inventory.
+        block: Only this block of the site (e.g. its test area), georeferenced as such.
+        mode, overlap, tile, batch_size, progress: Mosaic settings (:func:`~slidemap.mapping.mosaic.iter_mosaic`);
+            ``tile`` defaults to the training window.
+        threshold: Probability threshold of the binary map; defaults to the checkpoint's.
+    """
+    tile = int(tile or model.window)
+    threshold = model.threshold if threshold is None else float(threshold)
+    block = block or Block(0, 0, *site.shape)
+    transform = site.transform @ Affine.translation(block.col0, block.row0)  # the block's upper-left pixel
+    read, valid = site_reader(site, model.normaliser, block)
+    start = time.perf_counter()
+    chunks = iter_mosaic(model.net, read, valid.shape, tile, mode=mode, overlap=overlap, batch_size=batch_size,
+                         progress=progress, desc=f"{site.name} ({mode})")
+    prob, binary, paths = write_maps(out_dir, site.name, chunks, valid.shape, transform, site.crs, threshold)
+    n_tiles = tile_count(valid.shape, tile, mode, overlap)
+    elapsed = time.perf_counter() - start
+    log.info("%s: %d x %d px mosaic (%s, %d tiles of %d px) predicted and written in %.2f s (%.0f tiles/s)",
+             site.name, *valid.shape, mode, n_tiles, tile, elapsed, n_tiles / max(elapsed, 1e-9))
+    start = time.perf_counter()
+    label = site.label[block.slices] if site.label is not None else None
+    landslides = vectorise(binary, transform, site.crs, prob, label)
+    gpkg = write_gpkg(out_dir / f"{site.name}_landslides.gpkg", landslides, site.crs)
+    log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", site.name, len(landslides),
+             float(landslides.area_m2.sum()) / 1e6, time.perf_counter() - start)
+    return AreaMap(prob, binary, landslides, [*paths, gpkg], transform)
+
+
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for mapping: ``auto`` = bf16 where the hardware has bf16 units (as training), else fp32."""
+    if precision in ("32", "32-true", "fp32"):
+        return None
+    if precision in ("bf16", "bf16-mixed"):
+        return torch.bfloat16
+    if precision != "auto":
+        raise InputError("--precision", f"unknown precision {precision!r}; choose auto, 32 or bf16")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+
+
+def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: float = 0.5,
+              tile: int | None = None, threshold: float | None = None, batch_size: int = 32,
+              progress: bool | None = None, autocast: torch.dtype | None = None,
+              name: str | None = None) -> list[Path]:
+    """Map a whole scene read strip by strip: memory stays bounded whatever its size (a full S2 tile too).
+
+    The same blended mosaic and GeoTIFF writer as :func:`map_area`; the polygons come from the written binary
+    map (:func:`~slidemap.mapping.polygons_streamed.write_polygons_streamed`), so no full-scene array or
+    geometry list is ever held.
+    """
+    tile = int(tile or model.window)
+    threshold = model.threshold if threshold is None else float(threshold)
+    name = name or scene.name
+    start = time.perf_counter()
+    with rasterio.Env(GDAL_CACHEMAX=MAP_GDAL_CACHE_MB):  # GDAL's default (5% of RAM) would grow with the machine
+        if autocast is not None:
+            model.net.to(memory_format=torch.channels_last)
+        chunks = iter_mosaic(model.net, scene.row_reader(model.normaliser), scene.shape, tile, mode="blend",
+                             overlap=overlap, batch_size=batch_size, progress=progress, desc=f"{scene.name} (blend)",
+                             autocast=autocast)
+        _, _, paths = write_maps(out_dir, name, chunks, scene.shape, scene.transform, scene.crs, threshold, keep=False)
+        elapsed = time.perf_counter() - start
+        mpx = scene.shape[0] * scene.shape[1] / 1e6
+        log.info("%s: %d x %d px mosaic predicted and written in %.1f s (%.2f Mpx/s)", name, *scene.shape,
+                 elapsed, mpx / max(elapsed, 1e-9))
+        start = time.perf_counter()
+        gpkg = out_dir / f"{name}_landslides.gpkg"
+        count, area = write_polygons_streamed(paths[1], gpkg, paths[0])
+        log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", name, count, area / 1e6,
+                 time.perf_counter() - start)
+    return [*paths, gpkg]
+
+
+def writable_folder(path: str | PathLike[str]) -> Path:
+    """Create ``path`` if needed and make sure files can be written in it."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(folder, "output folder is an existing file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise InputError(folder, f"output folder not writable: {err.strerror or err}") from err
+    return folder
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise InputError("device", f"unknown device {name!r}: use auto, cpu or cuda") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device", "cuda requested but no GPU is available")
+    return device

@@ -1,0 +1,41 @@
+"""Where a Hydra run writes and how its result record marks it complete: shared by train.py and eval.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from slidemap.io import write_json
+
+METRICS_FILE = "metrics.json"
+"""A run's result record; written last and atomically, so its presence marks the run complete."""
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The run's own directory (Hydra's output dir, or ``cfg.paths.output_dir`` when run outside Hydra)."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.paths.output_dir)
+
+
+def write_metrics(out_dir: Path, payload: dict[str, Any]) -> Path:
+    """Write ``metrics.json`` (the run's result record; its presence marks the run complete)."""
+    path = out_dir / METRICS_FILE
+    write_json(path, payload)
+    return path
+
+
+def completed_run(out: Path) -> dict[str, Any] | None:
+    """The run's result record if the run finished (metrics.json is written last, atomically), else None."""
+    path = out / METRICS_FILE
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if record.get("areas") else None
