@@ -29,8 +29,10 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from slidemap.data.patches import Normaliser
-from slidemap.models import build_model
 from slidemap.training.module import LandslideModule
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import model_net  # noqa: E402 -- the benchmarks folder's own helper
 
 CRS = "EPSG:32633"
 CHANNELS = ["B2", "B3", "B4", "B8", "slope"]
@@ -82,13 +84,13 @@ def fabricate_scene(folder: Path, size: int, strip: int = 512) -> None:
 def make_checkpoint(path: Path, model: str, base_filters: int, window: int) -> None:
     """A checkpoint as train.py writes it (random weights, a plausible normaliser)."""
     torch.manual_seed(0)
-    net = build_model(model, in_channels=len(CHANNELS), base_filters=base_filters)
+    config, net = model_net(model, len(CHANNELS), base_filters=base_filters)
     head = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
     with torch.no_grad():  # a sparse map, as real ones are: random weights otherwise flag half the scene
         head.bias.fill_(-6.0)
     norm = Normaliser(tuple(CHANNELS), np.array([0.05, 0.07, 0.09, 0.27, 20.0], np.float32),
                       np.array([0.02, 0.02, 0.04, 0.1, 10.0], np.float32))
-    module = LandslideModule(net, model_name=model,
+    module = LandslideModule(net, model={"name": model, "net": config},
                              data_info={"channels": CHANNELS, "window": window, "normaliser": norm.to_dict()})
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
 

@@ -19,14 +19,17 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from slidemap.models import build_model
 from slidemap.training.module import masked_bce
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import model_net  # noqa: E402 -- the benchmarks folder's own helper
 
 BATCH = 4
 IN_CHANNELS = 5
@@ -34,7 +37,7 @@ IN_CHANNELS = 5
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["unet", "resunet", "smp"])
+    p.add_argument("--models", nargs="+", default=["unet", "resunet", "smp_unet"])
     p.add_argument("--windows", nargs="+", type=int, default=[32, 64, 128])
     p.add_argument("--batch-size", type=int, default=BATCH)
     p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
@@ -76,7 +79,7 @@ def make_batches(steps: int, window: int, batch: int, seed: int) -> list[tuple[t
 
 def new_model(name: str, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model(name, in_channels=IN_CHANNELS)
+    return model_net(name, IN_CHANNELS)[1]
 
 
 def bare_loop(net: torch.nn.Module, batches, warmup: int, bf16: bool) -> list[float]:
@@ -133,7 +136,8 @@ def lightning_steps(name: str, batches, warmup: int, seed: int) -> tuple[list[fl
     y = torch.cat([b[1] for b in batches])
     valid = torch.cat([b[2] for b in batches])
     loader = DataLoader(TensorDataset(x, y, valid), batch_size=batches[0][0].shape[0], shuffle=False)
-    module = LandslideModule(new_model(name, seed), channels_last=True)
+    module = LandslideModule(new_model(name, seed), optimizer=partial(torch.optim.Adam, lr=1e-3, fused=True),
+                             channels_last=True)
     trainer = pl.Trainer(max_steps=len(batches), logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, precision="bf16-mixed", callbacks=[Clock()])
     t0 = time.perf_counter()

@@ -18,6 +18,7 @@ import torch
 import l4s_fixtures as fx
 from slidemap.data.landslide4sense import Landslide4SenseDataModule, list_pairs, read_split, stored_indices
 from slidemap.errors import InputError
+from slidemap.training.outputs import write_test_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 NAN_ROWS = 5  # TestData image_1 has NaN in B4 on rows 0-4 (l4s_fixtures.write_l4s)
@@ -165,13 +166,13 @@ def test_tiles_without_any_valid_pixel_are_dropped(fresh_root):
 
 
 def test_test_outputs_are_previews_only(l4s_root, tmp_path):
-    dm = ready(l4s_root, window=32, previews=2)
+    dm = ready(l4s_root, window=32)
     # The labels as "probabilities": the preview's right half must equal the mask on valid pixels, 0 on no-data.
     batches = [y for _, y, _ in dm.predict_dataloader()[0]]
     masks = labels_of_test(l4s_root)
     top2 = sorted(np.argsort(-masks.reshape(3, -1).sum(axis=1))[:2])
     for predictions in (batches, [batches]):  # Lightning's flat list (one dataloader) and the nested form
-        previews = dm.write_test_outputs(tmp_path, predictions, 0.5)
+        previews = write_test_outputs(tmp_path, dm, predictions, 0.5, previews=2)
         assert list(previews) == [f"landslide4sense/image_{i + 1}" for i in top2]
         for i, preview in zip(top2, previews.values()):
             expected = masks[i].astype(np.float32)
