@@ -20,10 +20,10 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from slidemap.data.grid import Grid
 from slidemap.data.reader import _reading
 from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
-from slidemap.ingest.grids import Grid
 from slidemap.ingest.scl import scl_masked
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def band_grid(path: Path, bands: dict[str, BandFile]) -> Grid:
         with _reading(path), rasterio.open(href) as src:
             if src.crs is None:
                 raise InputError(path, f"{Path(href).name} has no CRS; Sentinel-2 bands must be georeferenced")
-            grids[name] = Grid(src.crs, src.transform, (src.height, src.width))
+            grids[name] = Grid.of(src)
     ref = grids[BAND_NAMES[0]]
     if not ref.transform.is_rectilinear or ref.transform.a <= 0 or ref.transform.e >= 0:
         raise InputError(path, f"{Path(bands[BAND_NAMES[0]].href).name} is not on a north-up grid")

@@ -13,11 +13,11 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from slidemap.data.grid import LONLAT, footprint
 from slidemap.data.reader import read_inventory
 from slidemap.errors import InputError
 from slidemap.ingest.composite import open_pre_products, pre_event_composite
 from slidemap.ingest.dem_tiles import mosaic_dem
-from slidemap.ingest.grids import LONLAT, footprint
 from slidemap.ingest.mosaic import mosaic_products, plan_grid
 from slidemap.ingest.products import Product
 from slidemap.ingest.scl import DEFAULT_MASK_CLASSES, describe_classes, parse_mask_classes

@@ -10,10 +10,10 @@ import numpy as np
 import rasterio
 import yaml
 
+from slidemap.data.grid import Grid
 from slidemap.data.reader import INVENTORY_SUFFIXES
 from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
-from slidemap.ingest.grids import Grid
 
 COG_OPTIONS = {"compress": "deflate", "predictor": 3, "blocksize": 512, "overview_resampling": "average",
                "num_threads": "all_cpus", "bigtiff": "if_safer"}
