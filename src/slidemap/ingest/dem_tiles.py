@@ -24,7 +24,7 @@ from rasterio.merge import merge
 from rasterio.vrt import WarpedVRT
 
 from slidemap.data.grid import LONLAT, Grid, footprint, lonlat_text
-from slidemap.data.reader import _reading
+from slidemap.data.raster import reading
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def _open_tiles(paths: Sequence[Path], stack: ExitStack) -> list[Any]:
     for path in paths:
         if not path.exists():
             raise InputError(path, "not found")
-        with _reading(path):
+        with reading(path):
             src = stack.enter_context(rasterio.open(path))
         if src.crs is None:
             raise InputError(path, "has no CRS; every DEM tile must be georeferenced")
@@ -107,7 +107,7 @@ def mosaic_dem(paths: Sequence[str | PathLike[str]], site: Grid, margin_px: int 
                                                     nodata=np.nan, dtype="float32"))
                 resampled.append(str(paths[k]))
             sources.append(src)
-        with _reading(Path(label)), warnings.catch_warnings():
+        with reading(Path(label)), warnings.catch_warnings():
             # rasterio 1.4's merge still multiplies affine transforms with '*', which affine 3 flags as pending removal
             warnings.filterwarnings("ignore", message="Use `@` matmul", category=PendingDeprecationWarning)
             data, out_t = merge(sources, bounds=target.bounds, res=(target.transform.a, -target.transform.e),

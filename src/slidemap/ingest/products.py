@@ -21,7 +21,7 @@ import rasterio
 from rasterio.windows import Window
 
 from slidemap.data.grid import Grid
-from slidemap.data.reader import _reading
+from slidemap.data.raster import reading
 from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
 from slidemap.ingest.scl import scl_masked
@@ -83,7 +83,7 @@ def band_grid(path: Path, bands: dict[str, BandFile]) -> Grid:
     grids: dict[str, Grid] = {}
     for name in BAND_NAMES:
         href = bands[name].href
-        with _reading(path), rasterio.open(href) as src:
+        with reading(path), rasterio.open(href) as src:
             if src.crs is None:
                 raise InputError(path, f"{Path(href).name} has no CRS; Sentinel-2 bands must be georeferenced")
             grids[name] = Grid.of(src)
@@ -106,7 +106,7 @@ def check_conversion(path: Path, name: str, band: BandFile) -> None:
 
 def _read_band(path: Path, band: BandFile, window: Window) -> tuple[np.ndarray, np.ndarray]:
     """One band's window at full resolution (no overview), as reflectance and a valid mask."""
-    with _reading(path), rasterio.open(band.href) as src:
+    with reading(path), rasterio.open(band.href) as src:
         dn = src.read(band.index, window=window)
     valid = np.isfinite(dn) if dn.dtype.kind == "f" else np.ones(dn.shape, bool)
     if band.nodata is not None and not math.isnan(band.nodata):

@@ -13,7 +13,7 @@ from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from slidemap.data.grid import Grid
-from slidemap.data.reader import _reading
+from slidemap.data.raster import reading
 from slidemap.errors import InputError
 
 SCL_CLASSES: dict[int, str] = {
@@ -69,7 +69,7 @@ def scl_masked(path: Path, href: str, grid: Grid, classes: Sequence[int]) -> np.
     Only the SCL window under the grid is read; nearest neighbour keeps classes whole (a 20 m pixel covers
     exactly four 10 m pixels of the same product).
     """
-    with _reading(path), rasterio.open(href) as src:
+    with reading(path), rasterio.open(href) as src:
         if src.crs is None:
             raise InputError(path, f"{Path(href).name} (SCL) has no CRS")
         bounds = grid.bounds

@@ -11,7 +11,7 @@ import rasterio
 import yaml
 
 from slidemap.data.grid import Grid
-from slidemap.data.reader import INVENTORY_SUFFIXES
+from slidemap.data.labels import INVENTORY_SUFFIXES
 from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
 
