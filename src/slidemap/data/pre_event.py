@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 
 from slidemap.data.bands import S2Bands, pre_band_indexes
 from slidemap.data.grid import Grid, disjoint
-from slidemap.data.raster import covering_window, own_bounds, read_valid, reading, reproject_onto, require_crs
+from slidemap.data.raster import covering_window, open_raster, own_bounds, read_valid, reproject_onto
 from slidemap.data.reflectance import to_reflectance
 from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
@@ -47,8 +46,7 @@ def read_pre_event(path: Path, meta: dict[str, Any], grid: Grid, s2: S2Bands) ->
     """
     h, w = grid.shape
     out = np.full((len(BAND_NAMES), h, w), np.nan, np.float32)
-    with reading(path), rasterio.open(path) as src:
-        require_crs(path, src)
+    with open_raster(path) as src:
         idx = pre_band_indexes(path, src, s2)
         lattice = Grid.of(src).offset_of(grid)
         if lattice is not None:  # same grid (e.g. the same tile before the event): copy pixels, no resampling
@@ -83,8 +81,7 @@ def check_coverage(path: Path, pre_valid: np.ndarray, site_valid: np.ndarray) ->
 
 def extent_share(path: Path, grid: Grid) -> float:
     """Share of the grid's area inside the extent of s2_pre.tif (a cheap check that reads no pixels)."""
-    with reading(path), rasterio.open(path) as src:
-        require_crs(path, src)
+    with open_raster(path) as src:
         footprint = grid.bounds_in(src.crs)
         bounds = own_bounds(src)
     if footprint is None:

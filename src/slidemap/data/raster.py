@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyogrio.errors
+import rasterio
 from pyproj.exceptions import CRSError as ProjCRSError
 from pyproj.exceptions import ProjError
 from rasterio.enums import MaskFlags, Resampling
@@ -42,10 +43,14 @@ def reading(path: Path) -> Iterator[None]:
         raise InputError(path, f"cannot read: {first[:200]}") from err
 
 
-def require_crs(path: Path, src: Any) -> None:
-    """Refuse a raster without a CRS: nothing could bring it onto the s2 grid."""
-    if src.crs is None:
-        raise InputError(path, "has no CRS; every input must be georeferenced")
+@contextmanager
+def open_raster(path: Path) -> Iterator[Any]:
+    """Open a site raster for reading; an error while it is open, or a missing CRS (nothing could bring it onto
+    the s2 grid), is an InputError naming it."""
+    with reading(path), rasterio.open(path) as src:
+        if src.crs is None:
+            raise InputError(path, "has no CRS; every input must be georeferenced")
+        yield src
 
 
 def own_bounds(src: Any) -> tuple[float, float, float, float]:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 import yaml
 from rasterio.windows import Window
 
@@ -24,14 +24,14 @@ from slidemap.data.bands import S2Bands, band_name, s2_band_indexes
 from slidemap.data.grid import Grid, disjoint, fmt_bounds
 from slidemap.data.labels import find_inventory, read_inventory, read_mask
 from slidemap.data.pre_event import PRE_FILE, check_coverage, read_pre_event
-from slidemap.data.raster import covering_window, own_bounds, read_valid, reading, reproject_onto, require_crs
+from slidemap.data.raster import covering_window, open_raster, own_bounds, read_valid, reproject_onto
 from slidemap.data.reflectance import to_reflectance
 from slidemap.data.site import Site
 from slidemap.data.terrain import horn_slope, pixel_size_m
 from slidemap.errors import InputError
 
-__all__ = ["SiteInputs", "band_name", "list_sites", "load_meta", "masked_site", "read_dem", "read_inputs",
-           "read_s2", "read_site", "read_sites"]
+__all__ = ["SiteInputs", "band_name", "list_sites", "load_meta", "masked_site", "open_dem", "read_dem",
+           "read_inputs", "read_s2", "read_site", "read_sites"]
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,7 @@ def read_s2(path: Path, meta: dict[str, Any],
     """
     if not path.is_file():
         raise InputError(path, "missing: every site needs s2.tif (Sentinel-2 bands B2, B3, B4, B8)")
-    with reading(path), rasterio.open(path) as src:
-        require_crs(path, src)
+    with open_raster(path) as src:
         if src.count < 4:
             raise InputError(path, f"has {src.count} band(s); need at least 4 (B2, B3, B4, B8)")
         held = s2_band_indexes(path, src, meta)
@@ -81,12 +80,18 @@ def read_s2(path: Path, meta: dict[str, Any],
     return to_reflectance(dn, valid, meta.get("scale"), meta.get("offset")), valid, grid, held
 
 
-def read_dem(path: Path, grid: Grid) -> np.ndarray:
-    """dem.tif bilinearly resampled onto ``grid``; NaN where the DEM is nodata or does not reach."""
+@contextmanager
+def open_dem(path: Path) -> Iterator[Any]:
+    """dem.tif opened for reading; missing, unreadable or without CRS, it is an InputError."""
     if not path.is_file():
         raise InputError(path, "missing: every site needs dem.tif (elevation, any CRS and resolution)")
-    with reading(path), rasterio.open(path) as src:
-        require_crs(path, src)
+    with open_raster(path) as src:
+        yield src
+
+
+def read_dem(path: Path, grid: Grid) -> np.ndarray:
+    """dem.tif bilinearly resampled onto ``grid``; NaN where the DEM is nodata or does not reach."""
+    with open_dem(path) as src:
         footprint = grid.bounds_in(src.crs)
         own = own_bounds(src)
         if footprint is not None and disjoint(footprint, own):

@@ -21,8 +21,8 @@ import rasterio
 from slidemap.data.bands import pre_band_indexes
 from slidemap.data.patches import Normaliser
 from slidemap.data.pre_event import MIN_COVERAGE, PRE_FILE, extent_share
-from slidemap.data.raster import reading, require_crs
-from slidemap.data.reader import load_meta, masked_site, read_inputs, read_s2
+from slidemap.data.raster import reading
+from slidemap.data.reader import load_meta, masked_site, open_dem, read_inputs, read_s2
 from slidemap.data.site import PRE_CHANNELS, Site
 from slidemap.errors import InputError
 
@@ -50,10 +50,8 @@ class SceneStrips:
         self.meta = {**load_meta(self.folder), "path": str(self.folder)}
         self.s2_path, self.dem_path = self.folder / "s2.tif", self.folder / "dem.tif"
         _, _, self.grid, self.s2_bands = read_s2(self.s2_path, self.meta, rows=(0, 1))  # checks bands and CRS
-        if not self.dem_path.is_file():
-            raise InputError(self.dem_path, "missing: every site needs dem.tif (elevation, any CRS and resolution)")
-        with reading(self.dem_path), rasterio.open(self.dem_path) as src:
-            require_crs(self.dem_path, src)
+        with open_dem(self.dem_path):  # missing or without CRS: refused before any strip
+            pass
         self.pre_path = self.folder / PRE_FILE
         self.with_pre = self._check_pre(channels)
         self.strip_rows = max(1, int(strip_rows))
