@@ -12,10 +12,10 @@ from pyproj import Geod, Transformer
 from rasterio.crs import CRS
 
 import ingest_fixtures as fx
+from slidemap.data.grid import Grid
 from slidemap.data.reader import read_site
 from slidemap.errors import InputError
 from slidemap.ingest import build_site, mosaic_dem
-from slidemap.ingest.grids import Grid
 
 SITE = Grid(CRS.from_string(fx.UTM), fx.transform_at(fx.ORIGIN, 10.0), fx.SHAPE)
 SITE_EAST_LON = 121.00623858  # lon of the product's north-east corner (its easternmost point)

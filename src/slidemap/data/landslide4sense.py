@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 
 from slidemap.data.datamodule import PatchDataModule
-from slidemap.data.patches import Normaliser, Patches
+from slidemap.data.indices import ndvi
+from slidemap.data.patches import Normaliser, Patches, fit_statistics
 from slidemap.data.site import CHANNELS, DEFAULT_CHANNELS, PRE_CHANNELS
 from slidemap.errors import InputError
 
@@ -67,15 +69,8 @@ def derive(raw: np.ndarray, stored: tuple[int, ...], channels: tuple[str, ...]) 
     def band(name: str) -> np.ndarray:
         return raw[stored.index(STORED.index(name))]
 
-    out = []
-    for name in channels:
-        if name == "ndvi":
-            red, nir = band("B4"), band("B8")
-            denom = nir + red
-            out.append(np.divide(nir - red, denom, out=np.zeros_like(denom), where=np.abs(denom) > 1e-6))
-        else:
-            out.append(band(name))
-    return np.stack(out).astype(np.float32, copy=False)
+    return np.stack([ndvi(band("B4"), band("B8")) if name == "ndvi" else band(name)
+                     for name in channels]).astype(np.float32, copy=False)
 
 
 def _number(path: Path) -> tuple[int, str]:
@@ -170,21 +165,15 @@ def read_split(root: Path, split: str, channels: tuple[str, ...]) -> L4SSplit:
 
 def fit_normaliser(train: L4SSplit, channels: tuple[str, ...]) -> Normaliser:
     """Mean and standard deviation of each channel over the valid pixels of TrainData only."""
-    total = np.zeros(len(channels))
-    sq = np.zeros(len(channels))
-    n = 0
-    for s in range(0, len(train), _STAT_CHUNK):
-        x, v = train.x[s:s + _STAT_CHUNK], train.valid[s:s + _STAT_CHUNK]
-        for k in range(len(channels)):
-            vals = x[:, k][v].astype(np.float64)
-            total[k] += vals.sum()
-            sq[k] += np.square(vals).sum()
-        n += int(v.sum())
-    if n == 0:
+    def pieces() -> Iterator[tuple[Iterator[np.ndarray], np.ndarray]]:
+        for s in range(0, len(train), _STAT_CHUNK):  # bounded float64 temporaries
+            x = train.x[s:s + _STAT_CHUNK]
+            yield (x[:, k] for k in range(len(channels))), train.valid[s:s + _STAT_CHUNK]
+
+    normaliser = fit_statistics(channels, pieces())
+    if normaliser is None:
         raise InputError(None, "TrainData has no valid (finite) pixel: cannot fit the normalisation")
-    mean = total / n
-    std = np.sqrt(np.maximum(sq / n - mean**2, 0.0))
-    return Normaliser(tuple(channels), mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32))
+    return normaliser
 
 
 def normalise(split: L4SSplit, normaliser: Normaliser) -> None:

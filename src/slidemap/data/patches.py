@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,24 +54,41 @@ class Normaliser:
         return cls(tuple(d["channels"]), np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
 
 
-def fit_normaliser(areas: list[tuple[Site, Block]], channels: tuple[str, ...]) -> Normaliser:
-    """Mean and standard deviation of each channel over the valid pixels of the given areas."""
+def fit_statistics(channels: tuple[str, ...],
+                   pieces: Iterable[tuple[Iterable[np.ndarray], np.ndarray]]) -> Normaliser | None:
+    """The Normaliser of some training pixels: per channel, mean and population std over the valid pixels.
+
+    Every normaliser a checkpoint keeps is fitted here, so sites and Landslide4Sense agree to the bit: each piece
+    is (one array per channel, their valid mask), summed in float64 piece by piece; std never falls below 1e-6
+    (a constant channel would divide by zero). None when no pixel is valid (each caller says why in its terms).
+    """
     total = np.zeros(len(channels))
     sq = np.zeros(len(channels))
     n = 0
-    for site, block in areas:
-        rows, cols = block.slices
-        valid = site.valid[rows, cols]
-        for k, name in enumerate(channels):
-            v = site.channel(name)[rows, cols][valid].astype(np.float64)
+    for values, valid in pieces:
+        for k, channel in enumerate(values):
+            v = channel[valid].astype(np.float64)
             total[k] += v.sum()
             sq[k] += np.square(v).sum()
         n += int(valid.sum())
     if n == 0:
-        raise ValueError("no valid pixels in the training areas")
+        return None
     mean = total / n
     std = np.sqrt(np.maximum(sq / n - mean**2, 0.0))
     return Normaliser(tuple(channels), mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32))
+
+
+def fit_normaliser(areas: list[tuple[Site, Block]], channels: tuple[str, ...]) -> Normaliser:
+    """Mean and standard deviation of each channel over the valid pixels of the given areas."""
+    def pieces() -> Iterator[tuple[Iterator[np.ndarray], np.ndarray]]:
+        for site, block in areas:
+            rows, cols = block.slices
+            yield (site.channel(name)[rows, cols] for name in channels), site.valid[rows, cols]
+
+    normaliser = fit_statistics(channels, pieces())
+    if normaliser is None:
+        raise ValueError("no valid pixels in the training areas")
+    return normaliser
 
 
 def cut_patches(stack: np.ndarray, label: np.ndarray, valid: np.ndarray, block: Block, window: int) -> Patches:

@@ -1,10 +1,10 @@
 """A scene read by row strips: s2.tif and dem.tif come onto the s2 grid a strip at a time.
 
 A whole Sentinel-2 tile (10980 x 10980 px) holds 1.9 GB of float32 reflectance alone; mapping it must not
-hold it all. :class:`SceneStrips` reads the rows a mosaic asks for (plus one row of DEM on each side, so slope
-at a strip's edge uses real neighbours), and gives exactly what :func:`~slidemap.data.reader.read_site` gives
-for those rows (same reflectance, DEM resampling, Horn slope, valid mask). A pre-event image ``s2_pre.tif`` is
-read the same way, by the window under each strip.
+hold it all. :class:`SceneStrips` reads the rows a mosaic asks for through the function that reads whole sites
+(:func:`~slidemap.data.reader.read_inputs`, given the rows), so a strip holds what
+:func:`~slidemap.data.reader.read_site` gives for those rows (same reflectance, DEM resampling, Horn slope, valid
+mask). A pre-event image ``s2_pre.tif`` is read the same way, by the window under each strip.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.windows import Window
 
+from slidemap.data.bands import pre_band_indexes
 from slidemap.data.patches import Normaliser
-from slidemap.data.pre_event import MIN_COVERAGE, PRE_FILE, extent_share, pre_band_indexes, read_pre_event
-from slidemap.data.reader import _reading, _shifted, load_meta, read_dem, read_s2
+from slidemap.data.pre_event import MIN_COVERAGE, PRE_FILE, extent_share
+from slidemap.data.raster import reading
+from slidemap.data.reader import load_meta, masked_site, open_dem, read_inputs, read_s2
 from slidemap.data.site import PRE_CHANNELS, Site
-from slidemap.data.terrain import horn_slope, pixel_size_m
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,9 @@ class SceneStrips:
             raise InputError(self.folder, "scene folder not found")
         self.meta = {**load_meta(self.folder), "path": str(self.folder)}
         self.s2_path, self.dem_path = self.folder / "s2.tif", self.folder / "dem.tif"
-        _, _, self.grid = read_s2(self.s2_path, self.meta, window=Window(0, 0, 1, 1))  # checks bands and CRS
-        if not self.dem_path.is_file():
-            raise InputError(self.dem_path, "missing: every site needs dem.tif (elevation, any CRS and resolution)")
-        with _reading(self.dem_path), rasterio.open(self.dem_path) as src:
-            if src.crs is None:
-                raise InputError(self.dem_path, "has no CRS; every input must be georeferenced")
+        _, _, self.grid, self.s2_bands = read_s2(self.s2_path, self.meta, rows=(0, 1))  # checks bands and CRS
+        with open_dem(self.dem_path):  # missing or without CRS: refused before any strip
+            pass
         self.pre_path = self.folder / PRE_FILE
         self.with_pre = self._check_pre(channels)
         self.strip_rows = max(1, int(strip_rows))
@@ -71,8 +68,8 @@ class SceneStrips:
             return False
         if channels is not None and not needed:
             return False
-        with _reading(self.pre_path), rasterio.open(self.pre_path) as src:
-            pre_band_indexes(self.pre_path, src, self.grid)
+        with reading(self.pre_path), rasterio.open(self.pre_path) as src:
+            pre_band_indexes(self.pre_path, src, self.s2_bands)
         share = extent_share(self.pre_path, self.grid)
         if share < MIN_COVERAGE:
             raise InputError(self.pre_path, f"covers only {share:.1%} of the scene's extent; need at least "
@@ -85,48 +82,23 @@ class SceneStrips:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.grid["shape"])  # type: ignore[return-value]
+        return self.grid.shape
 
     @property
     def transform(self) -> Any:
-        return self.grid["transform"]
+        return self.grid.transform
 
     @property
     def crs(self) -> Any:
-        return self.grid["crs"]
-
-    def _sub_grid(self, r0: int, r1: int) -> dict[str, Any]:
-        window = Window(0, r0, self.shape[1], r1 - r0)
-        transform = _shifted(self.transform, window)
-        bounds = rasterio.windows.bounds(window, self.transform)
-        return {"crs": self.crs, "transform": transform, "shape": (r1 - r0, self.shape[1]), "bounds": bounds,
-                "band_indexes": self.grid["band_indexes"], "count": self.grid["count"]}
+        return self.grid.crs
 
     def read(self, r0: int, r1: int) -> Site:
         """Rows ``[r0, r1)`` as a Site (no labels) whose transform places them in the scene."""
-        height, width = self.shape
+        height = self.shape[0]
         if not 0 <= r0 < r1 <= height:
             raise ValueError(f"rows [{r0}, {r1}) outside the scene's {height} rows")
-        bands, valid, _ = read_s2(self.s2_path, self.meta, window=Window(0, r0, width, r1 - r0))
-        h0, h1 = max(0, r0 - 1), min(height, r1 + 1)  # one DEM row beyond the strip for Horn's 3x3 kernel
-        grid = self._sub_grid(h0, h1)
-        dem_halo = read_dem(self.dem_path, grid)
-        dx, dy = pixel_size_m(grid["crs"], grid["transform"], grid["shape"], path=str(self.s2_path))
-        slope = horn_slope(dem_halo, dx, dy)[r0 - h0:r0 - h0 + (r1 - r0)]
-        dem = dem_halo[r0 - h0:r0 - h0 + (r1 - r0)]
-        valid &= np.isfinite(dem) & np.isfinite(slope)
-        bands_pre = None
-        if self.with_pre:
-            bands_pre, pre_valid = read_pre_event(self.pre_path, self.meta, self._sub_grid(r0, r1))
-            valid &= pre_valid
-        invalid = ~valid
-        bands[:, invalid] = 0.0
-        dem[invalid] = 0.0
-        slope[invalid] = 0.0
-        if bands_pre is not None:
-            bands_pre[:, invalid] = 0.0
-        return Site(name=self.name, bands=bands, dem=dem, slope=slope, label=None, valid=valid,
-                    transform=self._sub_grid(r0, r1)["transform"], crs=self.crs, meta=self.meta, bands_pre=bands_pre)
+        inputs = read_inputs(self.folder, self.meta, rows=(r0, r1), with_pre=self.with_pre)
+        return masked_site(self.name, inputs, self.meta)
 
     def _covering(self, r0: int, r1: int) -> tuple[int, Site]:
         """The cached strip holding rows ``[r0, r1)``; a new one (from ``r0``) when it does not."""

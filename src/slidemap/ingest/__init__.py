@@ -1,4 +1,8 @@
-"""Real data in: Sentinel-2 products (SAFE, STAC, band folders) and DEM tiles -> a site folder (DESIGN 2b)."""
+"""Real data in: Sentinel-2 products (SAFE, STAC, band folders) and DEM tiles -> a site folder.
+
+The folder follows the README's "The data contract: a site on disk"; docs/architecture.md places ingest in the
+layers (it writes what data/ reads).
+"""
 
 from slidemap.ingest.dem_tiles import DemMosaic, mosaic_dem
 from slidemap.ingest.products import BandFile, Product, Reflectance, read_window

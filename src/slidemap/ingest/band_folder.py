@@ -13,7 +13,8 @@ from pathlib import Path
 
 import rasterio
 
-from slidemap.data.reader import _reading, band_name
+from slidemap.data.bands import band_name
+from slidemap.data.raster import reading
 from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
 from slidemap.ingest.products import BandFile, Product, band_grid, check_conversion
@@ -44,7 +45,7 @@ def is_band_folder(path: Path) -> bool:
 
 def _conversion(path: Path, f: Path) -> tuple[BandFile, dict[str, object]]:
     """How one file's values become reflectance, and the provenance of that choice."""
-    with _reading(f), rasterio.open(f) as src:
+    with reading(f), rasterio.open(f) as src:
         if src.count != 1:
             log.warning("%s: %d bands; using band 1", f, src.count)
         scale, offset, nodata, kind = src.scales[0], src.offsets[0], src.nodata, src.dtypes[0]

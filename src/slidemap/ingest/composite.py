@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from slidemap.data.grid import Grid
 from slidemap.data.indices import ndvi
 from slidemap.data.pre_event import MIN_COVERAGE
 from slidemap.errors import InputError
-from slidemap.ingest.grids import Grid
 from slidemap.ingest.mosaic import product_on_grid
 from slidemap.ingest.products import Product
 from slidemap.ingest.sources import open_product

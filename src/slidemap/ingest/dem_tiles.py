@@ -23,9 +23,9 @@ from rasterio.enums import Resampling
 from rasterio.merge import merge
 from rasterio.vrt import WarpedVRT
 
-from slidemap.data.reader import _reading
+from slidemap.data.grid import LONLAT, Grid, footprint, lonlat_text
+from slidemap.data.raster import reading
 from slidemap.errors import InputError
-from slidemap.ingest.grids import LONLAT, Grid, footprint, lonlat_text
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _open_tiles(paths: Sequence[Path], stack: ExitStack) -> list[Any]:
     for path in paths:
         if not path.exists():
             raise InputError(path, "not found")
-        with _reading(path):
+        with reading(path):
             src = stack.enter_context(rasterio.open(path))
         if src.crs is None:
             raise InputError(path, "has no CRS; every DEM tile must be georeferenced")
@@ -85,7 +85,7 @@ def mosaic_dem(paths: Sequence[str | PathLike[str]], site: Grid, margin_px: int 
                                     f"{lonlat_text(footprint(site.bounds, site.crs, LONLAT), LONLAT)}, the tiles "
                                     f"{lonlat_text(covered, LONLAT)}")
         first = tiles[used[0]]
-        lattice = Grid(first.crs, first.transform, (first.height, first.width))
+        lattice = Grid.of(first)
         site_poly = footprint(site.bounds, site.crs, lattice.crs)
         union = shapely.union_all([footprint(tiles[k].bounds, tiles[k].crs, lattice.crs) for k in used])
         gap = site_poly.difference(union)
@@ -100,14 +100,14 @@ def mosaic_dem(paths: Sequence[str | PathLike[str]], site: Grid, margin_px: int 
         sources, resampled = [], []
         for k in used:
             src = tiles[k]
-            if lattice.offset_of(Grid(src.crs, src.transform, (src.height, src.width))) is None:
+            if lattice.offset_of(Grid.of(src)) is None:
                 src = stack.enter_context(WarpedVRT(src, crs=lattice.crs, transform=target.transform,
                                                     width=target.shape[1], height=target.shape[0],
                                                     resampling=Resampling.bilinear, src_nodata=src.nodata,
                                                     nodata=np.nan, dtype="float32"))
                 resampled.append(str(paths[k]))
             sources.append(src)
-        with _reading(Path(label)), warnings.catch_warnings():
+        with reading(Path(label)), warnings.catch_warnings():
             # rasterio 1.4's merge still multiplies affine transforms with '*', which affine 3 flags as pending removal
             warnings.filterwarnings("ignore", message="Use `@` matmul", category=PendingDeprecationWarning)
             data, out_t = merge(sources, bounds=target.bounds, res=(target.transform.a, -target.transform.e),

@@ -24,9 +24,9 @@ from rasterio.errors import CRSError as RasterioCRSError
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
+from slidemap.data.grid import LONLAT, Grid, fmt_bounds, footprint, lonlat_bounds
 from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
-from slidemap.ingest.grids import LONLAT, Grid, fmt_bounds, footprint, lonlat_bounds
 from slidemap.ingest.products import Product, Reflectance, read_window
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from slidemap.data.reader import _reading
+from slidemap.data.grid import Grid
+from slidemap.data.raster import reading
 from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
-from slidemap.ingest.grids import Grid
 from slidemap.ingest.scl import scl_masked
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,10 @@ def band_grid(path: Path, bands: dict[str, BandFile]) -> Grid:
     grids: dict[str, Grid] = {}
     for name in BAND_NAMES:
         href = bands[name].href
-        with _reading(path), rasterio.open(href) as src:
+        with reading(path), rasterio.open(href) as src:
             if src.crs is None:
                 raise InputError(path, f"{Path(href).name} has no CRS; Sentinel-2 bands must be georeferenced")
-            grids[name] = Grid(src.crs, src.transform, (src.height, src.width))
+            grids[name] = Grid.of(src)
     ref = grids[BAND_NAMES[0]]
     if not ref.transform.is_rectilinear or ref.transform.a <= 0 or ref.transform.e >= 0:
         raise InputError(path, f"{Path(bands[BAND_NAMES[0]].href).name} is not on a north-up grid")
@@ -106,7 +106,7 @@ def check_conversion(path: Path, name: str, band: BandFile) -> None:
 
 def _read_band(path: Path, band: BandFile, window: Window) -> tuple[np.ndarray, np.ndarray]:
     """One band's window at full resolution (no overview), as reflectance and a valid mask."""
-    with _reading(path), rasterio.open(band.href) as src:
+    with reading(path), rasterio.open(band.href) as src:
         dn = src.read(band.index, window=window)
     valid = np.isfinite(dn) if dn.dtype.kind == "f" else np.ones(dn.shape, bool)
     if band.nodata is not None and not math.isnan(band.nodata):

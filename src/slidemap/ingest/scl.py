@@ -12,9 +12,9 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
-from slidemap.data.reader import _reading
+from slidemap.data.grid import Grid
+from slidemap.data.raster import reading
 from slidemap.errors import InputError
-from slidemap.ingest.grids import Grid
 
 SCL_CLASSES: dict[int, str] = {
     0: "no data", 1: "saturated or defective", 2: "dark area / topographic shadow", 3: "cloud shadow",
@@ -69,7 +69,7 @@ def scl_masked(path: Path, href: str, grid: Grid, classes: Sequence[int]) -> np.
     Only the SCL window under the grid is read; nearest neighbour keeps classes whole (a 20 m pixel covers
     exactly four 10 m pixels of the same product).
     """
-    with _reading(path), rasterio.open(href) as src:
+    with reading(path), rasterio.open(href) as src:
         if src.crs is None:
             raise InputError(path, f"{Path(href).name} (SCL) has no CRS")
         bounds = grid.bounds
@@ -80,7 +80,7 @@ def scl_masked(path: Path, href: str, grid: Grid, classes: Sequence[int]) -> np.
         if window is None:
             return np.ones(grid.shape, bool)
         data = src.read(1, window=window)
-        window_transform = Grid(src.crs, src.transform, src.shape).window_grid(window).transform
+        window_transform = Grid.of(src).window_grid(window).transform
         reproject(data.astype(np.uint8, copy=False), scl, src_transform=window_transform,
                   src_crs=src.crs, dst_transform=grid.transform, dst_crs=grid.crs, src_nodata=None,
                   dst_nodata=_OUTSIDE, resampling=Resampling.nearest)

@@ -1,4 +1,4 @@
-"""Build a site folder (DESIGN section 2) from what providers ship: Sentinel-2 products, DEM tiles, an inventory.
+"""Build a site folder (the README's site contract) from what providers ship: S2 products, DEM tiles, inventory.
 
 Everything is read and checked before anything is written; the folder is then written under a temporary
 name and renamed at the end, so bad input leaves nothing behind and a reader never sees half a site.
@@ -13,11 +13,11 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from slidemap.data.reader import read_inventory
+from slidemap.data.grid import LONLAT, footprint
+from slidemap.data.labels import read_inventory
 from slidemap.errors import InputError
 from slidemap.ingest.composite import open_pre_products, pre_event_composite
 from slidemap.ingest.dem_tiles import mosaic_dem
-from slidemap.ingest.grids import LONLAT, footprint
 from slidemap.ingest.mosaic import mosaic_products, plan_grid
 from slidemap.ingest.products import Product
 from slidemap.ingest.scl import DEFAULT_MASK_CLASSES, describe_classes, parse_mask_classes
@@ -108,8 +108,7 @@ def build_site(s2: PathArg | Iterable[PathArg], dem: PathArg | Iterable[PathArg]
     pre = pre_event_composite(pre_products, grid, classes, scene.valid) if pre_products else None
     timings["s2_pre"] = time.perf_counter() - start - timings["s2"]
     dem_mosaic = mosaic_dem(dem_paths, grid)
-    grid_dict = {"crs": grid.crs, "transform": grid.transform, "shape": grid.shape, "bounds": grid.bounds}
-    labels = read_inventory(inventory_path, grid_dict, {})[1] if inventory_path else None
+    labels = read_inventory(inventory_path, grid, {})[1] if inventory_path else None
     timings["dem_inventory"] = time.perf_counter() - start - timings["s2"] - timings["s2_pre"]
 
     lonlat = footprint(grid.bounds, grid.crs, LONLAT).bounds

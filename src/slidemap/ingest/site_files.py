@@ -1,4 +1,4 @@
-"""Write the files of a site folder (DESIGN section 2): s2.tif, dem.tif, the inventory and site.yaml."""
+"""Write the files of a site folder (the README's site contract): s2.tif, dem.tif, the inventory and site.yaml."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import rasterio
 import yaml
 
-from slidemap.data.reader import INVENTORY_SUFFIXES
+from slidemap.data.grid import Grid
+from slidemap.data.labels import INVENTORY_SUFFIXES
 from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
-from slidemap.ingest.grids import Grid
 
 COG_OPTIONS = {"compress": "deflate", "predictor": 3, "blocksize": 512, "overview_resampling": "average",
                "num_threads": "all_cpus", "bigtiff": "if_safer"}

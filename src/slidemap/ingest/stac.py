@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from slidemap.data.reader import band_name
+from slidemap.data.bands import band_name
 from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
 from slidemap.ingest.products import BandFile, Product, band_grid, check_conversion

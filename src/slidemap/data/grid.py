@@ -1,4 +1,8 @@
-"""North-up raster grids: footprints across CRSs, snapping bounds onto a pixel lattice, lon/lat for messages."""
+"""North-up raster grids: the one grid type of data/ and ingest/, windows on its lattice, footprints across CRSs.
+
+A grid is only where pixels are (CRS, transform, shape). What a file holds besides (which bands, how many) travels
+with the reader that needs it, not in the grid.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,18 @@ from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.transform import array_bounds
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 LONLAT = CRS.from_epsg(4326)
-_EPS = 1e-6  # in pixels: below this, a coordinate is on a pixel edge
+LATTICE_EPS = 1e-6
+"""In pixels: a coordinate closer than this to a pixel edge is on it (two grids closer than it share a lattice)."""
+
+
+def shifted(transform: Affine, col: float, row: float) -> Affine:
+    """The transform of pixel (col, row) as a new origin (spelled out: affine 3 deprecates ``*`` on tuples)."""
+    t = transform
+    return Affine(t.a, t.b, t.c + t.a * col + t.b * row, t.d, t.e, t.f + t.d * col + t.e * row)
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,11 @@ class Grid:
     transform: Affine
     shape: tuple[int, int]
 
+    @classmethod
+    def of(cls, src: Any) -> Grid:
+        """The grid of an open rasterio dataset."""
+        return cls(src.crs, src.transform, (src.height, src.width))
+
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in the grid's CRS."""
@@ -34,18 +51,20 @@ class Grid:
 
     def window_grid(self, window: Window) -> Grid:
         """The grid of a whole-pixel window of this grid (offsets may be negative: the lattice goes on)."""
-        t = self.transform
-        col, row = int(window.col_off), int(window.row_off)
-        shifted = Affine(t.a, t.b, t.c + t.a * col + t.b * row, t.d, t.e, t.f + t.d * col + t.e * row)
-        return Grid(self.crs, shifted, (int(window.height), int(window.width)))
+        shifted_transform = shifted(self.transform, int(window.col_off), int(window.row_off))
+        return Grid(self.crs, shifted_transform, (int(window.height), int(window.width)))
+
+    def rows(self, r0: int, r1: int) -> Grid:
+        """The grid of rows ``[r0, r1)`` (a strip of a scene), every column."""
+        return self.window_grid(Window(0, r0, self.shape[1], r1 - r0))
 
     def cover(self, bounds: Sequence[float]) -> Window:
         """The whole-pixel window of this grid's lattice that covers ``bounds``: edges move outward, never resample."""
         t = self.transform
-        col0 = math.floor((bounds[0] - t.c) / t.a + _EPS)
-        col1 = math.ceil((bounds[2] - t.c) / t.a - _EPS)
-        row0 = math.floor((bounds[3] - t.f) / t.e + _EPS)
-        row1 = math.ceil((bounds[1] - t.f) / t.e - _EPS)
+        col0 = math.floor((bounds[0] - t.c) / t.a + LATTICE_EPS)
+        col1 = math.ceil((bounds[2] - t.c) / t.a - LATTICE_EPS)
+        row0 = math.floor((bounds[3] - t.f) / t.e + LATTICE_EPS)
+        row1 = math.ceil((bounds[1] - t.f) / t.e - LATTICE_EPS)
         return Window(col0, row0, col1 - col0, row1 - row0)
 
     def offset_of(self, other: Grid) -> tuple[int, int] | None:
@@ -55,9 +74,25 @@ class Grid:
                                          and s.b == t.b == 0 and s.d == t.d == 0):
             return None
         col, row = (s.c - t.c) / t.a, (s.f - t.f) / t.e
-        if abs(col - round(col)) > _EPS or abs(row - round(row)) > _EPS:
+        if abs(col - round(col)) > LATTICE_EPS or abs(row - round(row)) > LATTICE_EPS:
             return None
         return round(col), round(row)
+
+    def bounds_in(self, crs: Any) -> tuple[float, ...] | None:
+        """The grid's bounds in another CRS (for a site-sized area this is well behaved); None if it cannot be had.
+
+        Callers fall back to reading a whole file when there is no answer, so any failure is None, not an error.
+        """
+        try:
+            b = transform_bounds(self.crs, crs, *self.bounds, densify_pts=21)
+        except Exception:  # noqa: BLE001 - callers fall back to reading everything
+            return None
+        return b if all(map(math.isfinite, b)) and b[0] <= b[2] else None  # left > right: antimeridian, give up
+
+
+def disjoint(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two (left, bottom, right, top) boxes in one CRS share no area."""
+    return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
 
 
 def footprint(bounds: Sequence[float], src_crs: Any, dst_crs: Any, n: int = 32) -> shapely.Geometry:
@@ -85,6 +120,6 @@ def lonlat_text(geom: shapely.Geometry, crs: Any) -> str:
 
 
 def fmt_bounds(bounds: Sequence[float], crs: Any) -> str:
-    """Bounds and their CRS for a message."""
-    name = CRS.from_user_input(crs).to_string()
+    """Bounds and their CRS for a message: enough digits for degrees and for UTM metres alike."""
+    name = crs.to_string() if hasattr(crs, "to_string") else CRS.from_user_input(crs).to_string()
     return "(" + ", ".join(f"{v:.10g}" for v in bounds) + f") [{name}]"
