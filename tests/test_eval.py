@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from scipy import ndimage
 from torch import nn
 
 from slidemap.data.split import split_sites
-from slidemap.data.patches import Normaliser, cut_patches
+from slidemap.data.patches import cut_patches
 from slidemap.data.reader import read_site
 from slidemap.data.split import Block
 from slidemap.errors import InputError
@@ -205,7 +204,7 @@ def test_checkpoint_round_trip_and_run_folder(tmp_path):
     model = load_checkpoint(tmp_path / "run")  # a run folder stands for its best checkpoint
     assert (model.model_name, model.channels, model.window, model.threshold) == ("unet", tuple(CHANNELS), 64, 0.5)
     assert model.path == path and not model.net.training
-    assert isinstance(model.net, UNet) and model.net.encoder[0][0].out_channels == 4  # base_filters from the config
+    assert isinstance(model.net, UNet) and model.net.encoder[0][0].out_channels == 4  # base_filters of the config
     for key, value in model.net.state_dict().items():  # the saved weights, not a fresh initialisation
         torch.testing.assert_close(value, saved[f"net.{key}"])
 
@@ -215,7 +214,8 @@ def test_smp_unet_checkpoint_loads(tmp_path):
               "encoder_weights": None, "in_channels": 5}
     model = load_checkpoint(save_checkpoint(tmp_path / "smp.ckpt", config, name="smp_unet"))
     assert isinstance(model.net, SmpModel) and model.model_name == "smp_unet"
-    assert type(model.net.net.encoder).__name__ == "ResNetEncoder" and len(model.net.net.encoder.layer4) == 2  # resnet18
+    encoder = model.net.net.encoder
+    assert type(encoder).__name__ == "ResNetEncoder" and len(encoder.layer4) == 2  # two blocks: resnet18
 
 
 def bad_checkpoints(tmp_path: Path) -> dict[str, tuple[Path, str]]:
@@ -328,25 +328,26 @@ def test_metrics_json_equals_metrics_recomputed_from_the_written_maps(blended, s
     metrics = json.loads((blended / "metrics.json").read_text())
     assert (metrics["model"], metrics["window"], metrics["inference"], metrics["overlap"]) == ("unet", 64, "blend", 0.5)
     read, splits = sites
-    total = np.zeros(3, np.int64)
+    total = np.zeros(4, np.int64)
     for name in SITES:
         site, block = read[name], splits[name].test
         with rasterio.open(blended / f"{name}_binary.tif") as src:
             pred = src.read(1) == 1
         label, valid = site.label[block.slices] == 1, site.valid[block.slices]
         tp, fp, fn = ((pred & label & valid).sum(), (pred & ~label & valid).sum(), (~pred & label & valid).sum())
+        tn = (~pred & ~label & valid).sum()
         area = metrics["areas"][name]
-        assert (area["tp"], area["fp"], area["fn"]) == (tp, fp, fn)
+        assert (area["tp"], area["fp"], area["fn"], area["tn"]) == (tp, fp, fn, tn)
         assert area["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-        total += (tp, fp, fn)
+        total += (tp, fp, fn, tn)
         # object level: each 8-connected inventory landslide with a predicted pixel counts as hit
         components, m = ndimage.label(label & valid, structure=np.ones((3, 3)))
         hit = sum(bool(pred[components == k].any()) for k in range(1, m + 1))
         assert (metrics["objects"][name]["landslides"], metrics["objects"][name]["landslides_hit"]) == (m, hit)
-    tp, fp, fn = total
-    assert (metrics["areas"]["all"]["tp"], metrics["areas"]["all"]["fp"], metrics["areas"]["all"]["fn"]) == (tp, fp, fn)
+    tp, fp, fn, tn = total
+    assert tuple(metrics["areas"]["all"][k] for k in ("tp", "fp", "fn", "tn")) == (tp, fp, fn, tn)
     assert metrics["areas"]["all"]["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
-    assert set(metrics["areas"]["all"]) == {"precision", "recall", "f1", "iou", "tp", "fp", "fn"}  # as training's
+    assert set(metrics["areas"]["all"]) == {"precision", "recall", "f1", "iou", "tp", "fp", "fn", "tn"}  # as training's
 
 
 @pytest.mark.slow

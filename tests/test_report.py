@@ -36,8 +36,8 @@ F1 = {
 AREAS = ("taiwan", "china", "japan", "all")
 # The sweep asked for model=unet,resunet window=32,64,128 scenario=all,taiwan: 12 jobs. unet-64-taiwan started
 # but wrote no metrics.json; resunet-64-taiwan and every 128 px job never ran.
-MISSING = {"unet-64-taiwan", "resunet-64-taiwan", "unet-128-all", "resunet-128-all", "unet-128-taiwan",
-           "resunet-128-taiwan"}
+MISSING = {f"model={m} window={w} scenario={s}" for m in ("unet", "resunet")
+           for w, s in ((64, "taiwan"), (128, "all"), (128, "taiwan"))}
 MULTIRUN_YAML = """hydra:
   sweep:
     dir: multirun/x
@@ -150,11 +150,10 @@ def test_runs_csv_has_one_row_per_run_and_area(report: Path) -> None:
 def test_missing_runs_are_listed(report: Path, tmp_path: Path, synthetic_root: Path) -> None:
     md = report.read_text()
     section = md.split("## Missing runs", 1)[1].split("\n## ", 1)[0]
-    listed = {line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ") and "-" in line
-              and not line.startswith("| job")}
+    listed = {line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| model=")}
     assert listed == MISSING
-    assert "unet-64-taiwan | incomplete: no metrics.json" in section
-    assert "resunet-64-taiwan | absent" in section
+    assert "| model=unet window=64 scenario=taiwan | incomplete: no metrics.json" in section
+    assert "| model=resunet window=64 scenario=taiwan | absent" in section
     assert "6 complete run(s)** of 12 expected" in md
     sweep = scan_sweep(report.parent.parent, progress=False)
     assert {name for name, _ in sweep.missing()} == MISSING

@@ -126,9 +126,11 @@ def test_paper_tables_get_a_row_per_input_set(report: Path) -> None:
 def test_missing_runs_are_named_per_input_set(report: Path) -> None:
     sweep = scan_sweep(report.parent.parent, progress=False)
     missing = dict(sweep.missing())
-    assert set(missing) == MISSING | {f"{name}-change" for name in MISSING}
-    assert missing["unet-64-taiwan"].startswith("incomplete") and missing["unet-64-taiwan-change"].startswith("absent")
-    assert "| resunet-128-taiwan-change | absent" in _section(report.read_text(), "Missing runs")
+    assert set(missing) == MISSING | {f"{name} inputs=change" for name in MISSING}
+    assert missing["model=unet window=64 scenario=taiwan"].startswith("incomplete")
+    assert missing["model=unet window=64 scenario=taiwan inputs=change"].startswith("absent")
+    assert "| model=resunet window=128 scenario=taiwan inputs=change | absent" in _section(report.read_text(),
+                                                                                          "Missing runs")
 
 
 def test_runs_csv_has_the_input_set(report: Path) -> None:

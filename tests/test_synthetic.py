@@ -1,4 +1,7 @@
-"""The built-in synthetic benchmark: deterministic, cached, in the real site format, and a fair stand-in (DESIGN 5)."""
+"""The built-in synthetic benchmark: deterministic, cached, in the real site format, and a fair stand-in.
+
+The site statistics it must match are the paper's, as docs/architecture.md states them.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ EPSG = {"taiwan": 32651, "china": 32648, "japan": 32654}
 REGION = {"taiwan": (120.0, 122.0, 22.0, 24.0), "china": (103.0, 105.0, 32.5, 34.0),
           "japan": (141.0, 143.0, 42.0, 43.5)}
 
-# DESIGN section 5, the paper's site statistics (10 m pixels).
+# The paper's site statistics (10 m pixels), as docs/architecture.md states them.
 PAPER_FRACTION = {"taiwan": 0.067, "china": 0.043, "japan": 43.2 / 261.0}  # japan: 43.2 km2 of 1160 x 2250 px
 PAPER_MEAN_M2 = {"taiwan": 34_360, "china": 11_572, "japan": 8_689}
 PAPER_COUNT = {"taiwan": 895, "china": 212, "japan": 4940}
@@ -67,7 +70,7 @@ def test_another_seed_gives_other_sites(small_pair, tmp_path):
     other = write_synthetic(tmp_path / "other", scale=0.02, seed=4)
     for name in SITES:
         a, b = read_s2(one / name / "s2.tif"), read_s2(other / name / "s2.tif")
-        assert a.shape == b.shape and not np.array_equal(a, b)
+        assert a.shape == b.shape and (a != b).mean() > 0.5  # other terrain and slides, not a few changed pixels
         assert (one / name / "inventory.geojson").read_text() != (other / name / "inventory.geojson").read_text()
 
 
@@ -89,7 +92,10 @@ def test_ensure_synthetic_regenerates_for_another_seed(tmp_path):
     first = read_s2(root / "china" / "s2.tif")
     ensure_synthetic(root, scale=0.02, seed=1)
     assert json.loads((root / "synthetic.json").read_text())["seed"] == 1
-    assert not np.array_equal(read_s2(root / "china" / "s2.tif"), first)
+    regenerated = read_s2(root / "china" / "s2.tif")
+    assert not np.array_equal(regenerated, first)
+    fresh = write_synthetic(tmp_path / "fresh", scale=0.02, seed=1)  # exactly what seed 1 writes from scratch
+    assert np.array_equal(regenerated, read_s2(fresh / "china" / "s2.tif"))
 
 
 def test_scale_must_be_positive(tmp_path):
@@ -98,7 +104,7 @@ def test_scale_must_be_positive(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
-# ---------------------------------------------------------------- the on-disk format (DESIGN section 2)
+# ---------------------------------------------------------------- the on-disk format (the README's site contract)
 
 
 @pytest.mark.parametrize("name", SITES)

@@ -1,4 +1,4 @@
-"""`slidemap map`: landslide maps of a new scene (a site folder, or Sentinel-2 products + DEM tiles) from a checkpoint."""
+"""`slidemap map`: landslide maps of a new scene (a site folder, or Sentinel-2 products + DEM tiles)."""
 
 from __future__ import annotations
 

@@ -67,16 +67,41 @@ def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
 class PatchDataModule(pl.LightningDataModule):
     """Lightning's four loaders over in-memory patches, shared by every data source.
 
-    A subclass sets ``batch_size``, ``eval_batch_size``, ``seed``, ``min_samples_per_epoch``, ``num_workers`` and,
-    in ``setup``, ``data`` (with ``train`` and ``val`` patches); it says which patch sets are its test areas.
+    The settings every source shares are kept here; a subclass sets ``data`` (with ``train`` and ``val``
+    patches) in ``setup`` and says which patch sets are its test areas.
+
+    Args:
+        root: Where the data lies (a folder of sites, or a benchmark's folder).
+        train_sites: The scenario's training sites; None = all (scenario ``all``).
+        window: Patch size in pixels.
+        channels: Input channel names (the inputs group; the paper's B2, B3, B4, B8, slope by default).
+        batch_size: Training batch size (the paper: 4).
+        eval_batch_size: Batch size for validation, test and prediction.
+        num_workers: DataLoader worker processes.
+        seed: Seed of the training shuffle.
+        min_samples_per_epoch: A training set smaller than this is cycled (reshuffled each pass) so an epoch
+            still makes a few optimiser steps: with 128 px windows a small site holds only a handful of
+            patches, and early stopping per epoch would otherwise end training after a dozen updates.
     """
 
-    data: Any
-    batch_size: int
-    eval_batch_size: int
-    seed: int
-    min_samples_per_epoch: int
-    num_workers: int
+    def __init__(self, root: str, train_sites: list[str] | None, window: int,
+                 channels: list[str] | tuple[str, ...], batch_size: int, eval_batch_size: int, num_workers: int,
+                 seed: int, min_samples_per_epoch: int) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.train_sites = list(train_sites) if train_sites is not None else None
+        self.window = int(window)
+        self.channels = tuple(channels)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.min_samples_per_epoch = int(min_samples_per_epoch)
+        self.data: Any = None
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.channels)
 
     def test_patch_sets(self) -> list[Patches]:
         """One patch set per test area, in ``test_areas`` order."""
@@ -105,33 +130,18 @@ class SiteDataModule(PatchDataModule):
         root: Folder of site folders (the README's site contract).
         train_sites: Sites whose training areas train the model; None = all sites (scenario ``all``).
         sites: Sites to read (and test); None = every site under ``root``.
-        window: Patch size in pixels.
-        channels: Input channel names (default: the paper's B2, B3, B4, B8, slope).
-        batch_size: Training batch size (the paper: 4).
-        eval_batch_size: Batch size for validation, test and prediction.
         synthetic: If given ({seed, scale}), the built-in synthetic sites are generated into ``root`` first.
-        min_samples_per_epoch: A training set smaller than this is cycled (reshuffled each pass) so an epoch
-            still makes a few optimiser steps: with 128 px windows a small site holds only a handful of
-            patches, and early stopping per epoch would otherwise end training after a dozen updates.
+        Other arguments as in :class:`PatchDataModule`.
     """
 
     def __init__(self, root: str, train_sites: list[str] | None = None, sites: list[str] | None = None,
                  window: int = 64, channels: list[str] | tuple[str, ...] = DEFAULT_CHANNELS, batch_size: int = 4,
                  eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0,
                  synthetic: dict | None = None, min_samples_per_epoch: int = 0) -> None:
-        super().__init__()
-        self.root = Path(root)
-        self.train_sites = list(train_sites) if train_sites is not None else None
+        super().__init__(root, train_sites, window, channels, batch_size, eval_batch_size, num_workers, seed,
+                         min_samples_per_epoch)
         self.site_names = list(sites) if sites is not None else None
-        self.window = int(window)
-        self.channels = tuple(channels)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
-        self.seed = seed
         self.synthetic = dict(synthetic) if synthetic else None
-        self.min_samples_per_epoch = int(min_samples_per_epoch)
-        self.data: PreparedData | None = None
 
     def prepare_data(self) -> None:
         if self.synthetic is not None:
@@ -155,10 +165,6 @@ class SiteDataModule(PatchDataModule):
         """Names of the test dataloaders, in order (one per site)."""
         assert self.data is not None, "call setup() first"
         return list(self.data.test)
-
-    @property
-    def in_channels(self) -> int:
-        return len(self.channels)
 
     @property
     def train_site_names(self) -> list[str]:

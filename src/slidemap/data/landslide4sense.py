@@ -243,17 +243,8 @@ class Landslide4SenseDataModule(PatchDataModule):
                  channels: list[str] | tuple[str, ...] = DEFAULT_CHANNELS, batch_size: int = 4,
                  eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0,
                  min_samples_per_epoch: int = 0) -> None:
-        super().__init__()
-        self.root = Path(root)
-        self.train_sites = list(train_sites) if train_sites is not None else None
-        self.window = int(window)
-        self.channels = tuple(channels)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
-        self.seed = seed
-        self.min_samples_per_epoch = int(min_samples_per_epoch)
-        self.data: L4SData | None = None
+        super().__init__(root, train_sites, window, channels, batch_size, eval_batch_size, num_workers, seed,
+                         min_samples_per_epoch)
 
     def setup(self, stage: str | None = None) -> None:
         """Check the settings, then read everything once (errors are raised here, not inside Hydra's instantiate)."""
@@ -274,10 +265,6 @@ class Landslide4SenseDataModule(PatchDataModule):
     def test_areas(self) -> list[str]:
         """One test area: the whole TestData split."""
         return [AREA]
-
-    @property
-    def in_channels(self) -> int:
-        return len(self.channels)
 
     @property
     def train_site_names(self) -> list[str]:

@@ -15,7 +15,7 @@ decoder 3  up, concat, conv13-14    f         1       1
 head       1x1 conv15               1         1       1
 =========  ======================  ========  ======  ===========================================
 
-Which units downsample: DESIGN says "stride 2 in the first conv of each encoder unit", but with three skip
+Which units downsample: the design asks for "stride 2 in the first conv of each encoder unit", but with three skip
 connections and the bridge that only lines up as in Zhang et al.: the first unit works at full resolution
 (stride 1, so its output is the full-resolution skip), and the stride-2 conv opens units 2, 3 and the bridge.
 Three halvings give a total stride of 8, and each decoder unit sees its upsampled input at the resolution of

@@ -1,6 +1,6 @@
 """The paper's U-Net (Ronneberger et al. 2015 as configured by Ghorbanzadeh et al. 2021), plus shape helpers.
 
-Layout (DESIGN section 4, paper Table 2), with ``base_filters = f`` (32 in the paper):
+Layout (docs/architecture.md, "The paper's models"; paper Table 2), with ``base_filters = f`` (32 in the paper):
 
 * encoder: 4 blocks of two 3x3 conv (padding 1) + ReLU, each followed by a 2x2 max-pool of stride 2,
   with f, 2f, 4f, 8f filters;

@@ -75,9 +75,9 @@ def _missing_section(sweep: Sweep) -> list[str]:
     missing = sweep.missing()
     if not missing:
         return ["None: every expected job has a complete run."]
-    name = "model-window-scenario" + ("[-inputs]" if len(sweep.axes.get("inputs", [])) > 1 else "")
-    return [f"{len(missing)} expected job(s) have no complete run; the tables and figures leave them out.", "",
-            f"| job ({name}) | status |", "|---|---|"] + [f"| {n} | {why} |" for n, why in missing]
+    return [f"{len(missing)} expected job(s) have no complete run; the tables and figures leave them out. "
+            "Re-running the sweep command into the same folder completes them.", "",
+            "| job (its overrides) | status |", "|---|---|"] + [f"| {n} | {why} |" for n, why in missing]
 
 
 def _baseline_section(runs: list[dict[str, Any]], baselines: Baselines, sites_ok: bool, data_note: str) -> list[str]:

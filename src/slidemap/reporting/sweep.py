@@ -29,7 +29,7 @@ METRIC_COLUMNS = (("precision", "P"), ("recall", "R"), ("f1", "F1"))
 _SKIP_DIRS = {"wandb", "checkpoints", "predictions", "csv", "report", "__pycache__"}
 
 RunKey = tuple[str, int, str, str]
-"""(model, window, scenario, inputs): what names a job, as its ``run_name`` ``model-window-scenario[-inputs]`` does."""
+"""(model, window, scenario, inputs): what identifies a job of a sweep over the paper's axes and input sets."""
 AXES = ("model", "window", "scenario", "inputs")
 
 
@@ -46,9 +46,11 @@ def run_key(record: dict[str, Any]) -> RunKey:
 
 
 def key_name(key: RunKey) -> str:
-    """The job's run name: the post-event set adds no suffix, any other ``-<inputs>`` (as conf/inputs/*.yaml)."""
+    """The job as the overrides that run it again (``model=unet window=64 scenario=taiwan``, plus ``inputs=...``
+    when not the paper's): its folder name comes from ``run_name`` in conf/train.yaml, which is not repeated here."""
     model, window, scenario, inputs = key
-    return f"{model}-{window}-{scenario}" + ("" if inputs == DEFAULT_INPUTS else f"-{inputs}")
+    return f"model={model} window={window} scenario={scenario}" + ("" if inputs == DEFAULT_INPUTS
+                                                                   else f" inputs={inputs}")
 
 
 def input_sets(runs: list[dict[str, Any]]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The built-in synthetic three-site benchmark (DESIGN section 5), written to disk in the real site format."""
+"""The built-in synthetic three-site benchmark (docs/architecture.md), written to disk in the real site format."""
 
 from slidemap.data.synthetic.writer import DEFAULT_SCALE, DEFAULT_SEED, ensure_synthetic, write_synthetic
 

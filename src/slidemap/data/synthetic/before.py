@@ -1,6 +1,6 @@
 """The pre-event image of a synthetic site: the same ground weeks before the event, with what really differs.
 
-What a responder's "before" composite looks like next to the "after" image (issue 8, DESIGN section 5):
+What a responder's "before" composite looks like next to the "after" image (issue 8):
 
 - none of the event's landslides; the same rivers, rock, fields and older scars (the confounders stay in both);
 - older scars a little less re-vegetated (they are younger then), and some of them where the event's landslides

@@ -90,7 +90,7 @@ def atmosphere(rng: np.random.Generator, refl: np.ndarray, haze: float, shape: t
 
 def ground_cover(rng: np.random.Generator, spec: SiteSpec, terrain: dict[str, np.ndarray],
                  shape: tuple[int, int]) -> Ground:
-    """Vegetation and each site's own land cover (the confounders of DESIGN section 5), without the event."""
+    """Vegetation and each site's own land cover (the confounders of docs/architecture.md), without the event."""
     elev, slope, bed = terrain["elev"], terrain["slope"], terrain["bed"]
     n = shape[0] * shape[1]
     vigour = 0.55 + 0.45 * fractal_field(rng, shape, 2.8)

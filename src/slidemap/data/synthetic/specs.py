@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import yaml
+
+SITES_FILE = Path(__file__).with_name("sites.yaml")
+"""The per-site parameters: data, kept beside the code that reads them."""
 
 
 @dataclass(frozen=True)
@@ -59,35 +64,12 @@ FIELD_GREEN = np.array([0.040, 0.075, 0.050, 0.360])
 CLEARCUT = np.array([0.060, 0.085, 0.095, 0.215])  # logged hillslope: slash and grass
 FIELD_STATES = (FIELD_BARE, FIELD_STUBBLE, FIELD_GREEN)
 
-SITES: dict[str, SiteSpec] = {
-    "taiwan": SiteSpec(
-        name="taiwan", epsg=32651, lon=120.80, lat=22.95, shape=(1720, 2720),
-        elev_min=300.0, elev_max=2600.0, valley_scale_px=260.0, rivers=3, bed_half_width_px=(6.0, 22.0),
-        slide_fraction=0.067, slide_mean_px=380.0, slide_sigma=0.9, slide_min_px=13.0, elongation=(2.0, 4.5),
-        runout_share=0.5, slope_pref_deg=28.0, elev_pref=None,
-        soil=(0.075, 0.105, 0.150, 0.215), remnant=(0.1, 0.5), veg=(0.022, 0.045, 0.028, 0.330),
-        haze=0.030, sun_elevation=62.0, sun_azimuth=95.0,
-        description="Western Taitung, Typhoon Morakot 2009: large shallow slides with long runouts into braided "
-        "river beds (bright, flat confounders)",
-    ),
-    "china": SiteSpec(
-        name="china", epsg=32648, lon=103.88, lat=33.18, shape=(680, 947),
-        elev_min=1978.0, elev_max=3711.0, valley_scale_px=150.0, rivers=2, bed_half_width_px=(2.0, 5.0),
-        slide_fraction=0.043, slide_mean_px=125.0, slide_sigma=0.8, slide_min_px=11.0, elongation=(1.5, 3.0),
-        runout_share=0.0, slope_pref_deg=40.0, elev_pref=None,
-        soil=(0.165, 0.195, 0.235, 0.285), remnant=(0.0, 0.25), veg=(0.028, 0.050, 0.035, 0.300),
-        haze=0.018, sun_elevation=65.0, sun_azimuth=125.0,
-        description="Shuzheng Valley, Jiuzhaigou earthquake 2017: rockfalls on steep faces and scree above the tree "
-        "line (bare-rock confounders)",
-    ),
-    "japan": SiteSpec(
-        name="japan", epsg=32654, lon=141.90, lat=42.70, shape=(1160, 2250),
-        elev_min=0.0, elev_max=600.0, valley_scale_px=90.0, rivers=4, bed_half_width_px=(12.0, 30.0),
-        slide_fraction=0.165, slide_mean_px=96.0, slide_sigma=0.8, slide_min_px=2.0, elongation=(1.5, 3.0),
-        runout_share=0.3, slope_pref_deg=14.0, elev_pref=(150.0, 450.0),
-        soil=(0.095, 0.135, 0.160, 0.255), remnant=(0.0, 0.35), veg=(0.028, 0.058, 0.036, 0.300),
-        haze=0.050, sun_elevation=48.0, sun_azimuth=160.0,
-        description="Eastern Iburi, Hokkaido earthquake 2018: many small dense shallow slides on pumice-covered "
-        "hills; farmland with bare fields and logged slopes (confounders)",
-    ),
-}
+
+def load_sites(path: Path = SITES_FILE) -> dict[str, SiteSpec]:
+    """The site specs of ``sites.yaml`` (one mapping of SiteSpec fields per site; lists become tuples)."""
+    raw = yaml.safe_load(path.read_text())
+    return {name: SiteSpec(name=name, **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+            for name, fields in raw.items()}
+
+
+SITES: dict[str, SiteSpec] = load_sites()

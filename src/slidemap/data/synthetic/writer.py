@@ -1,4 +1,4 @@
-"""Write the synthetic sites to disk in exactly the user's format (DESIGN section 2), once per (seed, scale)."""
+"""Write the synthetic sites to disk in exactly the user's format (the README's site contract), once per seed/scale."""
 
 from __future__ import annotations
 
