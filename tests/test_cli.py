@@ -204,3 +204,11 @@ def test_console_script_is_installed(synthetic_root):
     desc = json.loads(done.stdout)
     assert sorted(desc["sites"]) == ["china", "japan", "taiwan"]
     assert {desc["sites"][s]["crs"] for s in desc["sites"]} == {"EPSG:32648", "EPSG:32654", "EPSG:32651"}
+
+
+def test_the_module_runs_as_the_command(tmp_path):
+    """``python -m slidemap.cli`` (what benchmarks/map_throughput.py starts) is the ``slidemap`` command."""
+    done = subprocess.run([sys.executable, "-m", "slidemap.cli", "describe", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("slidemap describe: error: ")
+    assert str(tmp_path) in done.stderr and len(done.stderr.strip().splitlines()) == 1

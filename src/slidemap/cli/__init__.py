@@ -115,7 +115,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as err:
         print(f"slidemap {args.command}: error: {err}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -111,7 +111,7 @@ class SceneStrips:
         return self._strip
 
     def row_reader(self, normaliser: Normaliser):
-        """A mosaic row reader (:data:`slidemap.evaluation.mosaic.RowReader`) of the normalised channels."""
+        """A mosaic row reader (:data:`slidemap.mapping.mosaic.RowReader`) of the normalised channels."""
         channels = tuple(normaliser.channels)
 
         def read(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
