@@ -15,7 +15,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,6 +26,19 @@ TINY_TRAINING = ("logger=none", "trainer.max_epochs=2", "trainer.min_epochs=1",
 
 TINY_UNET = "model.net.base_filters=8"
 """A narrow U-Net (the default model): with :data:`TINY_TRAINING`, a run of a few seconds."""
+
+
+def constant_keys_unnamed(args: list[str] | tuple[str, ...]) -> str:
+    """A Hydra override that leaves the constant task overrides of ``args`` out of sweep folder names.
+
+    A job's folder carries every override outside the named axes (conf/hydra/default.yaml); tests shrink runs
+    with constant overrides (epochs, batches, filters) that would otherwise lengthen every name. Swept keys (a
+    value with a comma) stay in the names.
+    """
+    defaults = OmegaConf.load(REPO / "conf" / "hydra" / "default.yaml").job.config.override_dirname.exclude_keys
+    constant = [a.split("=", 1)[0].lstrip("+~") for a in args
+                if "=" in a and not a.startswith(("-", "hydra.")) and "," not in a.split("=", 1)[1]]
+    return f"hydra.job.config.override_dirname.exclude_keys=[{','.join([*defaults, *constant])}]"
 
 
 def compose_config(name: str, output_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:

@@ -20,6 +20,8 @@ from slidemap.data.landslide4sense import Landslide4SenseDataModule, list_pairs,
 from slidemap.errors import InputError
 from slidemap.training.outputs import write_test_outputs
 
+from conftest import constant_keys_unnamed
+
 REPO = Path(__file__).resolve().parents[1]
 NAN_ROWS = 5  # TestData image_1 has NaN in B4 on rows 0-4 (l4s_fixtures.write_l4s)
 
@@ -260,8 +262,8 @@ def test_sweep_of_models_and_windows_scores_every_test_pixel_once(l4s_root, tmp_
             "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
             f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    done = subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), *args, constant_keys_unnamed(args)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     masks = labels_of_test(l4s_root)
     masks[0, :NAN_ROWS] = 0

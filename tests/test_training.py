@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from slidemap.models import UNet
 from slidemap.training.module import LandslideModule, masked_bce
 
-from conftest import TINY_TRAINING, TINY_UNET, compose_config, run_training
+from conftest import TINY_TRAINING, TINY_UNET, compose_config, constant_keys_unnamed, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 AREA_KEYS = {"precision", "recall", "f1", "iou", "tp", "fp", "fn", "tn"}
@@ -131,9 +131,13 @@ def test_a_module_without_optimiser_says_so():
 # ---------------------------------------------------------------- train.py end to end
 
 
-def train(args: list[str], tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def train(args: list[str], tmp_path: Path, timeout: int = 600,
+          name_constants: bool = False) -> subprocess.CompletedProcess:
+    """train.py as a user runs it. Sweep folders are named by the swept keys only, unless ``name_constants``
+    (then every override outside the named axes is in the name, as for users: see test_run_identity.py)."""
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env,
+    names = [] if name_constants or "-m" not in args else [constant_keys_unnamed(args)]
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args, *names], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -255,20 +259,36 @@ def test_window_larger_than_a_test_area_fails_before_training(tmp_path):
 
 @pytest.mark.slow
 def test_rerun_skips_a_finished_run_and_resumes_an_interrupted_one(synthetic_root, tmp_path):
+    import signal
+    import time
+
     out = tmp_path / "run"
-    args = tiny(synthetic_root, "logger=none", "model.net.base_filters=8", "scenario=china", f"hydra.run.dir={out}")
-    assert train(args, tmp_path).returncode == 0
+    args = [f"data.root={synthetic_root}", "logger=none", "model.net.base_filters=8", "scenario=china",
+            "trainer.max_epochs=4", "trainer.min_epochs=4", "+trainer.limit_train_batches=30",
+            "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={out}"]
+    # Interrupted after its first epoch checkpoint: killed as soon as checkpoints/last.ckpt appears.
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert last.exists() and not (out / "metrics.json").exists(), "not interrupted between checkpoint and results"
+    resumed = train(args, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from"] == str(last) and metrics["epochs"] == 4
+    assert not last.exists()  # the resume state goes once the run is complete
     first = (out / "metrics.json").stat().st_mtime_ns
     again = train(args, tmp_path)
     assert again.returncode == 0 and "is complete" in again.stdout + again.stderr
     assert (out / "metrics.json").stat().st_mtime_ns == first  # not re-run
-    # An interruption after the epoch checkpoints but before the results: training continues from last.ckpt.
-    (out / "metrics.json").unlink()
-    resumed = train([*args, "trainer.max_epochs=3", "callbacks.early_stopping.patience=10"], tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["resumed_from"] == str(out / "checkpoints" / "last.ckpt")
-    assert metrics["epochs"] == 3
+    other = train([*args, "seed=3"], tmp_path)  # another run into the same folder: refused, nothing touched
+    assert other.returncode == 2 and "holds another run" in other.stderr
+    assert (out / "metrics.json").stat().st_mtime_ns == first
 
 
 @pytest.mark.slow
@@ -280,8 +300,8 @@ def test_a_killed_sweep_completes_when_run_again(synthetic_root, tmp_path):
     args = ["-m", "scenario=china,japan", "model.net.base_filters=8", f"hydra.sweep.dir={sweep}",
             *tiny(synthetic_root, "logger=none")]
     env = {**os.environ, "WANDB_MODE": "offline"}
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args, constant_keys_unnamed(args)], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     first = sweep / "unet-64-china" / "metrics.json"
     deadline = time.monotonic() + 300
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:

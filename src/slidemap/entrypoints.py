@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import slidemap.runs  # noqa: F401 -- registers the run_suffix resolver that names sweep jobs
 from slidemap.errors import InputError
 
 

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from slidemap.io import write_json
 
 METRICS_FILE = "metrics.json"
 """A run's result record; written last and atomically, so its presence marks the run complete."""
+
+
+MAX_SUFFIX = 200
+"""Longer override suffixes are cut and end in a hash of the whole: a folder name stays under the 255 bytes file
+systems allow."""
+
+
+def run_suffix(override_dirname: str) -> str:
+    """``-<overrides>`` for a sweep job's folder (``""`` without any): Hydra's ``override_dirname`` of the overrides
+    outside the named axes, safe as one folder name ('/' in a value would nest folders)."""
+    if not override_dirname:
+        return ""
+    safe = override_dirname.replace("/", "_")
+    if len(safe) > MAX_SUFFIX:
+        safe = f"{safe[:MAX_SUFFIX - 9]}-{hashlib.sha1(override_dirname.encode()).hexdigest()[:8]}"
+    return f"-{safe}"
+
+
+if not OmegaConf.has_resolver("run_suffix"):  # conf/hydra/default.yaml names sweep jobs with it
+    OmegaConf.register_new_resolver("run_suffix", run_suffix)
 
 
 def output_dir(cfg: DictConfig) -> Path:

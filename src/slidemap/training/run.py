@@ -21,6 +21,8 @@ from slidemap.io import atomic_path
 from slidemap.models.build import build_net, net_config
 from slidemap.runs import METRICS_FILE, completed_run, output_dir, write_metrics
 from slidemap.training.distributed import distributed_session, install_hydra_child_command
+from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_state, identity_record, run_identity,
+                                       stopped_by)
 from slidemap.training.module import LandslideModule
 from slidemap.training.outputs import write_test_outputs
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
@@ -47,18 +49,25 @@ def _wandb_run_id(out: Path) -> str:
     return run_id
 
 
-def build_loggers(cfg: DictConfig, out: Path) -> list[Any]:
-    """Loggers from ``cfg.logger`` (a mapping of name -> instantiable); W&B defaults to offline mode."""
+def build_loggers(cfg: DictConfig, out: Path, identity: RunIdentity) -> list[Any]:
+    """Loggers from ``cfg.logger`` (a mapping of name -> instantiable); W&B defaults to offline mode.
+
+    A W&B run is named after the run folder and carries the whole resolved config plus ``cell`` and ``overrides``:
+    group the dashboard by ``cell`` to see the mean and spread over seeds.
+    """
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     loggers = []
     for name, conf in (cfg.get("logger") or {}).items():
         kwargs: dict[str, Any] = {}
         if name == "wandb":
-            kwargs = {"save_dir": str(out), "group": _sweep_group(), "id": _wandb_run_id(out), "resume": "allow"}
+            kwargs = {"save_dir": str(out), "group": _sweep_group(), "id": _wandb_run_id(out), "resume": "allow",
+                      "name": out.name}
         logger = instantiate(conf, **kwargs)
         if name == "wandb":  # the whole resolved config, so runs can be filtered by any setting
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+            config = OmegaConf.to_container(cfg, resolve=True)
+            assert isinstance(config, dict)
+            logger.log_hyperparams({**config, **identity_record(identity)})
         loggers.append(logger)
     return loggers
 
@@ -194,6 +203,8 @@ def run_job(cfg: DictConfig) -> float:
     threads = share_cores(local_processes(cfg.get("trainer")))
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    identity = run_identity(cfg)
+    claim_run_dir(out, identity)
     resume = bool(cfg.get("resume", True))
     done = completed_run(out) if resume else None
     if done is not None:
@@ -210,7 +221,7 @@ def run_job(cfg: DictConfig) -> float:
     precision = run_precision(cfg)
     module = build_module(cfg, datamodule, precision)
     train_sites = datamodule.train_site_names
-    loggers = build_loggers(cfg, out)
+    loggers = build_loggers(cfg, out, identity)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
                                       default_root_dir=str(out), precision=precision)
@@ -237,11 +248,13 @@ def run_job(cfg: DictConfig) -> float:
             "seed": int(cfg.seed), "epochs": int(trainer.current_epoch), "precision": str(precision),
             "threads": threads, "processes": int(trainer.world_size), "resumed_from": fit_from,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
-            "val_f1": val_f1, "train_sites": train_sites,
+            "val_f1": val_f1, "train_sites": train_sites, **identity_record(identity),
+            "stopped_by": "not trained" if test_ckpt else stopped_by(trainer),
             "areas": module.test_results,
         }
         log_predictions_to_wandb(loggers, module.test_results, previews)
         write_metrics(out, payload)  # last: its presence marks the run complete (resume skips it)
+        drop_resume_state(out)
         log.info("run %s done in %.1f s: F1 %s", out.name, payload["wall_time_s"],
                  {a: round(m["f1"], 3) for a, m in module.test_results.items()})
         return val_f1

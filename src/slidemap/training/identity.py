@@ -1,0 +1,95 @@
+"""Run identity: what a run is (its overrides and its cell), kept in its folder so a re-run finds its own job.
+
+A sweep job's folder is named by ``run_name`` plus every override outside the named axes (conf/hydra/default.yaml),
+so any sweep axis -- seed, lr, epochs, a data seed -- keeps every job. The folder also keeps ``run.json``: the
+overrides that define the run. A re-run into the folder skips the finished run or resumes the interrupted one only
+when they are the same run; a folder holding another run's files is refused, never silently reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from slidemap.errors import InputError
+from slidemap.io import write_json
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+
+PRESENTATION_KEYS = ("logger", "resume", "trainer.enable_progress_bar", "data.num_workers", "hydra.launcher.n_jobs")
+"""Overrides that change how a run is shown or executed, never its result: not part of its identity."""
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """``overrides``: the job's overrides that shape its result, sorted; ``cell``: model-window-scenario-inputs,
+    what the seeds of one comparison share (W&B's group-by key, the report's replicate key)."""
+
+    overrides: tuple[str, ...]
+    cell: str
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def job_overrides() -> list[str]:
+    """The job's own overrides as Hydra passed them (a sweep job's values, not the sweep's lists); [] outside Hydra."""
+    if not HydraConfig.initialized():
+        return []
+    return [str(o) for o in HydraConfig.get().overrides.task]
+
+
+def run_identity(cfg: DictConfig, overrides: list[str] | None = None) -> RunIdentity:
+    """The run's identity from its overrides (default: the Hydra job's) and its composed config."""
+    given = job_overrides() if overrides is None else overrides
+    shaping = tuple(sorted(o for o in given if _key(o) not in PRESENTATION_KEYS))
+    inputs = str((cfg.get("inputs") or {}).get("name", "post"))
+    return RunIdentity(shaping, f"{cfg.model.name}-{int(cfg.window)}-{cfg.scenario.name}-{inputs}")
+
+
+def claim_run_dir(out: Path, identity: RunIdentity) -> None:
+    """Record ``identity`` in ``out/run.json``, or check that the folder already holds this same run.
+
+    Raises:
+        InputError: the folder holds files of a run with other overrides (another data root, say): resuming or
+            skipping it would silently report that run as this one.
+    """
+    path = out / RUN_FILE
+    if path.is_file():
+        try:
+            recorded = tuple(json.loads(path.read_text())["overrides"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise InputError(path, f"unreadable run record ({type(err).__name__}); move the folder away or remove "
+                                   "it to start this run afresh") from err
+        if recorded != identity.overrides:
+            raise InputError(out, f"holds another run (overrides {list(recorded)}), not this one "
+                                  f"({list(identity.overrides)}); give this sweep its own hydra.sweep.dir")
+        return
+    write_json(path, asdict(identity))
+
+
+def stopped_by(trainer: pl.Trainer) -> str:
+    """``early_stopping`` when the early-stopping callback ended training, else ``max_epochs`` (the cap)."""
+    stops = [c for c in trainer.callbacks if isinstance(c, pl.callbacks.EarlyStopping)]
+    return "early_stopping" if any(c.stopped_epoch > 0 for c in stops) else "max_epochs"
+
+
+def drop_resume_state(out: Path) -> None:
+    """Remove ``checkpoints/last.ckpt`` once the run is complete: its optimiser state only serves a resume (it is
+    as large as the best checkpoint again, half of a sweep's disk)."""
+    (out / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
+
+
+def identity_record(identity: RunIdentity) -> dict[str, Any]:
+    """What metrics.json and the W&B config carry of the identity."""
+    return {"cell": identity.cell, "overrides": list(identity.overrides)}
