@@ -17,8 +17,9 @@ from slidemap.io import atomic_dir
 from slidemap.reporting import figures as fig
 from slidemap.reporting.baselines import (BASELINE_COLUMNS, RULES, Baselines, baseline_for, baseline_rows,
                                           load_sites)
-from slidemap.reporting.sweep import (Sweep, areas_of, input_sets, run_key, scan_sweep, scenario_tables,
-                                      transfer_summary, wide_table)
+from slidemap.reporting.sweep import Sweep, areas_of, input_sets, paper_runs, run_key, scan_sweep, transfer_summary
+from slidemap.reporting.tables import (SUMMARY_COLUMNS, largest_n, scenario_tables, seeds_of, summary_rows,
+                                       wide_table)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,20 @@ def _no_nan(value: Any) -> Any:
 
 def _pct(v: float | None) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+
+def seeds_note(runs: list[dict[str, Any]]) -> str:
+    """How to read the tables' cells: seeds per cell, the interval, and when a value is marked best."""
+    seeds = seeds_of(runs)
+    if largest_n(runs) <= 1:
+        return (f"Every cell is a single run (seed {', '.join(map(str, seeds))}): no interval can be given, so no "
+                "value is marked best. Single runs differ by several F1 points from seed to seed; a sweep over "
+                "seeds (`seed=0,1,2,...`) gives means with 95% intervals.")
+    return (f"A cell is the mean over its runs (seeds {', '.join(map(str, seeds))}; their number in column `n`) "
+            "± the half-width of its 95% Student-t interval (t(0.975, n-1) · sd / √n); a value without ± is a single "
+            "run, for which no interval can be given. **Bold**: the column's best mean among the models, only where "
+            "its interval does not overlap the runner-up's (the rule baseline rows are for reference and never "
+            "marked).")
 
 
 def _missing_section(sweep: Sweep) -> list[str]:
@@ -124,15 +139,6 @@ def _input_sets_section(runs: list[dict[str, Any]], data: dict[str, Any], figure
     return lines + [""]
 
 
-def paper_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The runs behind the paper's figures: the single-date (``post``) ones when a sweep compares input sets, so
-    Figs. 10-11 and the transfer matrix stay comparable with the paper; every run otherwise."""
-    if len(input_sets(runs)) > 1:
-        post = [r for r in runs if str(r.get("inputs", "post")) == "post"]
-        return post or runs
-    return runs
-
-
 def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: dict[str, Path]) -> list[str]:
     scenarios = list(data["scenario_model"])
     used = input_sets(paper_runs(runs))
@@ -175,8 +181,8 @@ def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str
     lines += _missing_section(sweep)
     lines += ["", "## Results per scenario", "",
               "Precision (P), recall (R) and F1 in percent on each site's held-out test area and on all test areas "
-              "pooled, as in the paper's Tables 4-7. **Bold**: best value of the column among the models "
-              "(the rule baseline rows are for reference and never marked).", "",
+              "pooled, as in the paper's Tables 4-7. " + seeds_note(runs) + " Per cell and test area, as fractions: "
+              "[summary.csv](summary.csv).", "",
               scenario_tables(runs, baselines.labelled()), "## Rule baselines (NDVI + slope, rdNDVI + slope)", ""]
     lines += _baseline_section(runs, baselines, sites_ok, data_note) + [""]
     if "input_sets" in data:
@@ -216,7 +222,7 @@ def check_out_dir(out: Path, sweep: Sweep) -> None:
 
 
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write report.md, runs.csv, baseline.csv, figures.json and the PNGs into ``out_dir`` (default
+    """Write report.md, runs.csv, summary.csv, baseline.csv, figures.json and the PNGs into ``out_dir`` (default
     SWEEP_DIR/report), replacing it atomically; returns the path of report.md.
 
     A sweep over several input sets also gets input_sets.csv and input_sets_mean_f1.png (its own section)."""
@@ -244,6 +250,7 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
         with atomic_dir(out) as tmp:
             t = time.perf_counter()
             _write_csv(tmp / "runs.csv", RUN_COLUMNS, run_rows(sweep))
+            _write_csv(tmp / "summary.csv", SUMMARY_COLUMNS, summary_rows(sweep.runs))
             if baselines.rules:
                 _write_csv(tmp / "baseline.csv", BASELINE_COLUMNS, baseline_rows(baselines))
             (tmp / "figures.json").write_text(json.dumps(_no_nan(data), indent=2) + "\n")
@@ -258,7 +265,8 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
         raise InputError(out, f"cannot write the report: {err.strerror}") from err
     images = {k: out / p.name for k, p in figures.items()} | {f"predictions_{a}": out / p.name
                                                               for a, p in panels.items()}
-    tables = {"runs": (RUN_COLUMNS, run_rows(sweep)), "baseline": (BASELINE_COLUMNS, baseline_rows(baselines)),
+    tables = {"runs": (RUN_COLUMNS, run_rows(sweep)), "summary": (SUMMARY_COLUMNS, summary_rows(sweep.runs)),
+              "baseline": (BASELINE_COLUMNS, baseline_rows(baselines)),
               "missing": (("job", "status"), [list(m) for m in sweep.missing()]),
               "mean_f1": (("model", "scenario", "window", "mean_f1"),
                           [[m, s, w, None if math.isnan(v) else v] for m, per_s in data["window_scenario"].items()
