@@ -86,6 +86,22 @@ def seeds_note(runs: list[dict[str, Any]]) -> str:
             "marked).")
 
 
+def _pct_ci(mean: float, ci: list[float]) -> str:
+    """A figure value in percent, ± the half-width of its interval when it has one."""
+    if math.isnan(ci[0]) or math.isnan(ci[1]):
+        return _pct(mean)
+    return f"{_pct(mean)} ± {100 * (ci[1] - ci[0]) / 2:.2f}"
+
+
+def _bars_note(seeds: list[int], averaged: str) -> str:
+    """What a figure's error bars (and the ± of its table) are; ``averaged``: what one value averages."""
+    if len(seeds) < 2:
+        return "One seed: no interval can be given, so the bars have no error bars."
+    return (f"Each value averages {averaged}; its replicates are the seeds ({len(seeds)}): each seed's mean over "
+            "those. Error bars and ±: the 95% Student-t interval of these per-seed means (half-width in the table); "
+            "a value without ± has a single seed.")
+
+
 def _missing_section(sweep: Sweep) -> list[str]:
     missing = sweep.missing()
     if not missing:
@@ -144,19 +160,23 @@ def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: 
     used = input_sets(paper_runs(runs))
     over = f" (input set{'s' if len(used) > 1 else ''} {', '.join(used)} only)" if len(input_sets(runs)) > 1 else ""
     lines = ["## Mean F1 per scenario and model (paper Fig. 10)", "",
-             f"Mean F1 (%) over the site test areas (pooled `all` left out) and all windows{over}.", "",
+             f"Mean F1 (%) over the site test areas (pooled `all` left out) and all windows{over}. "
+             + _bars_note(data["seeds"], "the site test areas of every window"), "",
              f"![mean F1 per scenario and model]({figures['mean_f1_scenario_model'].name})", "",
              "| model | " + " | ".join(f"trained on {s}" for s in scenarios) + " |", "|---|" + "--:|" * len(scenarios)]
-    for model in next(iter(data["scenario_model"].values())):
-        lines.append(f"| {model} | " + " | ".join(_pct(data["scenario_model"][s][model]) for s in scenarios) + " |")
+    fig10, ci10 = data["scenario_model"], data["scenario_model_ci"]
+    for model in next(iter(fig10.values())):
+        lines.append(f"| {model} | " + " | ".join(_pct_ci(fig10[s][model], ci10[s][model]) for s in scenarios) + " |")
     lines += ["", "## Mean F1 per window and scenario (paper Fig. 11)", "",
-              f"Mean F1 (%) over the site test areas{over}.", "",
+              f"Mean F1 (%) over the site test areas{over}. " + _bars_note(data["seeds"], "the site test areas"), "",
               f"![mean F1 per window and scenario]({figures['mean_f1_window_scenario'].name})", "",
               "| model | window | " + " | ".join(f"trained on {s}" for s in scenarios) + " |",
               "|---|---|" + "--:|" * len(scenarios)]
     for model, per_s in data["window_scenario"].items():
+        ci = data["window_scenario_ci"][model]
         for w in next(iter(per_s.values())):
-            lines.append(f"| {model} | {w} px | " + " | ".join(_pct(per_s[s][w]) for s in scenarios) + " |")
+            lines.append(f"| {model} | {w} px | " + " | ".join(_pct_ci(per_s[s][w], ci[s][w]) for s in scenarios)
+                         + " |")
     t, summary = data["transfer"], transfer_summary(paper_runs(runs))
     lines += ["", "## Transfer matrix", "", "F1 (%) per training scenario (rows) and test area (columns), averaged "
               f"over models and windows{over}. Single-site scenarios: mean F1 {_pct(summary['own_site_f1'])} on the "
