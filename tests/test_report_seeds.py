@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from slidemap.reporting.claims import CLAIMS_COLUMNS
 from slidemap.reporting.figures import figure_data
 from slidemap.reporting.report import write_report
 from slidemap.reporting.stats import (CONTRADICTED, INCONCLUSIVE, SUPPORTED, Interval, paired_differences,
@@ -190,3 +191,22 @@ def test_figures_of_several_seeds_say_what_the_error_bars_are(seed_report: Path)
     assert _cells(fig10, "| unet |")[1].startswith("54.00 ± ")
     for name in ("fig10_mean_f1_scenario_model", "fig11_mean_f1_window_scenario"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_claims_csv_and_section(seed_report: Path) -> None:
+    rows = {r["claim"]: r for r in csv.DictReader((seed_report.parent / "claims.csv").open())}
+    assert list(next(iter(rows.values()))) == list(CLAIMS_COLUMNS) == [
+        "claim", "statement", "comparison", "effect", "ci_low", "ci_high", "n", "verdict", "reason"]
+    a = rows["a-resunet-beats-unet-own-site"]
+    # resunet minus unet on taiwan's own test area, paired by seed at 64 px: -0.10, -0.19, -0.28 (sd 0.09)
+    half = 100 * HALF_3 * 0.09
+    assert (a["n"], a["verdict"]) == ("3", "inconclusive") and float(a["effect"]) == pytest.approx(-19.0)
+    assert float(a["ci_low"]) == pytest.approx(-19.0 - half, abs=1e-3)
+    assert "(1 run(s) without a partner left out)" in a["comparison"]  # resunet-32 has no unet twin
+    assert rows["c1-unet-best-at-128"]["verdict"] == "untestable" and rows["c1-unet-best-at-128"]["effect"] == ""
+    md = seed_report.read_text()
+    section = md.split("## The paper's claims, judged", 1)[1].split("\n## ", 1)[0]
+    assert "| `a-resunet-beats-unet-own-site` |" in section and "| -19.00 | [-41.36, +3.36] | 3 | **inconclusive** |" \
+        in section
+    assert "**untestable**: the sweep has no unet runs at 128 px outside scenario all" in section
+    assert "The sweep has 3 seeds; pairs are runs of the same seed." in section

@@ -17,6 +17,7 @@ from slidemap.io import atomic_dir
 from slidemap.reporting import figures as fig
 from slidemap.reporting.baselines import (BASELINE_COLUMNS, RULES, Baselines, baseline_for, baseline_rows,
                                           load_sites)
+from slidemap.reporting.claims import CLAIMS_COLUMNS, Claim, claims_section, judge_claims
 from slidemap.reporting.sweep import Sweep, areas_of, input_sets, paper_runs, run_key, scan_sweep, transfer_summary
 from slidemap.reporting.tables import (SUMMARY_COLUMNS, largest_n, scenario_tables, seeds_of, summary_rows,
                                        wide_table)
@@ -188,7 +189,7 @@ def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: 
 
 
 def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str, data: dict[str, Any],
-              figures: dict[str, Path], panels: dict[str, Path]) -> str:
+              figures: dict[str, Path], panels: dict[str, Path], claims: list[Claim]) -> str:
     runs = sweep.runs
     inputs = sweep.axes.get("inputs", [])
     asked = f"; input sets {', '.join(inputs)}" if len(inputs) > 1 else ""
@@ -205,6 +206,7 @@ def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str
               "[summary.csv](summary.csv).", "",
               scenario_tables(runs, baselines.labelled()), "## Rule baselines (NDVI + slope, rdNDVI + slope)", ""]
     lines += _baseline_section(runs, baselines, sites_ok, data_note) + [""]
+    lines += claims_section(claims, len(seeds_of(runs))) + [""]
     if "input_sets" in data:
         lines += _input_sets_section(runs, data["input_sets"], figures["input_sets"])
     lines += _figure_sections(runs, data, figures)
@@ -242,7 +244,7 @@ def check_out_dir(out: Path, sweep: Sweep) -> None:
 
 
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write report.md, runs.csv, summary.csv, baseline.csv, figures.json and the PNGs into ``out_dir`` (default
+    """Write report.md, runs.csv, summary.csv, claims.csv, baseline.csv, figures.json and the PNGs into ``out_dir`` (default
     SWEEP_DIR/report), replacing it atomically; returns the path of report.md.
 
     A sweep over several input sets also gets input_sets.csv and input_sets_mean_f1.png (its own section)."""
@@ -264,6 +266,7 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     out = Path(out_dir) if out_dir is not None else root / "report"
     check_out_dir(out, sweep)
     data = fig.figure_data(paper_runs(sweep.runs))
+    claims = judge_claims(sweep.runs, baselines.rules)
     if len(input_sets(sweep.runs)) > 1:
         data["input_sets"] = fig.input_set_data(sweep.runs, baselines.labelled())
     try:
@@ -279,13 +282,16 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
                 _write_csv(tmp / "input_sets.csv", INPUT_SET_COLUMNS, input_set_rows(data["input_sets"]))
                 figures["input_sets"] = fig.plot_input_sets(data["input_sets"], tmp / INPUT_SET_FIGURE)
             panels = fig.prediction_panels(sweep.runs, sites, splits, tmp)
-            (tmp / "report.md").write_text(_markdown(sweep, baselines, bool(sites), data_note, data, figures, panels))
+            _write_csv(tmp / "claims.csv", CLAIMS_COLUMNS, [c.row() for c in claims])
+            (tmp / "report.md").write_text(_markdown(sweep, baselines, bool(sites), data_note, data, figures, panels,
+                                                     claims))
             log.info("tables and %d figure(s) written in %.2f s", len(figures) + len(panels), time.perf_counter() - t)
     except PermissionError as err:
         raise InputError(out, f"cannot write the report: {err.strerror}") from err
     images = {k: out / p.name for k, p in figures.items()} | {f"predictions_{a}": out / p.name
                                                               for a, p in panels.items()}
     tables = {"runs": (RUN_COLUMNS, run_rows(sweep)), "summary": (SUMMARY_COLUMNS, summary_rows(sweep.runs)),
+              "claims": (CLAIMS_COLUMNS, [c.row() for c in claims]),
               "baseline": (BASELINE_COLUMNS, baseline_rows(baselines)),
               "missing": (("job", "status"), [list(m) for m in sweep.missing()]),
               "mean_f1": (("model", "scenario", "window", "mean_f1"),
