@@ -121,6 +121,18 @@ def test_all_runs_of_a_cell_are_kept_as_replicates(seed_report: Path) -> None:
     assert len(rows) == 7 * 4
 
 
+def test_a_failed_seed_of_a_finished_cell_is_listed_as_missing(tmp_path: Path) -> None:
+    sweep = write_runs(tmp_path / "sweep", seed_records())
+    for seed in (3, 4):
+        job = sweep / f"unet-64-taiwan-post-seed{seed}" / ".hydra"
+        job.mkdir(parents=True)
+        (job / "config.yaml").write_text(f"model:\n  name: unet\nwindow: 64\nscenario:\n  name: taiwan\nseed: {seed}\n")
+    missing = dict(scan_sweep(sweep, progress=False).missing())
+    assert missing["model=unet window=64 scenario=taiwan seed=3"].startswith("incomplete: no metrics.json")
+    assert "model=unet window=64 scenario=taiwan seed=4" in missing
+    assert not any(name.endswith(("seed=0", "seed=1", "seed=2")) for name in missing)
+
+
 def test_summary_csv_by_hand(seed_report: Path) -> None:
     rows = list(csv.DictReader((seed_report.parent / "summary.csv").open()))
     assert tuple(rows[0]) == SUMMARY_COLUMNS == (

@@ -72,6 +72,7 @@ class Sweep:
     root: Path
     runs: list[dict[str, Any]]
     incomplete: dict[RunKey | str, str] = field(default_factory=dict)  # job (key, or dir if unknown) -> reason
+    seeds_incomplete: dict[tuple[RunKey, int], str] = field(default_factory=dict)  # a seed of a cell others finished
     axes: dict[str, list[Any]] = field(default_factory=dict)  # expected models / windows / scenarios / inputs
 
     @property
@@ -83,6 +84,9 @@ class Sweep:
         done = {run_key(r) for r in self.runs}
         out = [(key_name(k), self.incomplete.get(k, "absent: never started, or its folder was removed"))
                for k in sorted(self.expected, key=_sort_key) if k not in done]
+        out += [(f"{key_name(k)} seed={seed}", why) for (k, seed), why in sorted(self.seeds_incomplete.items(),
+                                                                                 key=lambda i: (_sort_key(i[0][0]),
+                                                                                                i[0][1]))]
         out += [(str(k), why) for k, why in self.incomplete.items() if isinstance(k, str)]
         return out
 
@@ -106,6 +110,15 @@ def _config_key(job: Path) -> RunKey | None:
         return str(cfg.model.name), int(cfg.window), str(cfg.scenario.name), str(inputs)
     except Exception as err:  # noqa: BLE001 -- a broken job is reported, not fatal
         log.debug("%s: no job key (%s)", path, err)
+        return None
+
+
+def _config_seed(job: Path) -> int | None:
+    """The job's seed from its Hydra config, or None when it cannot be told."""
+    try:
+        seed = OmegaConf.select(OmegaConf.load(job / ".hydra" / "config.yaml"), "seed", default=None)
+        return None if seed is None else int(seed)
+    except Exception:  # noqa: BLE001 -- a broken job is reported, not fatal
         return None
 
 
@@ -163,7 +176,7 @@ def sweep_axes(multirun_yaml: Path) -> dict[str, list[str]]:
 def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
     """Read every job of a sweep (a progress bar over jobs) and the grid it was meant to cover."""
     root = Path(sweep_dir)
-    runs, incomplete = [], {}
+    runs, incomplete, broken_seeds = [], {}, []
     axes: dict[str, set[Any]] = {name: set() for name in AXES}
     jobs = _job_dirs(root)
     for job in tqdm(jobs, desc="reading runs", unit="run", disable=not progress, leave=False):
@@ -174,6 +187,8 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
         else:
             key = _config_key(job)
             incomplete[key if key is not None else str(job.relative_to(root))] = why
+            if key is not None and (seed := _config_seed(job)) is not None:
+                broken_seeds.append((key, seed, why))
         if key is not None:
             for name, value in zip(AXES, key):
                 axes[name].add(value)
@@ -185,7 +200,10 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
         except Exception as err:  # noqa: BLE001 -- an unreadable multirun.yaml only loses the expected grid
             log.warning("%s: cannot read the sweep's overrides (%s)", multirun, err)
     runs.sort(key=lambda r: (_sort_key(run_key(r)), seed_of(r), r["dir"]))
-    return Sweep(root=root, runs=runs, incomplete=incomplete,
+    done = {(run_key(r), seed_of(r)) for r in runs}
+    done_keys = {k for k, _ in done}
+    seeds_incomplete = {(k, seed): why for k, seed, why in broken_seeds if k in done_keys and (k, seed) not in done}
+    return Sweep(root=root, runs=runs, incomplete=incomplete, seeds_incomplete=seeds_incomplete,
                  axes={"model": ordered(axes["model"], MODEL_ORDER), "window": sorted(axes["window"]),
                        "scenario": ordered(axes["scenario"], SCENARIO_ORDER),
                        "inputs": ordered(axes["inputs"] or {DEFAULT_INPUTS}, INPUTS_ORDER)})
