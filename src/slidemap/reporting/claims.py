@@ -73,7 +73,7 @@ def compare(a: Sample, b: Sample, a_name: str, b_name: str, pair_by: str) -> tup
                + (f" ({left_out} run(s) without a partner left out)" if left_out else ""))
         ci = t_interval([da[k] - db[k] for k in shared])
         return ci, how, "" if ci.has_interval else "one pair: no interval can be given"
-    why = "the same seed repeats within a cell" if not unique else f"no two runs share {pair_by}"
+    why = "the same seed repeats within a cell" if not unique else f"fewer than two pairs share {pair_by}"
     ci = welch_interval([v for _, v in a], [v for _, v in b])
     how = f"Welch: mean of {len(a)} {a_name} minus mean of {len(b)} {b_name} (not paired: {why})"
     return ci, how, "" if ci.has_interval else "a single run on one side: no interval can be given"
@@ -230,7 +230,8 @@ def claims_section(claims: list[Claim], seeds: int) -> list[str]:
              "**inconclusive**: it contains 0, or no interval can be given (a single pair or run); **untestable**: "
              f"the sweep lacks the runs. {design} Every field, with how each claim was compared: "
              "[claims.csv](claims.csv).", "",
-             "| claim | the paper says | effect (F1 points) | 95% interval | n | verdict |", "|---|---|--:|--:|--:|---|"]
+             "| claim | the paper says | effect (F1 points) | 95% interval | n | verdict |",
+             "|---|---|--:|--:|--:|---|"]
     for i, c in enumerate(claims):
         interval = "–" if math.isnan(c.ci_low) else f"[{_points(c.ci_low)}, {_points(c.ci_high)}]"
         why = f": {c.reason}" if c.reason else ""

@@ -244,8 +244,8 @@ def check_out_dir(out: Path, sweep: Sweep) -> None:
 
 
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write report.md, runs.csv, summary.csv, claims.csv, baseline.csv, figures.json and the PNGs into ``out_dir`` (default
-    SWEEP_DIR/report), replacing it atomically; returns the path of report.md.
+    """Write report.md, runs.csv, summary.csv, claims.csv, baseline.csv, figures.json and the PNGs into ``out_dir``
+    (default SWEEP_DIR/report), replacing it atomically; returns the path of report.md.
 
     A sweep over several input sets also gets input_sets.csv and input_sets_mean_f1.png (its own section)."""
     start = time.perf_counter()
