@@ -18,7 +18,9 @@ from tqdm.auto import tqdm
 
 from slidemap.data.site import Site
 from slidemap.data.split import SiteSplit
-from slidemap.reporting.sweep import MODEL_ORDER, SCENARIO_ORDER, areas_of, input_sets, ordered, run_key
+from slidemap.reporting.stats import t_interval
+from slidemap.reporting.sweep import (MODEL_ORDER, SCENARIO_ORDER, areas_of, input_sets, ordered, run_key, seed_of,
+                                      site_f1)
 
 DPI = 150
 NODATA, TN, TP, FP, FN = range(5)
@@ -32,32 +34,52 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-def _site_f1(run: dict[str, Any]) -> list[float]:
-    """F1 on each site's test area (the pooled ``all`` area left out, as in the paper's mean F1)."""
-    return [m["f1"] for area, m in run["areas"].items() if area != "all"]
+def per_seed_means(runs: list[dict[str, Any]]) -> list[float]:
+    """For each seed, the mean F1 over its runs' site test areas: the replicates of an averaged figure value."""
+    by_seed: dict[int, list[float]] = {}
+    for r in runs:
+        by_seed.setdefault(seed_of(r), []).extend(site_f1(r))
+    return [_mean(v) for _, v in sorted(by_seed.items()) if v]
+
+
+def _bar(runs: list[dict[str, Any]]) -> tuple[float, list[float]]:
+    """A bar's value (the mean of the per-seed means) and its 95% t-interval over seeds ([NaN, NaN] for one seed)."""
+    ci = t_interval(per_seed_means(runs))
+    return ci.mean, [ci.low, ci.high]
 
 
 def figure_data(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Every number the summary figures plot (F1 as fractions, means over the site test areas).
 
+    A bar averages several cells (windows, test areas); its replicates are the seeds: each seed's mean over those
+    cells, and the bar is their mean with a 95% t-interval (NaN with one seed; with one seed the bar is the plain
+    mean of the values).
+
     Returns:
         ``scenario_model``: {scenario: {model: mean F1 over windows and site test areas}} (paper Fig. 10);
         ``window_scenario``: {model: {scenario: {window: mean F1 over site test areas}}} (paper Fig. 11);
+        ``scenario_model_ci`` and ``window_scenario_ci``: the same shapes holding [low, high] of each bar;
+        ``seeds``: the seeds the runs hold;
         ``transfer``: {"scenarios", "areas", "f1"}: F1 per training scenario (rows) and test area (columns),
         averaged over models and windows; NaN where no run tested that pair.
     """
     scenarios = ordered({r["scenario"] for r in runs}, SCENARIO_ORDER)
     models = ordered({r["model"] for r in runs}, MODEL_ORDER)
     windows = sorted({int(r["window"]) for r in runs})
-    scenario_model = {s: {m: _mean([f for r in runs if r["scenario"] == s and r["model"] == m for f in _site_f1(r)])
-                          for m in models} for s in scenarios}
-    window_scenario = {m: {s: {w: _mean([f for r in runs if (r["model"], r["scenario"], int(r["window"])) == (m, s, w)
-                                         for f in _site_f1(r)]) for w in windows} for s in scenarios}
-                       for m in models}
+    fig10 = {s: {m: _bar([r for r in runs if r["scenario"] == s and r["model"] == m]) for m in models}
+             for s in scenarios}
+    fig11 = {m: {s: {w: _bar([r for r in runs if (r["model"], r["scenario"], int(r["window"])) == (m, s, w)])
+                     for w in windows} for s in scenarios} for m in models}
     areas = areas_of(runs)
     transfer = [[_mean([r["areas"][a]["f1"] for r in runs if r["scenario"] == s and a in r["areas"]]) for a in areas]
                 for s in scenarios]
-    return {"scenario_model": scenario_model, "window_scenario": window_scenario,
+    return {"scenario_model": {s: {m: v[0] for m, v in per.items()} for s, per in fig10.items()},
+            "scenario_model_ci": {s: {m: v[1] for m, v in per.items()} for s, per in fig10.items()},
+            "window_scenario": {m: {s: {w: v[0] for w, v in per_w.items()} for s, per_w in per.items()}
+                                for m, per in fig11.items()},
+            "window_scenario_ci": {m: {s: {w: v[1] for w, v in per_w.items()} for s, per_w in per.items()}
+                                   for m, per in fig11.items()},
+            "seeds": sorted({seed_of(r) for r in runs}),
             "transfer": {"scenarios": scenarios, "areas": areas, "f1": transfer}}
 
 
@@ -84,13 +106,13 @@ def input_set_data(runs: list[dict[str, Any]], rules: dict[str, dict] | None = N
                       for s in scenarios}
             rows.append({"kind": "model", "name": model, "inputs": inputs,
                          "runs": {s: len(picked[s]) for s in scenarios},
-                         "mean_f1": {s: _mean([f for r in picked[s] for f in _site_f1(r)]) for s in scenarios},
+                         "mean_f1": {s: _mean([f for r in picked[s] for f in site_f1(r)]) for s in scenarios},
                          "own_f1": {s: _mean([f for r in picked[s] for f in _own_f1(r["areas"], s)])
                                     for s in scenarios}})
     for label, rule in (rules or {}).items():
         per_scenario = {s: rule["scenarios"].get(s) for s in scenarios}
         rows.append({"kind": "rule", "name": label, "inputs": "", "runs": {s: 0 for s in scenarios},
-                     "mean_f1": {s: _mean(_site_f1({"areas": a}) if a else []) for s, a in per_scenario.items()},
+                     "mean_f1": {s: _mean(site_f1({"areas": a}) if a else []) for s, a in per_scenario.items()},
                      "own_f1": {s: _mean(_own_f1(a, s) if a else []) for s, a in per_scenario.items()}})
     return {"scenarios": scenarios, "rows": rows}
 
@@ -104,13 +126,26 @@ def _save(fig: Figure, path: Path, dpi: int = DPI) -> Path:
     return path
 
 
-def _grouped_bars(ax: Any, groups: list[str], series: dict[str, list[float]], legend_title: str) -> None:
-    """Bars of each series side by side per group, each labelled with its value in percent."""
+def _error_bars(values: np.ndarray, intervals: list[list[float]] | None) -> np.ndarray | None:
+    """matplotlib's ``yerr`` (2 x n, below and above, percent) of 95% intervals; NaN (no bar, no cap) where there is
+    no interval."""
+    if intervals is None:
+        return None
+    ci = 100 * np.asarray(intervals, dtype=float).reshape(len(values), 2)
+    return np.stack([values - ci[:, 0], ci[:, 1] - values]).clip(min=0)
+
+
+def _grouped_bars(ax: Any, groups: list[str], series: dict[str, list[float]], legend_title: str,
+                  intervals: dict[str, list[list[float]]] | None = None) -> None:
+    """Bars of each series side by side per group, each labelled with its value in percent, with the 95%
+    interval of each bar as an error bar where ``intervals`` ({series: [[low, high] per group]}) give one."""
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
     for i, (name, values) in enumerate(series.items()):
         pct = 100 * np.asarray(values, dtype=float)
-        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, np.nan_to_num(pct), width, label=name)
+        yerr = _error_bars(pct, (intervals or {}).get(name))
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, np.nan_to_num(pct), width, label=name, yerr=yerr,
+                      capsize=3, error_kw={"elinewidth": 1, "ecolor": "black"})
         ax.bar_label(bars, labels=["–" if np.isnan(v) else f"{v:.1f}" for v in pct], padding=2, fontsize=8)
     ax.set_xticks(x, [_scenario_label(g) for g in groups])
     ax.set_ylim(0, 105)
@@ -120,6 +155,13 @@ def _grouped_bars(ax: Any, groups: list[str], series: dict[str, list[float]], le
     ax.legend(title=legend_title, loc="upper right", fontsize=8, title_fontsize=8, ncols=len(series))
 
 
+def _bar_note(data: dict[str, Any]) -> str:
+    """What the error bars are, or that there are none (one seed)."""
+    if len(data.get("seeds", [])) < 2:
+        return "one seed: no error bars (no interval can be given)"
+    return f"error bars: 95% t-interval over {len(data['seeds'])} seeds of each seed's mean"
+
+
 def plot_scenario_model(data: dict[str, Any], path: Path) -> Path:
     """Paper Fig. 10: mean F1 per training scenario, one bar per model."""
     table = data["scenario_model"]
@@ -127,10 +169,12 @@ def plot_scenario_model(data: dict[str, Any], path: Path) -> Path:
     models = list(next(iter(table.values()), {}))
     fig = Figure(figsize=(max(6.0, 1.6 * len(scenarios) + 2), 4.5))
     ax = fig.add_subplot()
-    _grouped_bars(ax, scenarios, {m: [table[s][m] for s in scenarios] for m in models}, "model")
+    ci = data.get("scenario_model_ci")
+    _grouped_bars(ax, scenarios, {m: [table[s][m] for s in scenarios] for m in models}, "model",
+                  {m: [ci[s][m] for s in scenarios] for m in models} if ci else None)
     ax.set_xlabel("training scenario")
     ax.set_title("Mean F1 per scenario and model (cf. paper Fig. 10)\n"
-                 "mean over the site test areas and all windows", fontsize=10)
+                 f"mean over the site test areas and all windows; {_bar_note(data)}", fontsize=10)
     return _save(fig, path)
 
 
@@ -143,10 +187,13 @@ def plot_window_scenario(data: dict[str, Any], path: Path) -> Path:
     for ax, model in zip(axes, models):
         scenarios = list(table[model])
         windows = list(next(iter(table[model].values()), {}))
-        _grouped_bars(ax, scenarios, {f"{w} px": [table[model][s][w] for s in scenarios] for w in windows}, "window")
+        ci = data.get("window_scenario_ci", {}).get(model)
+        _grouped_bars(ax, scenarios, {f"{w} px": [table[model][s][w] for s in scenarios] for w in windows}, "window",
+                      {f"{w} px": [ci[s][w] for s in scenarios] for w in windows} if ci else None)
         ax.set_title(f"{model}", fontsize=10, loc="left", fontweight="bold")
     axes[-1].set_xlabel("training scenario")
-    fig.suptitle("Mean F1 per window and scenario (cf. paper Fig. 11)\nmean over the site test areas", fontsize=10)
+    fig.suptitle(f"Mean F1 per window and scenario (cf. paper Fig. 11)\nmean over the site test areas; "
+                 f"{_bar_note(data)}", fontsize=10)
     return _save(fig, path)
 
 

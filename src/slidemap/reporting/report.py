@@ -17,8 +17,10 @@ from slidemap.io import atomic_dir
 from slidemap.reporting import figures as fig
 from slidemap.reporting.baselines import (BASELINE_COLUMNS, RULES, Baselines, baseline_for, baseline_rows,
                                           load_sites)
-from slidemap.reporting.sweep import (Sweep, areas_of, input_sets, run_key, scan_sweep, scenario_tables,
-                                      transfer_summary, wide_table)
+from slidemap.reporting.claims import CLAIMS_COLUMNS, Claim, claims_section, judge_claims
+from slidemap.reporting.sweep import Sweep, areas_of, input_sets, paper_runs, run_key, scan_sweep, transfer_summary
+from slidemap.reporting.tables import (SUMMARY_COLUMNS, largest_n, scenario_tables, seeds_of, summary_rows,
+                                       wide_table)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,36 @@ def _no_nan(value: Any) -> Any:
 
 def _pct(v: float | None) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+
+def seeds_note(runs: list[dict[str, Any]]) -> str:
+    """How to read the tables' cells: seeds per cell, the interval, and when a value is marked best."""
+    seeds = seeds_of(runs)
+    if largest_n(runs) <= 1:
+        return (f"Every cell is a single run (seed {', '.join(map(str, seeds))}): no interval can be given, so no "
+                "value is marked best. Single runs differ by several F1 points from seed to seed; a sweep over "
+                "seeds (`seed=0,1,2,...`) gives means with 95% intervals.")
+    return (f"A cell is the mean over its runs (seeds {', '.join(map(str, seeds))}; their number in column `n`) "
+            "± the half-width of its 95% Student-t interval (t(0.975, n-1) · sd / √n); a value without ± is a single "
+            "run, for which no interval can be given. **Bold**: the column's best mean among the models, only where "
+            "its interval does not overlap the runner-up's (the rule baseline rows are for reference and never "
+            "marked).")
+
+
+def _pct_ci(mean: float, ci: list[float]) -> str:
+    """A figure value in percent, ± the half-width of its interval when it has one."""
+    if math.isnan(ci[0]) or math.isnan(ci[1]):
+        return _pct(mean)
+    return f"{_pct(mean)} ± {100 * (ci[1] - ci[0]) / 2:.2f}"
+
+
+def _bars_note(seeds: list[int], averaged: str) -> str:
+    """What a figure's error bars (and the ± of its table) are; ``averaged``: what one value averages."""
+    if len(seeds) < 2:
+        return "One seed: no interval can be given, so the bars have no error bars."
+    return (f"Each value averages {averaged}; its replicates are the seeds ({len(seeds)}): each seed's mean over "
+            "those. Error bars and ±: the 95% Student-t interval of these per-seed means (half-width in the table); "
+            "a value without ± has a single seed.")
 
 
 def _missing_section(sweep: Sweep) -> list[str]:
@@ -124,33 +156,28 @@ def _input_sets_section(runs: list[dict[str, Any]], data: dict[str, Any], figure
     return lines + [""]
 
 
-def paper_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The runs behind the paper's figures: the single-date (``post``) ones when a sweep compares input sets, so
-    Figs. 10-11 and the transfer matrix stay comparable with the paper; every run otherwise."""
-    if len(input_sets(runs)) > 1:
-        post = [r for r in runs if str(r.get("inputs", "post")) == "post"]
-        return post or runs
-    return runs
-
-
 def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: dict[str, Path]) -> list[str]:
     scenarios = list(data["scenario_model"])
     used = input_sets(paper_runs(runs))
     over = f" (input set{'s' if len(used) > 1 else ''} {', '.join(used)} only)" if len(input_sets(runs)) > 1 else ""
     lines = ["## Mean F1 per scenario and model (paper Fig. 10)", "",
-             f"Mean F1 (%) over the site test areas (pooled `all` left out) and all windows{over}.", "",
+             f"Mean F1 (%) over the site test areas (pooled `all` left out) and all windows{over}. "
+             + _bars_note(data["seeds"], "the site test areas of every window"), "",
              f"![mean F1 per scenario and model]({figures['mean_f1_scenario_model'].name})", "",
              "| model | " + " | ".join(f"trained on {s}" for s in scenarios) + " |", "|---|" + "--:|" * len(scenarios)]
-    for model in next(iter(data["scenario_model"].values())):
-        lines.append(f"| {model} | " + " | ".join(_pct(data["scenario_model"][s][model]) for s in scenarios) + " |")
+    fig10, ci10 = data["scenario_model"], data["scenario_model_ci"]
+    for model in next(iter(fig10.values())):
+        lines.append(f"| {model} | " + " | ".join(_pct_ci(fig10[s][model], ci10[s][model]) for s in scenarios) + " |")
     lines += ["", "## Mean F1 per window and scenario (paper Fig. 11)", "",
-              f"Mean F1 (%) over the site test areas{over}.", "",
+              f"Mean F1 (%) over the site test areas{over}. " + _bars_note(data["seeds"], "the site test areas"), "",
               f"![mean F1 per window and scenario]({figures['mean_f1_window_scenario'].name})", "",
               "| model | window | " + " | ".join(f"trained on {s}" for s in scenarios) + " |",
               "|---|---|" + "--:|" * len(scenarios)]
     for model, per_s in data["window_scenario"].items():
+        ci = data["window_scenario_ci"][model]
         for w in next(iter(per_s.values())):
-            lines.append(f"| {model} | {w} px | " + " | ".join(_pct(per_s[s][w]) for s in scenarios) + " |")
+            lines.append(f"| {model} | {w} px | " + " | ".join(_pct_ci(per_s[s][w], ci[s][w]) for s in scenarios)
+                         + " |")
     t, summary = data["transfer"], transfer_summary(paper_runs(runs))
     lines += ["", "## Transfer matrix", "", "F1 (%) per training scenario (rows) and test area (columns), averaged "
               f"over models and windows{over}. Single-site scenarios: mean F1 {_pct(summary['own_site_f1'])} on the "
@@ -162,7 +189,7 @@ def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: 
 
 
 def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str, data: dict[str, Any],
-              figures: dict[str, Path], panels: dict[str, Path]) -> str:
+              figures: dict[str, Path], panels: dict[str, Path], claims: list[Claim]) -> str:
     runs = sweep.runs
     inputs = sweep.axes.get("inputs", [])
     asked = f"; input sets {', '.join(inputs)}" if len(inputs) > 1 else ""
@@ -175,10 +202,11 @@ def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str
     lines += _missing_section(sweep)
     lines += ["", "## Results per scenario", "",
               "Precision (P), recall (R) and F1 in percent on each site's held-out test area and on all test areas "
-              "pooled, as in the paper's Tables 4-7. **Bold**: best value of the column among the models "
-              "(the rule baseline rows are for reference and never marked).", "",
+              "pooled, as in the paper's Tables 4-7. " + seeds_note(runs) + " Per cell and test area, as fractions: "
+              "[summary.csv](summary.csv).", "",
               scenario_tables(runs, baselines.labelled()), "## Rule baselines (NDVI + slope, rdNDVI + slope)", ""]
     lines += _baseline_section(runs, baselines, sites_ok, data_note) + [""]
+    lines += claims_section(claims, len(seeds_of(runs))) + [""]
     if "input_sets" in data:
         lines += _input_sets_section(runs, data["input_sets"], figures["input_sets"])
     lines += _figure_sections(runs, data, figures)
@@ -216,8 +244,8 @@ def check_out_dir(out: Path, sweep: Sweep) -> None:
 
 
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write report.md, runs.csv, baseline.csv, figures.json and the PNGs into ``out_dir`` (default
-    SWEEP_DIR/report), replacing it atomically; returns the path of report.md.
+    """Write report.md, runs.csv, summary.csv, claims.csv, baseline.csv, figures.json and the PNGs into ``out_dir``
+    (default SWEEP_DIR/report), replacing it atomically; returns the path of report.md.
 
     A sweep over several input sets also gets input_sets.csv and input_sets_mean_f1.png (its own section)."""
     start = time.perf_counter()
@@ -238,12 +266,14 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     out = Path(out_dir) if out_dir is not None else root / "report"
     check_out_dir(out, sweep)
     data = fig.figure_data(paper_runs(sweep.runs))
+    claims = judge_claims(sweep.runs, baselines.rules)
     if len(input_sets(sweep.runs)) > 1:
         data["input_sets"] = fig.input_set_data(sweep.runs, baselines.labelled())
     try:
         with atomic_dir(out) as tmp:
             t = time.perf_counter()
             _write_csv(tmp / "runs.csv", RUN_COLUMNS, run_rows(sweep))
+            _write_csv(tmp / "summary.csv", SUMMARY_COLUMNS, summary_rows(sweep.runs))
             if baselines.rules:
                 _write_csv(tmp / "baseline.csv", BASELINE_COLUMNS, baseline_rows(baselines))
             (tmp / "figures.json").write_text(json.dumps(_no_nan(data), indent=2) + "\n")
@@ -252,13 +282,17 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
                 _write_csv(tmp / "input_sets.csv", INPUT_SET_COLUMNS, input_set_rows(data["input_sets"]))
                 figures["input_sets"] = fig.plot_input_sets(data["input_sets"], tmp / INPUT_SET_FIGURE)
             panels = fig.prediction_panels(sweep.runs, sites, splits, tmp)
-            (tmp / "report.md").write_text(_markdown(sweep, baselines, bool(sites), data_note, data, figures, panels))
+            _write_csv(tmp / "claims.csv", CLAIMS_COLUMNS, [c.row() for c in claims])
+            (tmp / "report.md").write_text(_markdown(sweep, baselines, bool(sites), data_note, data, figures, panels,
+                                                     claims))
             log.info("tables and %d figure(s) written in %.2f s", len(figures) + len(panels), time.perf_counter() - t)
     except PermissionError as err:
         raise InputError(out, f"cannot write the report: {err.strerror}") from err
     images = {k: out / p.name for k, p in figures.items()} | {f"predictions_{a}": out / p.name
                                                               for a, p in panels.items()}
-    tables = {"runs": (RUN_COLUMNS, run_rows(sweep)), "baseline": (BASELINE_COLUMNS, baseline_rows(baselines)),
+    tables = {"runs": (RUN_COLUMNS, run_rows(sweep)), "summary": (SUMMARY_COLUMNS, summary_rows(sweep.runs)),
+              "claims": (CLAIMS_COLUMNS, [c.row() for c in claims]),
+              "baseline": (BASELINE_COLUMNS, baseline_rows(baselines)),
               "missing": (("job", "status"), [list(m) for m in sweep.missing()]),
               "mean_f1": (("model", "scenario", "window", "mean_f1"),
                           [[m, s, w, None if math.isnan(v) else v] for m, per_s in data["window_scenario"].items()

@@ -1,4 +1,5 @@
-"""Read a sweep directory: its complete runs, its unfinished jobs, the grid it was meant to cover, and its tables."""
+"""Read a sweep directory: its complete runs (seeds of a cell are replicates), its unfinished jobs, the grid it was
+meant to cover."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ def run_key(record: dict[str, Any]) -> RunKey:
     return str(record["model"]), int(record["window"]), str(record["scenario"]), str(inputs)
 
 
+def seed_of(record: dict[str, Any]) -> int:
+    """A run's seed (0 when not recorded): it tells the replicates of a cell apart and pairs runs of two cells."""
+    seed = record.get("seed")
+    return 0 if seed is None or seed == "" else int(seed)
+
+
 def key_name(key: RunKey) -> str:
     """The job as the overrides that run it again (``model=unet window=64 scenario=taiwan``, plus ``inputs=...``
     when not the paper's): its folder name comes from ``run_name`` in conf/train.yaml, which is not repeated here."""
@@ -65,6 +72,7 @@ class Sweep:
     root: Path
     runs: list[dict[str, Any]]
     incomplete: dict[RunKey | str, str] = field(default_factory=dict)  # job (key, or dir if unknown) -> reason
+    seeds_incomplete: dict[tuple[RunKey, int], str] = field(default_factory=dict)  # a seed of a cell others finished
     axes: dict[str, list[Any]] = field(default_factory=dict)  # expected models / windows / scenarios / inputs
 
     @property
@@ -76,6 +84,9 @@ class Sweep:
         done = {run_key(r) for r in self.runs}
         out = [(key_name(k), self.incomplete.get(k, "absent: never started, or its folder was removed"))
                for k in sorted(self.expected, key=_sort_key) if k not in done]
+        out += [(f"{key_name(k)} seed={seed}", why) for (k, seed), why in sorted(self.seeds_incomplete.items(),
+                                                                                 key=lambda i: (_sort_key(i[0][0]),
+                                                                                                i[0][1]))]
         out += [(str(k), why) for k, why in self.incomplete.items() if isinstance(k, str)]
         return out
 
@@ -102,6 +113,15 @@ def _config_key(job: Path) -> RunKey | None:
         return None
 
 
+def _config_seed(job: Path) -> int | None:
+    """The job's seed from its Hydra config, or None when it cannot be told."""
+    try:
+        seed = OmegaConf.select(OmegaConf.load(job / ".hydra" / "config.yaml"), "seed", default=None)
+        return None if seed is None else int(seed)
+    except Exception:  # noqa: BLE001 -- a broken job is reported, not fatal
+        return None
+
+
 def _read_job(job: Path) -> tuple[dict[str, Any] | None, str]:
     """(complete run record, "") or (None, why the job is not complete)."""
     path = job / METRICS_FILE
@@ -109,7 +129,7 @@ def _read_job(job: Path) -> tuple[dict[str, Any] | None, str]:
         return None, "incomplete: no metrics.json (still running, failed or killed; see its train.log)"
     try:
         record = json.loads(path.read_text())
-        run_key(record)
+        run_key(record), seed_of(record)
     except (OSError, ValueError, KeyError, TypeError) as err:
         return None, f"incomplete: metrics.json unreadable ({type(err).__name__}: {err})"
     if not record.get("areas"):
@@ -156,7 +176,7 @@ def sweep_axes(multirun_yaml: Path) -> dict[str, list[str]]:
 def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
     """Read every job of a sweep (a progress bar over jobs) and the grid it was meant to cover."""
     root = Path(sweep_dir)
-    runs, incomplete = [], {}
+    runs, incomplete, broken_seeds = [], {}, []
     axes: dict[str, set[Any]] = {name: set() for name in AXES}
     jobs = _job_dirs(root)
     for job in tqdm(jobs, desc="reading runs", unit="run", disable=not progress, leave=False):
@@ -167,6 +187,8 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
         else:
             key = _config_key(job)
             incomplete[key if key is not None else str(job.relative_to(root))] = why
+            if key is not None and (seed := _config_seed(job)) is not None:
+                broken_seeds.append((key, seed, why))
         if key is not None:
             for name, value in zip(AXES, key):
                 axes[name].add(value)
@@ -177,8 +199,11 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
                 axes[name].update(values)
         except Exception as err:  # noqa: BLE001 -- an unreadable multirun.yaml only loses the expected grid
             log.warning("%s: cannot read the sweep's overrides (%s)", multirun, err)
-    runs.sort(key=lambda r: _sort_key(run_key(r)))
-    return Sweep(root=root, runs=runs, incomplete=incomplete,
+    runs.sort(key=lambda r: (_sort_key(run_key(r)), seed_of(r), r["dir"]))
+    done = {(run_key(r), seed_of(r)) for r in runs}
+    done_keys = {k for k, _ in done}
+    seeds_incomplete = {(k, seed): why for k, seed, why in broken_seeds if k in done_keys and (k, seed) not in done}
+    return Sweep(root=root, runs=runs, incomplete=incomplete, seeds_incomplete=seeds_incomplete,
                  axes={"model": ordered(axes["model"], MODEL_ORDER), "window": sorted(axes["window"]),
                        "scenario": ordered(axes["scenario"], SCENARIO_ORDER),
                        "inputs": ordered(axes["inputs"] or {DEFAULT_INPUTS}, INPUTS_ORDER)})
@@ -200,6 +225,20 @@ def load_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
     return scan_sweep(sweep_dir, progress=False).runs
 
 
+def paper_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs behind the paper's figures and claims: the single-date (``post``) ones when a sweep compares input
+    sets, so that they stay comparable with the paper; every run otherwise."""
+    if len(input_sets(runs)) > 1:
+        post = [r for r in runs if run_key(r)[3] == DEFAULT_INPUTS]
+        return post or runs
+    return runs
+
+
+def site_f1(run: dict[str, Any]) -> list[float]:
+    """F1 on each site's test area (the pooled ``all`` area left out, as in the paper's mean F1)."""
+    return [m["f1"] for area, m in run["areas"].items() if area != "all"]
+
+
 def areas_of(runs: list[dict[str, Any]]) -> list[str]:
     """Test areas present in any run: the sites in the paper's order, the pooled ``all`` last."""
     seen = {a for r in runs for a in r["areas"]}
@@ -211,67 +250,6 @@ def scenario_title(scenario: str) -> str:
     trained = "the training areas of every site" if scenario == "all" else f"the {scenario} training area"
     paper = f" (paper Table {PAPER_TABLE[scenario]})" if scenario in PAPER_TABLE else ""
     return f"Scenario {scenario}: trained on {trained}{paper}"
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}"
-
-
-def _name_columns(runs: list[dict[str, Any]]) -> list[str]:
-    """The columns that tell a table's rows apart: model and window, the input set and seed when they vary."""
-    return (["model", "window"] + (["inputs"] if len(input_sets(runs)) > 1 else [])
-            + (["seed"] if len({r.get("seed") for r in runs}) > 1 else []))
-
-
-def _name_cell(run: dict[str, Any], column: str) -> str:
-    return run_key(run)[3] if column == "inputs" else str(run.get(column, ""))
-
-
-def scenario_tables(runs: list[dict[str, Any]], rules: dict[str, dict] | None = None) -> str:
-    """Markdown: per scenario, rows model x window (x input set when the runs hold several), columns area x P/R/F1
-    (percent), best per column in bold.
-
-    Each rule baseline given ({row label: ``run_baseline`` result}) is a last italic row of each table; it never
-    takes the best mark, which compares the learned models with one another as the paper's tables do.
-    """
-    areas = areas_of(runs)
-    names = _name_columns(runs)
-    out = []
-    for scenario in ordered({r["scenario"] for r in runs}, SCENARIO_ORDER):
-        rows = [r for r in runs if r["scenario"] == scenario]
-        best = {(a, k): max((_pct(r["areas"][a][k]) for r in rows if a in r["areas"]), key=float, default=None)
-                for a in areas for k, _ in METRIC_COLUMNS}
-        out.append(f"### {scenario_title(scenario)}\n")
-        head = names + ["epochs"] + [f"{a} {short}" for a in areas for _, short in METRIC_COLUMNS]
-        out.append("| " + " | ".join(head) + " |")
-        out.append("|" + "---|" * len(names) + "--:|" + "--:|" * (3 * len(areas)))
-        for r in rows:
-            cells = [_name_cell(r, n) for n in names] + [str(r.get("epochs", ""))]
-            for a in areas:
-                for k, _ in METRIC_COLUMNS:
-                    value = _pct(r["areas"][a][k]) if a in r["areas"] else ""
-                    cells.append(f"**{value}**" if value and value == best[(a, k)] else value)
-            out.append("| " + " | ".join(cells) + " |")
-        for label, rule in (rules or {}).items():
-            per_area = rule.get("scenarios", {}).get(scenario)
-            if per_area:
-                cells = [f"*{label}*"] + ["–"] * len(names)
-                cells += [f"*{_pct(per_area[a][k])}*" if a in per_area else ""
-                          for a in areas for k, _ in METRIC_COLUMNS]
-                out.append("| " + " | ".join(cells) + " |")
-        out.append("")
-    return "\n".join(out)
-
-
-def wide_table(runs: list[dict[str, Any]], scenario: str) -> tuple[list[str], list[list[Any]]]:
-    """One scenario's table as columns and rows (model, window, [inputs,] then area x P/R/F1 in percent), for W&B."""
-    areas = areas_of(runs)
-    names = [n for n in _name_columns(runs) if n != "seed"]
-    columns = names + [f"{a} {short}" for a in areas for _, short in METRIC_COLUMNS]
-    rows = [[int(r["window"]) if n == "window" else _name_cell(r, n) for n in names]
-            + [round(100 * r["areas"][a][k], 2) if a in r["areas"] else None for a in areas for k, _ in METRIC_COLUMNS]
-            for r in runs if r["scenario"] == scenario]
-    return columns, rows
 
 
 def transfer_summary(runs: list[dict[str, Any]]) -> dict[str, float]:
