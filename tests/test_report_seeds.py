@@ -222,3 +222,12 @@ def test_claims_csv_and_section(seed_report: Path) -> None:
         in section
     assert "**untestable**: the sweep has no unet runs at 128 px outside scenario all" in section
     assert "The sweep has 3 seeds; pairs are runs of the same seed." in section
+
+
+def test_the_report_says_how_training_ended() -> None:
+    from slidemap.reporting.report import stopping_note
+
+    runs = [{"stopped_by": "early_stopping"}, {"stopped_by": "max_epochs"}, {"stopped_by": "early_stopping"}, {}]
+    assert stopping_note(runs) == ("Training ended: 2 of 4 by early stopping, 1 at the epoch cap (trainer.max_epochs), "
+                                   "1 unrecorded.")
+    assert stopping_note([]) == ""

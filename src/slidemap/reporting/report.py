@@ -8,6 +8,7 @@ import logging
 import math
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from slidemap.reporting.tables import (SUMMARY_COLUMNS, largest_n, scenario_tabl
 log = logging.getLogger(__name__)
 
 RUN_COLUMNS = ("scenario", "model", "window", "inputs", "seed", "area", "precision", "recall", "f1", "iou", "tp", "fp",
-               "fn", "epochs", "wall_time_s", "train_sites", "run_dir")
+               "fn", "epochs", "stopped_by", "wall_time_s", "train_sites", "run_dir")
 INPUT_SET_COLUMNS = ("kind", "name", "inputs", "scenario", "runs", "mean_f1", "own_site_f1")
 INPUT_SET_FIGURE = "input_sets_mean_f1.png"
 FIGURES = {"mean_f1_scenario_model": ("fig10_mean_f1_scenario_model.png", fig.plot_scenario_model),
@@ -40,7 +41,8 @@ def run_rows(sweep: Sweep) -> list[list[Any]]:
         for area, m in r["areas"].items():
             rows.append([r["scenario"], r["model"], r["window"], run_key(r)[3], r.get("seed", ""), area,
                          *(m.get(k, "") for k in ("precision", "recall", "f1", "iou", "tp", "fp", "fn")),
-                         r.get("epochs", ""), r.get("wall_time_s", ""), "+".join(r.get("train_sites") or []),
+                         r.get("epochs", ""), r.get("stopped_by", ""), r.get("wall_time_s", ""),
+                         "+".join(r.get("train_sites") or []),
                          str(Path(r["dir"]).relative_to(sweep.root)) if Path(r["dir"]).is_relative_to(sweep.root)
                          else r["dir"]])
     return rows
@@ -188,6 +190,17 @@ def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: 
     return lines
 
 
+def stopping_note(runs: list[dict[str, Any]]) -> str:
+    """How the runs' training ended: by early stopping on the validation loss (the paper) or at the epoch cap."""
+    ends = Counter(str(r.get("stopped_by") or "unrecorded") for r in runs)
+    if not runs:
+        return ""
+    parts = [f"{ends[k]} of {len(runs)} by early stopping" if k == "early_stopping" else
+             f"{ends[k]} at the epoch cap (trainer.max_epochs)" if k == "max_epochs" else
+             f"{ends[k]} {k}" for k in ("early_stopping", "max_epochs", "not trained", "unrecorded") if ends[k]]
+    return "Training ended: " + ", ".join(parts) + "."
+
+
 def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str, data: dict[str, Any],
               figures: dict[str, Path], panels: dict[str, Path], claims: list[Claim]) -> str:
     runs = sweep.runs
@@ -198,7 +211,8 @@ def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str
              f"of {len(sweep.expected)} expected (models {', '.join(sweep.axes['model'])}; windows "
              f"{', '.join(map(str, sweep.axes['window']))} px; scenarios {', '.join(sweep.axes['scenario'])}{asked}). "
              f"Sum of run wall times: {sum(float(r.get('wall_time_s') or 0) for r in runs) / 60:.1f} min. "
-             "Every run and test area, as fractions: [runs.csv](runs.csv).", "", "## Missing runs", ""]
+             f"{stopping_note(runs)} Every run and test area, as fractions: [runs.csv](runs.csv).", "",
+             "## Missing runs", ""]
     lines += _missing_section(sweep)
     lines += ["", "## Results per scenario", "",
               "Precision (P), recall (R) and F1 in percent on each site's held-out test area and on all test areas "
