@@ -97,3 +97,16 @@ def test_an_in_process_run_records_its_identity(cfg_train, tmp_path):
     assert record["stopped_by"] == "max_epochs"  # 2 epochs, patience 4: the cap ends it
     assert json.loads((run / RUN_FILE).read_text())["cell"] == "unet-64-china-post"
     assert constant_keys_unnamed(["-m", "seed=0,1", "trainer.max_epochs=2"]).endswith(",trainer.max_epochs]")
+
+
+def test_a_run_ended_by_early_stopping_says_so(cfg_train):
+    """min_delta 10 on the validation loss: no epoch after the first improves, so patience 1 stops the second.
+
+    The "best" checkpoint is the highest validation loss here (the first epoch's): testing it restores the callbacks'
+    state of that epoch, before early stopping fired, so the ending must be read right after training.
+    """
+    cfg = cfg_train("scenario=china", "trainer.max_epochs=6", "callbacks.early_stopping.patience=1",
+                    "+callbacks.early_stopping.min_delta=10", "callbacks.model_checkpoint.mode=max",
+                    "+trainer.limit_test_batches=1")
+    record = json.loads((run_training(cfg) / "metrics.json").read_text())
+    assert record["stopped_by"] == "early_stopping" and record["epochs"] < 6

@@ -79,7 +79,10 @@ def claim_run_dir(out: Path, identity: RunIdentity) -> None:
 
 
 def stopped_by(trainer: pl.Trainer) -> str:
-    """``early_stopping`` when the early-stopping callback ended training, else ``max_epochs`` (the cap)."""
+    """``early_stopping`` when the early-stopping callback ended training, else ``max_epochs`` (the cap).
+
+    Ask right after ``fit``: validating or testing from a checkpoint restores the callbacks' state of that epoch.
+    """
     stops = [c for c in trainer.callbacks if isinstance(c, pl.callbacks.EarlyStopping)]
     return "early_stopping" if any(c.stopped_epoch > 0 for c in stops) else "max_epochs"
 

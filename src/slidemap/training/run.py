@@ -231,8 +231,10 @@ def run_job(cfg: DictConfig) -> float:
             ckpt = str(Path(test_ckpt).resolve())
             if not Path(ckpt).is_file():
                 raise InputError(test_ckpt, "checkpoint not found (test_ckpt)")
+            ended = "not trained"
         else:
             trainer.fit(module, datamodule=datamodule, ckpt_path=fit_from)
+            ended = stopped_by(trainer)  # now: loading the best checkpoint below restores the callbacks' old state
             ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_arg = ckpt if ckpt else None
         val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)
@@ -249,7 +251,7 @@ def run_job(cfg: DictConfig) -> float:
             "threads": threads, "processes": int(trainer.world_size), "resumed_from": fit_from,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
             "val_f1": val_f1, "train_sites": train_sites, **identity_record(identity),
-            "stopped_by": "not trained" if test_ckpt else stopped_by(trainer),
+            "stopped_by": ended,
             "areas": module.test_results,
         }
         log_predictions_to_wandb(loggers, module.test_results, previews)
