@@ -41,7 +41,8 @@ def test_a_folder_holds_one_run(tmp_path):
     claim_run_dir(tmp_path, first)
     assert json.loads((tmp_path / RUN_FILE).read_text()) == {"overrides": ["seed=1"], "cell": "unet-64-china-post"}
     claim_run_dir(tmp_path, run_identity(CFG, ["seed=1", "logger=none"]))  # the same run: accepted
-    with pytest.raises(InputError, match=r"holds another run \(overrides \['seed=1'\]\), not this one \(\['seed=2'\]\)"):
+    refused = r"holds another run \(overrides \['seed=1'\]\), not this one \(\['seed=2'\]\)"
+    with pytest.raises(InputError, match=refused):
         claim_run_dir(tmp_path, run_identity(CFG, ["seed=2"]))
 
 

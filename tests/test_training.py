@@ -141,6 +141,21 @@ def train(args: list[str], tmp_path: Path, timeout: int = 600,
                           capture_output=True, text=True, timeout=timeout)
 
 
+def kill_when(args: list[str], path: Path, tmp_path: Path, timeout: float = 300) -> None:
+    """Start train.py with ``args`` and SIGKILL its whole process group as soon as ``path`` exists."""
+    import signal
+    import time
+
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def tiny(synthetic_root: Path, *extra: str) -> list[str]:
     return [f"data.root={synthetic_root}", "trainer.max_epochs=2", "trainer.min_epochs=1",
             "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false",
@@ -259,23 +274,12 @@ def test_window_larger_than_a_test_area_fails_before_training(tmp_path):
 
 @pytest.mark.slow
 def test_rerun_skips_a_finished_run_and_resumes_an_interrupted_one(synthetic_root, tmp_path):
-    import signal
-    import time
-
     out = tmp_path / "run"
     args = [f"data.root={synthetic_root}", "logger=none", "model.net.base_filters=8", "scenario=china",
             "trainer.max_epochs=4", "trainer.min_epochs=4", "+trainer.limit_train_batches=30",
             "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={out}"]
-    # Interrupted after its first epoch checkpoint: killed as soon as checkpoints/last.ckpt appears.
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     last = out / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(args, last, tmp_path)  # interrupted after its first epoch checkpoint
     assert last.exists() and not (out / "metrics.json").exists(), "not interrupted between checkpoint and results"
     resumed = train(args, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -293,21 +297,11 @@ def test_rerun_skips_a_finished_run_and_resumes_an_interrupted_one(synthetic_roo
 
 @pytest.mark.slow
 def test_a_killed_sweep_completes_when_run_again(synthetic_root, tmp_path):
-    import signal
-    import time
-
     sweep = tmp_path / "sweep"
     args = ["-m", "scenario=china,japan", "model.net.base_filters=8", f"hydra.sweep.dir={sweep}",
             *tiny(synthetic_root, "logger=none")]
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args, constant_keys_unnamed(args)], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     first = sweep / "unet-64-china" / "metrics.json"
-    deadline = time.monotonic() + 300
-    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when([*args, constant_keys_unnamed(args)], first, tmp_path)
     assert first.exists(), "the first job never finished"
     stamp = first.stat().st_mtime_ns
     done = train(args, tmp_path)
