@@ -168,7 +168,7 @@ def test_sweep_axes_read_the_overrides(tmp_path: Path) -> None:
     path = tmp_path / "multirun.yaml"
     path.write_text(MULTIRUN_YAML.replace("- scenario=all,taiwan", "- seed=1"))
     assert sweep_axes(path) == {"model": ["unet", "resunet"], "window": [32, 64, 128], "scenario": ["all"],
-                                "inputs": ["post"]}
+                                "inputs": ["post"], "seed": [1]}
     path.write_text(MULTIRUN_YAML.replace("window=32,64,128", "window=choice(32, 64)"))
     assert sweep_axes(path)["window"] == [32, 64]
     path.write_text(MULTIRUN_YAML.replace("scenario=all,taiwan", "inputs=post,prepost,change"))

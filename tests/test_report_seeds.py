@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from itertools import product
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,25 @@ def test_the_report_says_how_training_ended() -> None:
     assert stopping_note(runs) == ("Training ended: 2 of 4 by early stopping, 1 at the epoch cap (trainer.max_epochs), "
                                    "1 unrecorded.")
     assert stopping_note([]) == ""
+
+
+def test_a_seed_the_sweep_asked_for_but_never_ran_is_missing(tmp_path: Path) -> None:
+    sweep = write_runs(tmp_path / "sweep", seed_records())
+    ran = {((r["model"], r["window"], r["scenario"]), r["seed"]) for r in seed_records()}
+    keys = {k for k, _ in ran}
+    models = ",".join(sorted({k[0] for k in keys}))
+    windows = ",".join(str(w) for w in sorted({k[1] for k in keys}))
+    scenarios = ",".join(sorted({k[2] for k in keys}))
+    (sweep / "multirun.yaml").write_text(
+        f"hydra:\n  overrides:\n    task:\n    - model={models}\n    - window={windows}\n    - scenario={scenarios}\n"
+        "    - seed=0,1,2,3\nmodel:\n  name: unet\nwindow: 64\nscenario:\n  name: all\nseed: 0\n")
+    scanned = scan_sweep(sweep, progress=False)
+    missing = dict(scanned.missing())
+    expected = {f"model={m} window={w} scenario={s} seed={seed}" for m, w, s in keys for seed in range(4)
+                if ((m, w, s), seed) not in ran}
+    assert {name for name in expected if name.endswith("seed=3")} == {f"model={m} window={w} scenario={s} seed=3"
+                                                                     for m, w, s in keys}
+    assert set(missing) == expected | {f"model={m} window={w} scenario={s}"
+                                      for m, w, s in product(models.split(","), map(int, windows.split(",")),
+                                                             scenarios.split(",")) if (m, w, s) not in keys}
+    assert all(missing[name].startswith("absent") for name in expected)

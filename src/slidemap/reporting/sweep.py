@@ -148,7 +148,7 @@ def _sweep_values(text: str) -> list[str]:
 
 
 def sweep_axes(multirun_yaml: Path) -> dict[str, list[str]]:
-    """Models, windows, scenarios and input sets a Hydra multirun asked for (its task overrides and sweeper params).
+    """Models, windows, scenarios, input sets and seeds a Hydra multirun asked for (task overrides, sweeper params).
 
     A key the sweep did not override takes the single value of the composed config saved beside it; a sweep from
     before the ``inputs`` group used the post-event set.
@@ -165,11 +165,12 @@ def sweep_axes(multirun_yaml: Path) -> dict[str, list[str]]:
     defaults = {"model": OmegaConf.select(cfg, "model.name", throw_on_missing=False, default=None),
                 "window": OmegaConf.select(cfg, "window", default=None),
                 "scenario": OmegaConf.select(cfg, "scenario.name", default=None),
-                "inputs": OmegaConf.select(cfg, "inputs.name", default=None) or DEFAULT_INPUTS}
+                "inputs": OmegaConf.select(cfg, "inputs.name", default=None) or DEFAULT_INPUTS,
+                "seed": OmegaConf.select(cfg, "seed", default=None)}
     axes = {}
     for key, default in defaults.items():
         values = asked.get(key, [] if default is None else [str(default)])
-        axes[key] = [int(v) for v in values if v.lstrip("-").isdigit()] if key == "window" else values
+        axes[key] = [int(v) for v in values if v.lstrip("-").isdigit()] if key in ("window", "seed") else values
     return axes
 
 
@@ -193,16 +194,19 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
             for name, value in zip(AXES, key):
                 axes[name].add(value)
     candidates = {root / "multirun.yaml"} | {job.parent / "multirun.yaml" for job in jobs}
+    seeds: set[int] = set()
     for multirun in sorted(p for p in candidates if p.is_file()):
         try:
             for name, values in sweep_axes(multirun).items():
-                axes[name].update(values)
+                (seeds if name == "seed" else axes[name]).update(values)
         except Exception as err:  # noqa: BLE001 -- an unreadable multirun.yaml only loses the expected grid
             log.warning("%s: cannot read the sweep's overrides (%s)", multirun, err)
     runs.sort(key=lambda r: (_sort_key(run_key(r)), seed_of(r), r["dir"]))
     done = {(run_key(r), seed_of(r)) for r in runs}
     done_keys = {k for k, _ in done}
     seeds_incomplete = {(k, seed): why for k, seed, why in broken_seeds if k in done_keys and (k, seed) not in done}
+    seeds_incomplete |= {(k, seed): "absent: never started, or its folder was removed" for k in done_keys
+                         for seed in seeds if (k, seed) not in done and (k, seed) not in seeds_incomplete}
     return Sweep(root=root, runs=runs, incomplete=incomplete, seeds_incomplete=seeds_incomplete,
                  axes={"model": ordered(axes["model"], MODEL_ORDER), "window": sorted(axes["window"]),
                        "scenario": ordered(axes["scenario"], SCENARIO_ORDER),
