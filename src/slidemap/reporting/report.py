@@ -20,8 +20,8 @@ from slidemap.reporting.baselines import (BASELINE_COLUMNS, RULES, Baselines, ba
                                           load_sites)
 from slidemap.reporting.claims import CLAIMS_COLUMNS, Claim, claims_section, judge_claims
 from slidemap.reporting.sweep import Sweep, areas_of, input_sets, paper_runs, run_key, scan_sweep, transfer_summary
-from slidemap.reporting.tables import (SUMMARY_COLUMNS, largest_n, scenario_tables, seeds_of, summary_rows,
-                                       wide_table)
+from slidemap.reporting.tables import (SUMMARY_COLUMNS, largest_n, pct, pct_interval, scenario_tables, seeds_of,
+                                       summary_rows, wide_table)
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,6 @@ def _no_nan(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _pct(v: float | None) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
-
-
 def seeds_note(runs: list[dict[str, Any]]) -> str:
     """How to read the tables' cells: seeds per cell, the interval, and when a value is marked best."""
     seeds = seeds_of(runs)
@@ -87,13 +83,6 @@ def seeds_note(runs: list[dict[str, Any]]) -> str:
             "run, for which no interval can be given. **Bold**: the column's best mean among the models, only where "
             "its interval does not overlap the runner-up's (the rule baseline rows are for reference and never "
             "marked).")
-
-
-def _pct_ci(mean: float, ci: list[float]) -> str:
-    """A figure value in percent, ± the half-width of its interval when it has one."""
-    if math.isnan(ci[0]) or math.isnan(ci[1]):
-        return _pct(mean)
-    return f"{_pct(mean)} ± {100 * (ci[1] - ci[0]) / 2:.2f}"
 
 
 def _bars_note(seeds: list[int], averaged: str) -> str:
@@ -128,7 +117,7 @@ def _baseline_section(runs: list[dict[str, Any]], baselines: Baselines, sites_ok
         info = RULES[method]
         for s, per_area in result["scenarios"].items():
             t = result["thresholds"][s]
-            f1s = [_pct(per_area[a]["f1"]) if a in per_area else "–" for a in areas]
+            f1s = [pct(per_area[a]["f1"]) if a in per_area else "–" for a in areas]
             lines.append(f"| {info.name} | {s} | {info.condition} {info.fmt.format(t[info.threshold])} | "
                          f"{t['slope_min']:.0f}° | " + " | ".join(f1s) + " |")
     if baselines.rdndvi_absent:
@@ -152,7 +141,7 @@ def _input_sets_section(runs: list[dict[str, Any]], data: dict[str, Any], figure
              f"![mean F1 per input set]({figure.name})", "",
              "| model | inputs | " + " | ".join(head) + " |", "|---|---|" + "--:|" * len(head)]
     for row in data["rows"]:
-        cells = [_pct(row[k][s]) for s in scenarios for k in (("mean_f1",) if s == "all" else ("mean_f1", "own_f1"))]
+        cells = [pct(row[k][s]) for s in scenarios for k in (("mean_f1",) if s == "all" else ("mean_f1", "own_f1"))]
         name, inputs = (row["name"], row["inputs"]) if row["kind"] == "model" else (f"*{row['name']}*", "–")
         lines.append(f"| {name} | {inputs} | " + " | ".join(cells) + " |")
     return lines + [""]
@@ -169,7 +158,8 @@ def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: 
              "| model | " + " | ".join(f"trained on {s}" for s in scenarios) + " |", "|---|" + "--:|" * len(scenarios)]
     fig10, ci10 = data["scenario_model"], data["scenario_model_ci"]
     for model in next(iter(fig10.values())):
-        lines.append(f"| {model} | " + " | ".join(_pct_ci(fig10[s][model], ci10[s][model]) for s in scenarios) + " |")
+        cells = [pct_interval(fig10[s][model], *ci10[s][model]) for s in scenarios]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines += ["", "## Mean F1 per window and scenario (paper Fig. 11)", "",
               f"Mean F1 (%) over the site test areas{over}. " + _bars_note(data["seeds"], "the site test areas"), "",
               f"![mean F1 per window and scenario]({figures['mean_f1_window_scenario'].name})", "",
@@ -178,15 +168,15 @@ def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: 
     for model, per_s in data["window_scenario"].items():
         ci = data["window_scenario_ci"][model]
         for w in next(iter(per_s.values())):
-            lines.append(f"| {model} | {w} px | " + " | ".join(_pct_ci(per_s[s][w], ci[s][w]) for s in scenarios)
+            lines.append(f"| {model} | {w} px | " + " | ".join(pct_interval(per_s[s][w], *ci[s][w]) for s in scenarios)
                          + " |")
     t, summary = data["transfer"], transfer_summary(paper_runs(runs))
     lines += ["", "## Transfer matrix", "", "F1 (%) per training scenario (rows) and test area (columns), averaged "
-              f"over models and windows{over}. Single-site scenarios: mean F1 {_pct(summary['own_site_f1'])} on the "
-              f"site's own test area, {_pct(summary['other_site_f1'])} on the other sites'.", "",
+              f"over models and windows{over}. Single-site scenarios: mean F1 {pct(summary['own_site_f1'])} on the "
+              f"site's own test area, {pct(summary['other_site_f1'])} on the other sites'.", "",
               f"![transfer matrix]({figures['transfer_matrix'].name})", "",
               "| trained on | " + " | ".join(t["areas"]) + " |", "|---|" + "--:|" * len(t["areas"])]
-    lines += [f"| {s} | " + " | ".join(_pct(v) for v in row) + " |" for s, row in zip(t["scenarios"], t["f1"])]
+    lines += [f"| {s} | " + " | ".join(pct(v) for v in row) + " |" for s, row in zip(t["scenarios"], t["f1"])]
     return lines
 
 

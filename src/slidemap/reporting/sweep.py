@@ -101,25 +101,25 @@ def _job_dirs(root: Path) -> list[Path]:
     return sorted(jobs)
 
 
-def _config_key(job: Path) -> RunKey | None:
-    """The job's (model, window, scenario, inputs) from its Hydra config, or None when it cannot be told."""
+def _config_job(job: Path) -> tuple[RunKey | None, int | None]:
+    """The job's (model, window, scenario, inputs) and seed from its Hydra config; None for what cannot be told."""
     path = job / ".hydra" / "config.yaml"
     try:
         cfg = OmegaConf.load(path)
-        inputs = OmegaConf.select(cfg, "inputs.name", default=None) or DEFAULT_INPUTS
-        return str(cfg.model.name), int(cfg.window), str(cfg.scenario.name), str(inputs)
     except Exception as err:  # noqa: BLE001 -- a broken job is reported, not fatal
         log.debug("%s: no job key (%s)", path, err)
-        return None
-
-
-def _config_seed(job: Path) -> int | None:
-    """The job's seed from its Hydra config, or None when it cannot be told."""
+        return None, None
     try:
-        seed = OmegaConf.select(OmegaConf.load(job / ".hydra" / "config.yaml"), "seed", default=None)
-        return None if seed is None else int(seed)
-    except Exception:  # noqa: BLE001 -- a broken job is reported, not fatal
-        return None
+        inputs = OmegaConf.select(cfg, "inputs.name", default=None) or DEFAULT_INPUTS
+        key: RunKey | None = (str(cfg.model.name), int(cfg.window), str(cfg.scenario.name), str(inputs))
+    except Exception as err:  # noqa: BLE001 -- a broken job is reported, not fatal
+        log.debug("%s: no job key (%s)", path, err)
+        key = None
+    try:
+        seed = OmegaConf.select(cfg, "seed", default=None)
+        return key, None if seed is None else int(seed)
+    except Exception:  # noqa: BLE001 -- a seed that is not a number cannot pair the job
+        return key, None
 
 
 def _read_job(job: Path) -> tuple[dict[str, Any] | None, str]:
@@ -186,9 +186,9 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
             runs.append(record)
             key: RunKey | None = run_key(record)
         else:
-            key = _config_key(job)
+            key, seed = _config_job(job)
             incomplete[key if key is not None else str(job.relative_to(root))] = why
-            if key is not None and (seed := _config_seed(job)) is not None:
+            if key is not None and seed is not None:
                 broken_seeds.append((key, seed, why))
         if key is not None:
             for name, value in zip(AXES, key):

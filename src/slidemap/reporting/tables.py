@@ -59,15 +59,21 @@ def largest_n(runs: list[dict[str, Any]]) -> int:
     return max((len(v) for v in replicates(runs).values()), default=0)
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}"
+def pct(value: float | None) -> str:
+    """A fraction in percent with two decimals; ``–`` for a missing value."""
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
+
+
+def pct_interval(mean: float, low: float, high: float) -> str:
+    """``mean ± half-width`` in percent, or the mean alone when there is no interval (NaN bounds)."""
+    if math.isnan(low) or math.isnan(high):
+        return pct(mean)
+    return f"{pct(mean)} ± {pct((high - low) / 2)}"
 
 
 def format_interval(interval: Interval) -> str:
     """``mean ± half-width`` in percent, or the mean alone when there is no interval (one run)."""
-    if interval.n == 0:
-        return ""
-    return _pct(interval.mean) + (f" ± {_pct(interval.half_width)}" if interval.has_interval else "")
+    return "" if interval.n == 0 else pct_interval(interval.mean, interval.low, interval.high)
 
 
 def _name_columns(runs: list[dict[str, Any]]) -> list[str]:
@@ -131,7 +137,7 @@ def scenario_tables(runs: list[dict[str, Any]], rules: dict[str, dict] | None = 
             per_area = rule.get("scenarios", {}).get(scenario)
             if per_area:
                 row = [f"*{label}*"] + ["–"] * len(names)
-                row += [f"*{_pct(per_area[a][m])}*" if a in per_area else "" for a in areas for m, _ in METRIC_COLUMNS]
+                row += [f"*{pct(per_area[a][m])}*" if a in per_area else "" for a in areas for m, _ in METRIC_COLUMNS]
                 out.append("| " + " | ".join(row) + " |")
         out.append("")
     return "\n".join(out)
