@@ -146,7 +146,7 @@ def test_summary_csv_by_hand(seed_report: Path) -> None:
     assert (unet["scenario"], unet["inputs"], unet["n"]) == ("taiwan", "post", "3")
     assert float(unet["f1_mean"]) == pytest.approx(0.80) and float(unet["f1_sd"]) == pytest.approx(0.10)
     assert float(unet["f1_ci_low"]) == pytest.approx(0.80 - 0.248414, abs=1e-6)
-    assert float(unet["f1_ci_high"]) == pytest.approx(0.80 + 0.248414, abs=1e-6)
+    assert float(unet["f1_ci_high"]) == 1.0  # 0.80 + 0.248 is cut at 1, the largest F1
     assert float(unet["precision_mean"]) == pytest.approx(0.85) and float(unet["recall_mean"]) == pytest.approx(0.75)
     assert float(unet["recall_ci_low"]) == pytest.approx(0.75 - 0.248414, abs=1e-6)
     china = by[("resunet", "64", "china")]
@@ -163,8 +163,8 @@ def test_tables_show_mean_and_interval_and_mark_only_separated_bests(seed_report
     unet = _cells(md, "| unet | 64 |")
     resunet64, resunet32 = _cells(md, "| resunet | 64 |"), _cells(md, "| resunet | 32 |")
     assert unet[2:4] == ["3", "5–7"] and resunet32[2:4] == ["1", "5"]
-    # taiwan F1: unet 80 ± 24.84 overlaps resunet-64's 61 ± 2.48: best mean, not marked
-    assert unet[6] == f"80.00 ± {100 * HALF_3 * 0.10:.2f}" == "80.00 ± 24.84"
+    # taiwan F1: unet 80 ± 24.84 (cut at 100: 55.16-100) overlaps resunet-64's 61 ± 2.48: best mean, not marked
+    assert unet[6] == f"80.00 ({80 - 100 * HALF_3 * 0.10:.2f}–100.00)" == "80.00 (55.16–100.00)"
     assert resunet64[6] == f"61.00 ± {100 * HALF_3 * 0.01:.2f}"
     # china F1: unet 52 ± 4.97 lies above resunet-64's 31 ± 2.48: marked
     assert unet[9] == f"**52.00 ± {100 * HALF_3 * 0.02:.2f}**"
@@ -254,3 +254,50 @@ def test_a_seed_the_sweep_asked_for_but_never_ran_is_missing(tmp_path: Path) -> 
                                       for m, w, s in product(models.split(","), map(int, windows.split(",")),
                                                              scenarios.split(",")) if (m, w, s) not in keys}
     assert all(missing[name].startswith("absent") for name in expected)
+
+
+def test_intervals_of_a_fraction_are_cut_to_its_range() -> None:
+    from slidemap.reporting.stats import bounded
+    from slidemap.reporting.tables import cell_stats, pct_interval
+
+    ci = t_interval([0.70, 0.80, 0.90])  # 0.80 ± 0.248: the t-interval reaches 1.048
+    cut = bounded(ci)
+    assert (cut.low, cut.high) == pytest.approx((0.80 - 0.248414, 1.0), abs=1e-6)
+    assert (cut.mean, cut.sd, cut.n) == (ci.mean, ci.sd, 3)
+    assert bounded(t_interval([0.5])).n == 1 and not bounded(t_interval([0.5])).has_interval
+    low = bounded(t_interval([0.0, 0.02, 0.10]))  # near 0 the lower bound is cut at 0
+    assert low.low == 0.0 and low.high == pytest.approx(0.04 + T975[2] * math.sqrt(0.0028) / math.sqrt(3))
+    runs = [{"areas": {"taiwan": {"precision": p, "recall": p, "f1": p, "iou": p}}} for p in (0.70, 0.80, 0.90)]
+    assert cell_stats(runs)["taiwan"]["f1"].high == 1.0
+    # a cut interval is not symmetric: shown as its bounds, not as a misleading ± half-width
+    assert pct_interval(cut.mean, cut.low, cut.high) == "80.00 (55.16–100.00)"
+    assert pct_interval(0.8, 0.7, 0.9) == "80.00 ± 10.00"
+
+
+def test_transfer_matrix_and_input_sets_carry_intervals_over_seeds() -> None:
+    from slidemap.reporting.figures import input_set_data
+
+    data = figure_data(seed_records())
+    t = data["transfer"]
+    assert t["scenarios"] == ["taiwan"] and t["areas"] == ["taiwan", "china", "japan", "all"]
+    # china test area, trained on taiwan: per seed the mean over unet-64, resunet-64 (and resunet-32 for seed 0)
+    seeds = [(0.50 + 0.30 + 0.10) / 3, (0.52 + 0.31) / 2, (0.54 + 0.32) / 2]
+    ci = t_interval(seeds)
+    assert t["f1"][0][1] == pytest.approx(ci.mean)
+    assert t["ci"][0][1] == pytest.approx([ci.low, ci.high], rel=1e-6)
+    assert t["ci"][0][3] == pytest.approx([0.5, 0.5])  # the pooled area is 0.5 in every run: a zero-width interval
+    rows = {(r["name"], r["inputs"]): r for r in input_set_data(seed_records())["rows"]}
+    own = t_interval([0.70, 0.80, 0.90])
+    assert rows[("unet", "post")]["own_f1"]["taiwan"] == pytest.approx(0.80)
+    assert rows[("unet", "post")]["own_f1_ci"]["taiwan"] == pytest.approx([own.low, 1.0], rel=1e-6)  # cut at 1
+    one = input_set_data([r for r in seed_records() if r["seed"] == 0])["rows"][0]
+    assert all(math.isnan(v) for v in one["mean_f1_ci"]["taiwan"])  # one seed: no interval
+
+
+def test_report_transfer_table_shows_the_intervals(seed_report: Path) -> None:
+    md = seed_report.read_text()
+    row = _cells(md[md.index("## Transfer matrix"):], "| taiwan |")
+    seeds = [(0.50 + 0.30 + 0.10) / 3, (0.52 + 0.31) / 2, (0.54 + 0.32) / 2]
+    ci = t_interval(seeds)
+    assert row[2] == f"{100 * ci.mean:.2f} ± {100 * ci.half_width:.2f}"
+    assert row[4] == "50.00 ± 0.00"

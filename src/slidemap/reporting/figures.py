@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from slidemap.data.site import Site
 from slidemap.data.split import SiteSplit
-from slidemap.reporting.stats import t_interval
+from slidemap.reporting.stats import NAN, bounded, t_interval
 from slidemap.reporting.sweep import (MODEL_ORDER, SCENARIO_ORDER, areas_of, input_sets, ordered, run_key, seed_of,
                                       site_f1)
 
@@ -34,18 +34,27 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-def per_seed_means(runs: list[dict[str, Any]]) -> list[float]:
-    """For each seed, the mean F1 over its runs' site test areas: the replicates of an averaged figure value."""
+def per_seed_means(runs: list[dict[str, Any]],
+                   values: Callable[[dict[str, Any]], list[float]] = site_f1) -> list[float]:
+    """For each seed, the mean of ``values`` (default: F1 on the site test areas) over its runs: the replicates of an
+    averaged figure value."""
     by_seed: dict[int, list[float]] = {}
     for r in runs:
-        by_seed.setdefault(seed_of(r), []).extend(site_f1(r))
+        by_seed.setdefault(seed_of(r), []).extend(values(r))
     return [_mean(v) for _, v in sorted(by_seed.items()) if v]
 
 
-def _bar(runs: list[dict[str, Any]]) -> tuple[float, list[float]]:
-    """A bar's value (the mean of the per-seed means) and its 95% t-interval over seeds ([NaN, NaN] for one seed)."""
-    ci = t_interval(per_seed_means(runs))
+def _bar(runs: list[dict[str, Any]],
+         values: Callable[[dict[str, Any]], list[float]] = site_f1) -> tuple[float, list[float]]:
+    """A bar's value (the mean of the per-seed means) and its 95% t-interval over seeds, cut to [0, 1] ([NaN, NaN]
+    for one seed)."""
+    ci = bounded(t_interval(per_seed_means(runs, values)))
     return ci.mean, [ci.low, ci.high]
+
+
+def _area_f1(area: str) -> Callable[[dict[str, Any]], list[float]]:
+    """A run's F1 on ``area`` (empty when it was not tested there)."""
+    return lambda r: [r["areas"][area]["f1"]] if area in r["areas"] else []
 
 
 def figure_data(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -60,8 +69,9 @@ def figure_data(runs: list[dict[str, Any]]) -> dict[str, Any]:
         ``window_scenario``: {model: {scenario: {window: mean F1 over site test areas}}} (paper Fig. 11);
         ``scenario_model_ci`` and ``window_scenario_ci``: the same shapes holding [low, high] of each bar;
         ``seeds``: the seeds the runs hold;
-        ``transfer``: {"scenarios", "areas", "f1"}: F1 per training scenario (rows) and test area (columns),
-        averaged over models and windows; NaN where no run tested that pair.
+        ``transfer``: {"scenarios", "areas", "f1", "ci"}: F1 per training scenario (rows) and test area (columns),
+        averaged over models and windows (per seed, then over seeds), with its [low, high]; NaN where no run tested
+        that pair.
     """
     scenarios = ordered({r["scenario"] for r in runs}, SCENARIO_ORDER)
     models = ordered({r["model"] for r in runs}, MODEL_ORDER)
@@ -71,8 +81,7 @@ def figure_data(runs: list[dict[str, Any]]) -> dict[str, Any]:
     fig11 = {m: {s: {w: _bar([r for r in runs if (r["model"], r["scenario"], int(r["window"])) == (m, s, w)])
                      for w in windows} for s in scenarios} for m in models}
     areas = areas_of(runs)
-    transfer = [[_mean([r["areas"][a]["f1"] for r in runs if r["scenario"] == s and a in r["areas"]]) for a in areas]
-                for s in scenarios]
+    transfer = [[_bar([r for r in runs if r["scenario"] == s], _area_f1(a)) for a in areas] for s in scenarios]
     return {"scenario_model": {s: {m: v[0] for m, v in per.items()} for s, per in fig10.items()},
             "scenario_model_ci": {s: {m: v[1] for m, v in per.items()} for s, per in fig10.items()},
             "window_scenario": {m: {s: {w: v[0] for w, v in per_w.items()} for s, per_w in per.items()}
@@ -80,12 +89,17 @@ def figure_data(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "window_scenario_ci": {m: {s: {w: v[1] for w, v in per_w.items()} for s, per_w in per.items()}
                                    for m, per in fig11.items()},
             "seeds": sorted({seed_of(r) for r in runs}),
-            "transfer": {"scenarios": scenarios, "areas": areas, "f1": transfer}}
+            "transfer": {"scenarios": scenarios, "areas": areas, "f1": [[v[0] for v in row] for row in transfer],
+                         "ci": [[v[1] for v in row] for row in transfer]}}
 
 
 def _own_f1(areas: dict[str, dict[str, Any]], scenario: str) -> list[float]:
     """F1 on the trained site's own test area: single-site scenarios only (``all`` trains on every site)."""
     return [areas[scenario]["f1"]] if scenario != "all" and scenario in areas else []
+
+
+def _run_own_f1(run: dict[str, Any]) -> list[float]:
+    return _own_f1(run["areas"], run["scenario"])
 
 
 def input_set_data(runs: list[dict[str, Any]], rules: dict[str, dict] | None = None) -> dict[str, Any]:
@@ -95,8 +109,10 @@ def input_set_data(runs: list[dict[str, Any]], rules: dict[str, dict] | None = N
     averaged, as in Fig. 10); ``own_f1`` the F1 on the trained site's own test area (NaN for scenario ``all``).
 
     Returns:
-        {"scenarios": [...], "rows": [{"kind": "model", "name", "inputs", "runs", "mean_f1", "own_f1"}, ...] then
-        one {"kind": "rule", "name": label, ...} per rule; ``mean_f1`` and ``own_f1`` map scenario -> F1}.
+        {"scenarios": [...], "rows": [{"kind": "model", "name", "inputs", "runs", "mean_f1", "own_f1", "mean_f1_ci",
+        "own_f1_ci"}, ...] then one {"kind": "rule", "name": label, ...} per rule; ``mean_f1`` and ``own_f1`` map
+        scenario -> F1 (the mean of the per-seed means), the ``_ci`` keys scenario -> [low, high] over seeds (NaN
+        with one seed, and always for the rules, which have no seed)}.
     """
     scenarios = ordered({r["scenario"] for r in runs}, SCENARIO_ORDER)
     rows = []
@@ -104,16 +120,19 @@ def input_set_data(runs: list[dict[str, Any]], rules: dict[str, dict] | None = N
         for inputs in input_sets(runs):
             picked = {s: [r for r in runs if (r["model"], run_key(r)[3], r["scenario"]) == (model, inputs, s)]
                       for s in scenarios}
+            mean = {s: _bar(picked[s]) for s in scenarios}
+            own = {s: _bar(picked[s], _run_own_f1) for s in scenarios}
             rows.append({"kind": "model", "name": model, "inputs": inputs,
                          "runs": {s: len(picked[s]) for s in scenarios},
-                         "mean_f1": {s: _mean([f for r in picked[s] for f in site_f1(r)]) for s in scenarios},
-                         "own_f1": {s: _mean([f for r in picked[s] for f in _own_f1(r["areas"], s)])
-                                    for s in scenarios}})
+                         "mean_f1": {s: v[0] for s, v in mean.items()}, "own_f1": {s: v[0] for s, v in own.items()},
+                         "mean_f1_ci": {s: v[1] for s, v in mean.items()},
+                         "own_f1_ci": {s: v[1] for s, v in own.items()}})
     for label, rule in (rules or {}).items():
         per_scenario = {s: rule["scenarios"].get(s) for s in scenarios}
         rows.append({"kind": "rule", "name": label, "inputs": "", "runs": {s: 0 for s in scenarios},
                      "mean_f1": {s: _mean(site_f1({"areas": a}) if a else []) for s, a in per_scenario.items()},
-                     "own_f1": {s: _mean(_own_f1(a, s) if a else []) for s, a in per_scenario.items()}})
+                     "own_f1": {s: _mean(_own_f1(a, s) if a else []) for s, a in per_scenario.items()},
+                     "mean_f1_ci": {s: [NAN, NAN] for s in scenarios}, "own_f1_ci": {s: [NAN, NAN] for s in scenarios}})
     return {"scenarios": scenarios, "rows": rows}
 
 

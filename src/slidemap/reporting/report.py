@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 RUN_COLUMNS = ("scenario", "model", "window", "inputs", "seed", "area", "precision", "recall", "f1", "iou", "tp", "fp",
                "fn", "epochs", "stopped_by", "wall_time_s", "train_sites", "run_dir")
-INPUT_SET_COLUMNS = ("kind", "name", "inputs", "scenario", "runs", "mean_f1", "own_site_f1")
+INPUT_SET_COLUMNS = ("kind", "name", "inputs", "scenario", "runs", "mean_f1", "mean_f1_ci_low", "mean_f1_ci_high",
+                     "own_site_f1", "own_site_f1_ci_low", "own_site_f1_ci_high")
 INPUT_SET_FIGURE = "input_sets_mean_f1.png"
 FIGURES = {"mean_f1_scenario_model": ("fig10_mean_f1_scenario_model.png", fig.plot_scenario_model),
            "mean_f1_window_scenario": ("fig11_mean_f1_window_scenario.png", fig.plot_window_scenario),
@@ -49,9 +50,10 @@ def run_rows(sweep: Sweep) -> list[list[Any]]:
 
 
 def input_set_rows(data: dict[str, Any]) -> list[list[Any]]:
-    """input_sets.csv: the input-set figure's numbers, one row per bar (fractions; empty where no run)."""
+    """input_sets.csv: the input-set figure's numbers with their 95% intervals over seeds, one row per bar
+    (fractions; empty where no run, and intervals empty with one seed)."""
     return [[row["kind"], row["name"], row["inputs"], s, row["runs"][s],
-             *("" if math.isnan(row[k][s]) else row[k][s] for k in ("mean_f1", "own_f1"))]
+             *("" if math.isnan(v) else v for k in ("mean_f1", "own_f1") for v in (row[k][s], *row[f"{k}_ci"][s]))]
             for row in data["rows"] for s in data["scenarios"]]
 
 
@@ -79,10 +81,11 @@ def seeds_note(runs: list[dict[str, Any]]) -> str:
                 "value is marked best. Single runs differ by several F1 points from seed to seed; a sweep over "
                 "seeds (`seed=0,1,2,...`) gives means with 95% intervals.")
     return (f"A cell is the mean over its runs (seeds {', '.join(map(str, seeds))}; their number in column `n`) "
-            "± the half-width of its 95% Student-t interval (t(0.975, n-1) · sd / √n); a value without ± is a single "
-            "run, for which no interval can be given. **Bold**: the column's best mean among the models, only where "
-            "its interval does not overlap the runner-up's (the rule baseline rows are for reference and never "
-            "marked).")
+            "± the half-width of its 95% Student-t interval (t(0.975, n-1) · sd / √n); where that interval would "
+            "pass 0 or 100% it is cut there and shown as its bounds, `mean (low–high)`; a value without ± is a "
+            "single run, for which no interval can be given. **Bold**: the column's best mean among the models, "
+            "only where its interval does not overlap the runner-up's (the rule baseline rows are for reference and "
+            "never marked).")
 
 
 def _bars_note(seeds: list[int], averaged: str) -> str:
@@ -90,8 +93,8 @@ def _bars_note(seeds: list[int], averaged: str) -> str:
     if len(seeds) < 2:
         return "One seed: no interval can be given, so the bars have no error bars."
     return (f"Each value averages {averaged}; its replicates are the seeds ({len(seeds)}): each seed's mean over "
-            "those. Error bars and ±: the 95% Student-t interval of these per-seed means (half-width in the table); "
-            "a value without ± has a single seed.")
+            "those. Error bars and ±: the 95% Student-t interval of these per-seed means (half-width in the table; "
+            "cut at 0 and 100%, then shown as `mean (low–high)`); a value without ± has a single seed.")
 
 
 def _missing_section(sweep: Sweep) -> list[str]:
@@ -136,12 +139,14 @@ def _input_sets_section(runs: list[dict[str, Any]], data: dict[str, Any], figure
                                         for i, c in channels.items()) + ".", "",
              "F1 (%) per training scenario, model and input set: `mean` is the mean over the site test areas of the "
              "scenario's runs (pooled `all` left out, windows averaged); `own` is the F1 on the trained site's own "
-             "test area (single-site scenarios). The rule baselines are fitted per scenario as above. Numbers, as "
+             "test area (single-site scenarios); ± the half-width of the 95% t-interval over seeds when the sweep has "
+             "several. The rule baselines are fitted per scenario as above. Numbers, as "
              "fractions: [input_sets.csv](input_sets.csv).", "",
              f"![mean F1 per input set]({figure.name})", "",
              "| model | inputs | " + " | ".join(head) + " |", "|---|---|" + "--:|" * len(head)]
     for row in data["rows"]:
-        cells = [pct(row[k][s]) for s in scenarios for k in (("mean_f1",) if s == "all" else ("mean_f1", "own_f1"))]
+        cells = [pct_interval(row[k][s], *row[f"{k}_ci"][s])
+                 for s in scenarios for k in (("mean_f1",) if s == "all" else ("mean_f1", "own_f1"))]
         name, inputs = (row["name"], row["inputs"]) if row["kind"] == "model" else (f"*{row['name']}*", "–")
         lines.append(f"| {name} | {inputs} | " + " | ".join(cells) + " |")
     return lines + [""]
@@ -172,11 +177,13 @@ def _figure_sections(runs: list[dict[str, Any]], data: dict[str, Any], figures: 
                          + " |")
     t, summary = data["transfer"], transfer_summary(paper_runs(runs))
     lines += ["", "## Transfer matrix", "", "F1 (%) per training scenario (rows) and test area (columns), averaged "
-              f"over models and windows{over}. Single-site scenarios: mean F1 {pct(summary['own_site_f1'])} on the "
+              f"over models and windows{over} (per seed, then ± the half-width of the 95% t-interval over seeds when "
+              f"there are several). Single-site scenarios: mean F1 {pct(summary['own_site_f1'])} on the "
               f"site's own test area, {pct(summary['other_site_f1'])} on the other sites'.", "",
               f"![transfer matrix]({figures['transfer_matrix'].name})", "",
               "| trained on | " + " | ".join(t["areas"]) + " |", "|---|" + "--:|" * len(t["areas"])]
-    lines += [f"| {s} | " + " | ".join(pct(v) for v in row) + " |" for s, row in zip(t["scenarios"], t["f1"])]
+    lines += [f"| {s} | " + " | ".join(pct_interval(v, *ci) for v, ci in zip(row, cis)) + " |"
+              for s, row, cis in zip(t["scenarios"], t["f1"], t["ci"])]
     return lines
 
 

@@ -56,6 +56,14 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
     return Interval(n, mean, sd, mean - half, mean + half)
 
 
+def bounded(interval: Interval, low: float = 0.0, high: float = 1.0) -> Interval:
+    """The interval cut to the range its quantity can take (a fraction such as F1 lies in [0, 1]): with few seeds a
+    t-interval of a score near 1 would otherwise promise values above 1. The mean and sd are unchanged."""
+    if not interval.has_interval:
+        return interval
+    return Interval(interval.n, interval.mean, interval.sd, max(interval.low, low), min(interval.high, high))
+
+
 def welch_interval(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Interval:
     """mean(a) - mean(b) with a Welch interval (Welch-Satterthwaite degrees of freedom); ``n`` is len(a) + len(b).
 

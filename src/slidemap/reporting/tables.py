@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from slidemap.reporting.stats import Interval, separated, t_interval
+from slidemap.reporting.stats import Interval, bounded, separated, t_interval
 from slidemap.reporting.sweep import (METRIC_COLUMNS, SCENARIO_ORDER, RunKey, areas_of, input_sets, ordered, run_key,
                                       scenario_title, seed_of)
 
@@ -25,9 +25,10 @@ def replicates(runs: list[dict[str, Any]]) -> dict[RunKey, list[dict[str, Any]]]
 
 
 def cell_stats(runs: list[dict[str, Any]]) -> Cell:
-    """Mean, sd and 95% t-interval over the runs (seeds) of one cell, per test area and metric."""
+    """Mean, sd and 95% t-interval over the runs (seeds) of one cell, per test area and metric; the interval is cut
+    to [0, 1], the range of every metric (:func:`~slidemap.reporting.stats.bounded`)."""
     areas = dict.fromkeys(a for r in runs for a in r["areas"])
-    return {a: {k: t_interval([r["areas"][a][k] for r in runs if a in r["areas"]]) for k, _ in METRIC_COLUMNS}
+    return {a: {k: bounded(t_interval([r["areas"][a][k] for r in runs if a in r["areas"]])) for k, _ in METRIC_COLUMNS}
             for a in areas}
 
 
@@ -65,9 +66,12 @@ def pct(value: float | None) -> str:
 
 
 def pct_interval(mean: float, low: float, high: float) -> str:
-    """``mean ± half-width`` in percent, or the mean alone when there is no interval (NaN bounds)."""
+    """``mean ± half-width`` in percent; ``mean (low–high)`` when the interval is not symmetric (cut at 0 or 1
+    by :func:`~slidemap.reporting.stats.bounded`); the mean alone when there is no interval (NaN bounds)."""
     if math.isnan(low) or math.isnan(high):
         return pct(mean)
+    if not math.isclose(mean - low, high - mean, rel_tol=1e-6, abs_tol=1e-9):
+        return f"{pct(mean)} ({pct(low)}–{pct(high)})"
     return f"{pct(mean)} ± {pct((high - low) / 2)}"
 
 
