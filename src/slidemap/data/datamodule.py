@@ -12,7 +12,9 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from slidemap.data.augment import Augmentation, augment_batch, generator_for
 from slidemap.data.loaders import eval_loader, train_loader
+from slidemap.data.offsets import EpochSampler, OffsetWindows, TrainArea
 from slidemap.data.patches import Normaliser, Patches, cut_patches, fit_normaliser
 from slidemap.data.reader import read_sites
 from slidemap.data.site import DEFAULT_CHANNELS, Site
@@ -32,6 +34,7 @@ class PreparedData:
     train: Patches
     val: Patches
     test: dict[str, Patches]
+    train_areas: list[TrainArea]
 
 
 def check_window(sites: dict[str, Site], splits: dict[str, SiteSplit], window: int) -> None:
@@ -53,15 +56,19 @@ def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
     splits = split_sites(sites)
     check_window(sites, splits, window)
     normaliser = fit_normaliser([(sites[s], splits[s].train) for s in train_sites], tuple(channels))
-    train, val, test = [], [], {}
+    train, val, test, areas = [], [], {}, []
     for name, site in sites.items():
         stack = normaliser(site.stack(tuple(channels)), site.valid)
         label = site.label if site.label is not None else np.zeros(site.shape, np.uint8)
         if name in train_sites:
-            train.append(cut_patches(stack, label, site.valid, splits[name].train, window))
+            block = splits[name].train
+            train.append(cut_patches(stack, label, site.valid, block, window))
             val.append(cut_patches(stack, label, site.valid, splits[name].val, window))
+            rows, cols = block.slices  # copies: the training block alone, nothing of validation or test
+            areas.append(TrainArea(stack[:, rows, cols].copy(), label[rows, cols].copy(),
+                                   site.valid[rows, cols].copy()))
         test[name] = cut_patches(stack, label, site.valid, splits[name].test, window)
-    return PreparedData(sites, splits, normaliser, Patches.concat(train), Patches.concat(val), test)
+    return PreparedData(sites, splits, normaliser, Patches.concat(train), Patches.concat(val), test, areas)
 
 
 class PatchDataModule(pl.LightningDataModule):
@@ -82,11 +89,12 @@ class PatchDataModule(pl.LightningDataModule):
         min_samples_per_epoch: A training set smaller than this is cycled (reshuffled each pass) so an epoch
             still makes a few optimiser steps: with 128 px windows a small site holds only a handful of
             patches, and early stopping per epoch would otherwise end training after a dozen updates.
+        augment: The ``augment`` group (:class:`~slidemap.data.augment.Augmentation`); None = the paper's none.
     """
 
     def __init__(self, root: str, train_sites: list[str] | None, window: int,
                  channels: list[str] | tuple[str, ...], batch_size: int, eval_batch_size: int, num_workers: int,
-                 seed: int, min_samples_per_epoch: int) -> None:
+                 seed: int, min_samples_per_epoch: int, augment: dict | None = None) -> None:
         super().__init__()
         self.root = Path(root)
         self.train_sites = list(train_sites) if train_sites is not None else None
@@ -97,6 +105,7 @@ class PatchDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.min_samples_per_epoch = int(min_samples_per_epoch)
+        self.augment = Augmentation.from_config(augment)
         self.data: Any = None
 
     @property
@@ -107,9 +116,31 @@ class PatchDataModule(pl.LightningDataModule):
         """One patch set per test area, in ``test_areas`` order."""
         raise NotImplementedError
 
+    def train_areas(self) -> list[TrainArea] | None:
+        """The training areas whole, for windows at random offsets; None where the source has none."""
+        return getattr(self.data, "train_areas", None)
+
     def train_dataloader(self) -> DataLoader:
         assert self.data is not None
-        return train_loader(self.data.train, self.batch_size, self.seed, self.min_samples_per_epoch, self.num_workers)
+        if not self.augment.offsets:
+            return train_loader(self.data.train, self.batch_size, self.seed, self.min_samples_per_epoch,
+                                self.num_workers)
+        areas = self.train_areas()
+        if not areas:
+            raise InputError(self.root, f"augment={self.augment.name} draws windows at random offsets inside "
+                                        "training areas, which this data source does not provide; use augment=d4")
+        per_epoch = max(len(self.data.train), self.min_samples_per_epoch)  # the grid's pixels per epoch
+        return DataLoader(OffsetWindows(areas, self.window, per_epoch, self.seed), batch_size=self.batch_size,
+                          sampler=EpochSampler(per_epoch, self.seed), num_workers=self.num_workers)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Flips and jitter of training batches, on the device they train on; other batches pass unchanged."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or not trainer.training or not self.augment.on_batches:
+            return batch
+        norm = self.data.normaliser
+        return augment_batch(batch, self.augment, self.channels, norm.mean, norm.std,
+                             generator_for(self.seed, trainer.global_step))
 
     def val_dataloader(self) -> DataLoader:
         assert self.data is not None
@@ -137,9 +168,9 @@ class SiteDataModule(PatchDataModule):
     def __init__(self, root: str, train_sites: list[str] | None = None, sites: list[str] | None = None,
                  window: int = 64, channels: list[str] | tuple[str, ...] = DEFAULT_CHANNELS, batch_size: int = 4,
                  eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0,
-                 synthetic: dict | None = None, min_samples_per_epoch: int = 0) -> None:
+                 synthetic: dict | None = None, min_samples_per_epoch: int = 0, augment: dict | None = None) -> None:
         super().__init__(root, train_sites, window, channels, batch_size, eval_batch_size, num_workers, seed,
-                         min_samples_per_epoch)
+                         min_samples_per_epoch, augment)
         self.site_names = list(sites) if sites is not None else None
         self.synthetic = dict(synthetic) if synthetic else None
 

@@ -134,9 +134,14 @@ def _input_sets_section(runs: list[dict[str, Any]], data: dict[str, Any], figure
     channels = {i: next((r.get("channels") for r in runs if run_key(r)[3] == i and r.get("channels")), None)
                 for i in input_sets(runs)}
     head = [f"{s} {kind}" for s in scenarios for kind in (("mean",) if s == "all" else ("mean", "own"))]
-    lines = ["## Input sets", "",
+    augmented = any("+" in i for i in channels)
+    lines = ["## Input sets and augmentations" if augmented else "## Input sets", "",
              "Input sets: " + "; ".join(f"`{i}` ({', '.join(c) if c else 'channels not recorded'})"
                                         for i, c in channels.items()) + ".", "",
+             *(["`<inputs>+<augmentation>`: trained with that augmentation (conf/augment: `d4` flips and rotations, "
+                "`offsets` random patch positions, `full` both plus a photometric jitter); without `+`: the paper's "
+                "fixed grid, no augmentation. The paper's tables and claims use the un-augmented `post` runs.", ""]
+               if augmented else []),
              "F1 (%) per training scenario, model and input set: `mean` is the mean over the site test areas of the "
              "scenario's runs (pooled `all` left out, windows averaged); `own` is the F1 on the trained site's own "
              "test area (single-site scenarios); ± the half-width of the 95% t-interval over seeds when the sweep has "

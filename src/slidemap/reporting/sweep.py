@@ -25,12 +25,15 @@ SCENARIO_ORDER = ("all", "taiwan", "china", "japan")  # the paper's scenarios 1-
 MODEL_ORDER = ("unet", "resunet")
 INPUTS_ORDER = ("post", "prepost", "change")  # conf/inputs: the paper's single date first
 DEFAULT_INPUTS = "post"  # what a run from before the `inputs` group used
+NO_AUGMENT = "none"  # the paper's training; what a run from before the `augment` group used
 PAPER_TABLE = {"all": 4, "taiwan": 5, "china": 6, "japan": 7}
 METRIC_COLUMNS = (("precision", "P"), ("recall", "R"), ("f1", "F1"))
 _SKIP_DIRS = {"wandb", "checkpoints", "predictions", "csv", "report", "__pycache__"}
 
 RunKey = tuple[str, int, str, str]
-"""(model, window, scenario, inputs): what identifies a job of a sweep over the paper's axes and input sets."""
+"""(model, window, scenario, inputs): what identifies a job of a sweep over the paper's axes and input sets; a run
+trained with an augmentation has the input set ``<inputs>+<augment>`` (:func:`variant`), so it is never taken as a
+seed of the un-augmented cell and the input-set comparison compares augmentations too."""
 AXES = ("model", "window", "scenario", "inputs")
 
 
@@ -40,10 +43,17 @@ def ordered(values: Iterable[Any], preferred: Sequence[Any] = ()) -> list[Any]:
     return [v for v in preferred if v in seen] + sorted(seen - set(preferred), key=str)
 
 
+def variant(inputs: Any, augment: Any) -> str:
+    """The input set of a key: ``inputs``, or ``inputs+augment`` when the run trained with an augmentation."""
+    inputs, augment = str(inputs or DEFAULT_INPUTS), str(augment or NO_AUGMENT)
+    return inputs if augment == NO_AUGMENT else f"{inputs}+{augment}"
+
+
 def run_key(record: dict[str, Any]) -> RunKey:
-    """A run's key; a metrics.json without ``inputs`` predates the input sets and used the post-event bands."""
-    inputs = record.get("inputs") or DEFAULT_INPUTS
-    return str(record["model"]), int(record["window"]), str(record["scenario"]), str(inputs)
+    """A run's key; a metrics.json without ``inputs`` predates the input sets and used the post-event bands, one
+    without ``augment`` predates the augmentations and used none."""
+    return (str(record["model"]), int(record["window"]), str(record["scenario"]),
+            variant(record.get("inputs"), record.get("augment")))
 
 
 def seed_of(record: dict[str, Any]) -> int:
@@ -56,8 +66,10 @@ def key_name(key: RunKey) -> str:
     """The job as the overrides that run it again (``model=unet window=64 scenario=taiwan``, plus ``inputs=...``
     when not the paper's): its folder name comes from ``run_name`` in conf/train.yaml, which is not repeated here."""
     model, window, scenario, inputs = key
-    return f"model={model} window={window} scenario={scenario}" + ("" if inputs == DEFAULT_INPUTS
-                                                                   else f" inputs={inputs}")
+    inputs, _, augment = inputs.partition("+")
+    return (f"model={model} window={window} scenario={scenario}" + ("" if inputs == DEFAULT_INPUTS
+                                                                    else f" inputs={inputs}")
+            + (f" augment={augment}" if augment else ""))
 
 
 def input_sets(runs: list[dict[str, Any]]) -> list[str]:
@@ -110,8 +122,9 @@ def _config_job(job: Path) -> tuple[RunKey | None, int | None]:
         log.debug("%s: no job key (%s)", path, err)
         return None, None
     try:
-        inputs = OmegaConf.select(cfg, "inputs.name", default=None) or DEFAULT_INPUTS
-        key: RunKey | None = (str(cfg.model.name), int(cfg.window), str(cfg.scenario.name), str(inputs))
+        inputs = variant(OmegaConf.select(cfg, "inputs.name", default=None),
+                         OmegaConf.select(cfg, "augment.name", default=None))
+        key: RunKey | None = (str(cfg.model.name), int(cfg.window), str(cfg.scenario.name), inputs)
     except Exception as err:  # noqa: BLE001 -- a broken job is reported, not fatal
         log.debug("%s: no job key (%s)", path, err)
         key = None
@@ -151,7 +164,8 @@ def sweep_axes(multirun_yaml: Path) -> dict[str, list[str]]:
     """Models, windows, scenarios, input sets and seeds a Hydra multirun asked for (task overrides, sweeper params).
 
     A key the sweep did not override takes the single value of the composed config saved beside it; a sweep from
-    before the ``inputs`` group used the post-event set.
+    before the ``inputs`` group used the post-event set. Input sets and augmentations combine into the ``inputs``
+    axis (:func:`variant`).
     """
     cfg = OmegaConf.load(multirun_yaml)
     asked: dict[str, list[str]] = {}
@@ -166,11 +180,14 @@ def sweep_axes(multirun_yaml: Path) -> dict[str, list[str]]:
                 "window": OmegaConf.select(cfg, "window", default=None),
                 "scenario": OmegaConf.select(cfg, "scenario.name", default=None),
                 "inputs": OmegaConf.select(cfg, "inputs.name", default=None) or DEFAULT_INPUTS,
+                "augment": OmegaConf.select(cfg, "augment.name", default=None) or NO_AUGMENT,
                 "seed": OmegaConf.select(cfg, "seed", default=None)}
     axes = {}
     for key, default in defaults.items():
         values = asked.get(key, [] if default is None else [str(default)])
         axes[key] = [int(v) for v in values if v.lstrip("-").isdigit()] if key in ("window", "seed") else values
+    augments = axes.pop("augment")
+    axes["inputs"] = [variant(i, a) for i in axes["inputs"] for a in augments]
     return axes
 
 

@@ -31,8 +31,9 @@ PRESENTATION_KEYS = ("logger", "resume", "trainer.enable_progress_bar", "data.nu
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """``overrides``: the job's overrides that shape its result, sorted; ``cell``: model-window-scenario-inputs,
-    what the seeds of one comparison share (W&B's group-by key, the report's replicate key)."""
+    """``overrides``: the job's overrides that shape its result, sorted; ``cell``: model-window-scenario-inputs
+    (plus the augmentation when not ``none``), what the seeds of one comparison share (W&B's group-by key, the
+    report's replicate key)."""
 
     overrides: tuple[str, ...]
     cell: str
@@ -54,7 +55,9 @@ def run_identity(cfg: DictConfig, overrides: list[str] | None = None) -> RunIden
     given = job_overrides() if overrides is None else overrides
     shaping = tuple(sorted(o for o in given if _key(o) not in PRESENTATION_KEYS))
     inputs = str((cfg.get("inputs") or {}).get("name", "post"))
-    return RunIdentity(shaping, f"{cfg.model.name}-{int(cfg.window)}-{cfg.scenario.name}-{inputs}")
+    augment = str((cfg.get("augment") or {}).get("name", "none"))
+    cell = f"{cfg.model.name}-{int(cfg.window)}-{cfg.scenario.name}-{inputs}"
+    return RunIdentity(shaping, cell if augment == "none" else f"{cell}-{augment}")
 
 
 def claim_run_dir(out: Path, identity: RunIdentity) -> None:

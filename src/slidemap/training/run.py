@@ -247,6 +247,7 @@ def run_job(cfg: DictConfig) -> float:
         payload = {
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
             "inputs": str((cfg.get("inputs") or {}).get("name", "post")), "channels": list(datamodule.channels),
+            "augment": str((cfg.get("augment") or {}).get("name", "none")),
             "seed": int(cfg.seed), "epochs": int(trainer.current_epoch), "precision": str(precision),
             "threads": threads, "processes": int(trainer.world_size), "resumed_from": fit_from,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
