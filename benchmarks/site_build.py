@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * summary['valid_share']:.1f} | "
               f"{100 * summary['masked_share']:.1f} | < 10 s, < 1024 MiB: {ok} |")
         steps = ", ".join(f"{k} {v:.2f} s" for k, v in summary["timings"].items())
-        print(f"\ninside build_site: {steps}; total {summary['seconds']:.2f} s (the rest of wall: Python start, imports)")
+        print(f"\ninside build_site: {steps}; total {summary['seconds']:.2f} s "
+              "(the rest of wall: Python start, imports)")
     return 0
 
 

@@ -22,6 +22,7 @@ import warnings
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
@@ -147,12 +148,17 @@ def lightning_steps(name: str, batches, warmup: int, seed: int) -> tuple[list[fl
     return intervals[warmup:], wall
 
 
-def loader_batch_times(root: Path, window: int, batch: int, scale: float, seed: int, max_batches: int) -> list[float]:
-    """Per-batch fetch times (s) of the real SiteDataModule train loader at ``window``."""
+FULL_AUGMENT = {"name": "full", "flips": True, "offsets": True, "gain": 0.1, "haze": 0.01}  # conf/augment/full.yaml
+
+
+def loader_batch_times(root: Path, window: int, batch: int, scale: float, seed: int, max_batches: int,
+                       augment: dict | None = None) -> list[float]:
+    """Per-batch fetch times (s) of the real SiteDataModule train loader at ``window`` (``augment``: e.g. windows
+    at random offsets instead of the grid)."""
     from slidemap.data.datamodule import SiteDataModule
 
     dm = SiteDataModule(str(root), window=window, batch_size=batch, seed=seed,
-                        synthetic={"seed": 0, "scale": scale})
+                        synthetic={"seed": 0, "scale": scale}, augment=augment)
     dm.setup("fit")
     times = []
     it = iter(dm.train_dataloader())
@@ -163,6 +169,23 @@ def loader_batch_times(root: Path, window: int, batch: int, scale: float, seed: 
         except StopIteration:
             it = iter(dm.train_dataloader())
             continue
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def augment_times(window: int, batch: int, reps: int = 50) -> list[float]:
+    """Per-batch times (s) of ``augment=full``'s on-device part (jitter + D4) on a (batch, 5, w, w) batch."""
+    from slidemap.data.augment import Augmentation, augment_batch, generator_for
+
+    aug = Augmentation.from_config({k: v for k, v in FULL_AUGMENT.items()})
+    x = torch.randn(batch, 5, window, window)
+    tensors = [x, (torch.rand(batch, window, window) < 0.1).float(), torch.rand(batch, window, window) < 0.95]
+    mean, std = np.full(5, 0.1, np.float32), np.full(5, 0.05, np.float32)
+    channels = ("B2", "B3", "B4", "B8", "slope")
+    times = []
+    for step in range(reps):
+        t0 = time.perf_counter()
+        augment_batch(tensors, aug, channels, mean, std, generator_for(0, step))
         times.append(time.perf_counter() - t0)
     return times
 
@@ -193,6 +216,10 @@ def main(argv: list[str] | None = None) -> None:
     load_ms = {w: 1e3 * statistics.median(loader_batch_times(root, w, args.batch_size, args.synthetic_scale,
                                                              args.seed, max_batches=max(50, n_steps)))
                for w in args.windows}
+    offsets_ms = {w: 1e3 * statistics.median(loader_batch_times(root, w, args.batch_size, args.synthetic_scale,
+                                                                args.seed, max_batches=max(50, n_steps),
+                                                                augment=FULL_AUGMENT)) for w in args.windows}
+    augment_ms = {w: 1e3 * statistics.median(augment_times(w, args.batch_size)) for w in args.windows}
 
     rows = []
     for window in args.windows:
@@ -215,6 +242,8 @@ def main(argv: list[str] | None = None) -> None:
                 "step_ms": 1e3 * tbf, "pl_ms": 1e3 * tpl, "pl_over": 100 * (tpl / tbf - 1),
                 "fit_over": 100 * (fit_wall / sum(bf_steps) - 1),
                 "load_ms": load_ms[window], "load_pct": 100 * load_ms[window] / (1e3 * tbf),
+                "aug_pct": 100 * (offsets_ms[window] - load_ms[window] + augment_ms[window]) / (1e3 * tbf),
+                "offsets_ms": offsets_ms[window], "augment_ms": augment_ms[window],
             })
             print(f"  done {name} @ {window}px ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
 
@@ -233,12 +262,15 @@ def main(argv: list[str] | None = None) -> None:
           f"1-min load average {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end (nproc {os.cpu_count()})")
     print()
     print("| model | window | fp32 Mpx/s | bf16+CL Mpx/s | bf16/fp32 | MFLOP/px (train) | % fp32 mm | % bf16 mm "
-          "| bare bf16 step ms | Lightning step ms | Lightning overhead % | whole fit() vs bare loop % | load ms/batch | load % of step |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| bare bf16 step ms | Lightning step ms | Lightning overhead % | whole fit() vs bare loop % | load ms/batch "
+          "| load % of step | offsets load ms/batch | flips+jitter ms/batch | augment=full extra % of step |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['model']} | {r['window']} | {r['fp32']:.3f} | {r['bf16']:.3f} | {r['speedup']:.2f}x "
               f"| {r['flop_px'] / 1e6:.2f} | {r['pct_fp32']:.1f} | {r['pct_bf16']:.1f} | {r['step_ms']:.1f} "
-              f"| {r['pl_ms']:.1f} | {r['pl_over']:+.1f} | {r['fit_over']:+.1f} | {r['load_ms']:.3f} | {r['load_pct']:.2f} |")
+              f"| {r['pl_ms']:.1f} | {r['pl_over']:+.1f} | {r['fit_over']:+.1f} | {r['load_ms']:.3f} "
+              f"| {r['load_pct']:.2f} "
+              f"| {r['offsets_ms']:.3f} | {r['augment_ms']:.3f} | {r['aug_pct']:+.2f} |")
     tmp.cleanup()
 
 
