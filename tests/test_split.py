@@ -162,3 +162,73 @@ def test_slices_select_the_block():
     grid = np.arange(20 * 30).reshape(20, 30)
     block = Block(2, 3, 4, 5)
     np.testing.assert_array_equal(grid[block.slices], grid[2:6, 3:8])
+
+
+# ---------------------------------------------------------------- a validation block that can validate
+
+
+def diagonal_band(shape: tuple[int, int] = (100, 250), width: int = 20) -> np.ndarray:
+    """Valid data along a diagonal band (a scene clipped to a valley): the left columns hold only a corner of it."""
+    rows, cols = np.indices(shape)
+    return np.abs(rows - (cols - 40) * 0.8) < width
+
+
+def test_a_validation_block_over_a_corner_of_the_data_grows_until_it_can_validate():
+    valid = diagonal_band()
+    label = np.zeros(valid.shape, np.uint8)
+    label[:, ::7] = 1  # landslide pixels everywhere the band is
+    default = split_site(valid.shape)  # 32 columns of validation at the left edge
+    assert valid[:, :32].sum() < 0.03 * valid[:, :150].sum()  # the band's tip: 2.6% of the training data
+    grown = split_site(valid.shape, SplitConfig(), valid, label)
+    # by hand: training area = columns 0..149; nominal share 0.5 x 10% of its valid pixels
+    per_col = valid[:, :150].sum(axis=0)
+    need = 0.05 * per_col.sum()
+    depth = int(np.argmax(np.cumsum(per_col) >= need)) + 1
+    pos = (valid & (label > 0))[:, :150].sum(axis=0)
+    need_pos = min(100, int(np.ceil(0.05 * pos.sum())))
+    depth = max(depth, int(np.argmax(np.cumsum(pos) >= need_pos)) + 1, 32)
+    assert grown.val == Block(0, 0, 100, depth) and depth > 32
+    assert grown.train == Block(0, depth, 100, 150 - depth) and grown.test == default.test  # test never moves
+    v = grown.validation
+    assert v["grown_from"] == 32 and v["lines"] == depth and v["short"] is None
+    assert v["valid_pixels"] == int(valid[:, :depth].sum()) >= need
+    assert v["landslide_pixels"] == int(pos[:depth].sum()) >= need_pos
+
+
+def test_a_validation_block_with_enough_data_keeps_the_papers_depth():
+    valid = np.ones((100, 250), bool)
+    label = np.zeros((100, 250), np.uint8)
+    label[40:60, 5:25] = 1  # 400 landslide pixels inside the 32 validation columns
+    split = split_site(valid.shape, SplitConfig(), valid, label)
+    assert split.val == split_site(valid.shape).val
+    assert split.validation == {"lines": 32, "valid_pixels": 3200, "landslide_pixels": 400,
+                                "share_of_valid": round(3200 / 15000, 4), "grown_from": None, "short": None}
+
+
+def test_a_validation_block_that_cannot_be_enough_keeps_its_depth_and_says_why():
+    valid = np.zeros((100, 250), bool)
+    valid[:, 140:] = True  # only the last 10 training columns hold data: half the area would not reach them
+    split = split_site(valid.shape, SplitConfig(), valid, np.zeros((100, 250), np.uint8))
+    assert split.val.cols == 32 and split.validation["grown_from"] is None
+    assert "half the training area would not hold 50 and 0" in split.validation["short"]
+
+
+def test_validation_growth_follows_the_test_side_and_the_site_yaml_keys():
+    valid = diagonal_band()[:, ::-1].copy()  # the band's empty corner now at the right
+    split = split_site(valid.shape, SplitConfig(test_side="start"), valid, None)
+    assert split.test == Block(0, 0, 100, 100) and split.val.col0 + split.val.cols == 250 and split.val.cols > 32
+    cfg = SplitConfig.from_meta({"split": {"min_val_share": 0.0, "min_val_positives": 0}})
+    assert split_site(valid.shape, cfg, valid, None).val.cols == 32  # growth switched off
+    with pytest.raises(InputError, match="min_val_positives must be a non-negative integer"):
+        SplitConfig.from_meta({"split": {"min_val_positives": -1}})
+    with pytest.raises(InputError, match=r"min_val_share must lie in \[0, 1\]"):
+        SplitConfig.from_meta({"split": {"min_val_share": 2}})
+
+
+def test_metrics_json_states_what_each_validation_block_holds(tiny_run):
+    import json
+
+    blocks = json.loads((tiny_run / "metrics.json").read_text())["validation_blocks"]
+    assert sorted(blocks) == ["china", "japan", "taiwan"]  # scenario all: every site trains
+    for v in blocks.values():  # the synthetic sites need no growth: the paper's split as it was
+        assert v["grown_from"] is None and v["short"] is None and v["valid_pixels"] > 0 and v["landslide_pixels"] > 0

@@ -116,6 +116,11 @@ class PatchDataModule(pl.LightningDataModule):
         """One patch set per test area, in ``test_areas`` order."""
         raise NotImplementedError
 
+    @property
+    def validation_blocks(self) -> dict[str, dict[str, Any]]:
+        """What each validation block holds (sources with their own validation split: nothing to say)."""
+        return {}
+
     def train_areas(self) -> list[TrainArea] | None:
         """The training areas whole, for windows at random offsets; None where the source has none."""
         return getattr(self.data, "train_areas", None)
@@ -208,6 +213,12 @@ class SiteDataModule(PatchDataModule):
         assert self.data is not None, "call setup() first"
         return {"channels": list(self.channels), "window": self.window,
                 "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names}
+
+    @property
+    def validation_blocks(self) -> dict[str, dict[str, Any]]:
+        """Per training site, what its validation block holds and whether it grew (metrics.json records it)."""
+        assert self.data is not None, "call setup() first"
+        return {name: self.data.splits[name].validation for name in self.train_site_names}
 
     def test_patch_sets(self) -> list[Patches]:
         """One patch set per test area, in ``test_areas`` order."""

@@ -32,6 +32,7 @@ def describe_sites(sites: dict[str, Site]) -> dict:
             "mean_landslide_m2": slide_px * px_m2 / count if count else 0.0,
             "split_axis": split.axis,
             "blocks": {k: [b.rows, b.cols] for k, b in split.blocks().items()},
+            "validation": split.validation,
             "patches": {str(w): {k: b.count(w) for k, b in split.blocks().items()} for w in WINDOWS},
             "pre_event": _pre_event(site),
         }
@@ -65,6 +66,13 @@ def format_description(desc: dict) -> str:
         lines.append(f"{name:<10} {s['crs']:<11} {s['pixel_size_m']:>5.1f} {s['shape'][0]:>5} x {s['shape'][1]:<5}"
                      f" {s['area_km2']:>7.1f} {s['landslide_count']:>7} {100 * s['landslide_fraction']:>7.2f}"
                      f" {s['mean_landslide_px']:>8.1f} {s['mean_landslide_m2']:>9.0f}  {patches}")
+    for name, s in desc["sites"].items():
+        v = s.get("validation") or {}
+        if v.get("short"):
+            lines.append(f"{name}: the validation block {v['short']}; early stopping may follow noise")
+        elif v.get("grown_from"):
+            lines.append(f"{name}: validation block grown from {v['grown_from']} to {v['lines']} {s['split_axis']} "
+                         f"to hold {v['valid_pixels']} valid and {v['landslide_pixels']} landslide pixels")
     for name, s in desc["sites"].items():
         pre = s.get("pre_event")
         if pre:

@@ -251,7 +251,8 @@ def run_job(cfg: DictConfig) -> float:
             "seed": int(cfg.seed), "epochs": int(trainer.current_epoch), "precision": str(precision),
             "threads": threads, "processes": int(trainer.world_size), "resumed_from": fit_from,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
-            "val_f1": val_f1, "train_sites": train_sites, **identity_record(identity),
+            "val_f1": val_f1, "train_sites": train_sites, "validation_blocks": datamodule.validation_blocks,
+            **identity_record(identity),
             "stopped_by": ended,
             "areas": module.test_results,
         }
