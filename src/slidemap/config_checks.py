@@ -108,19 +108,20 @@ EVAL: dict[str, Rule] = {
 
 SCHEMAS = {"train": TRAIN, "eval": EVAL}
 
-HINTS = {
-    "data.root": "data.root=/path/to/sites (a folder of site folders)",
-    "ckpt_path": "ckpt_path=RUN_DIR/checkpoints/best.ckpt",
-    "model.net._target_": "model.net._target_=segmentation_models_pytorch.FPN",
+MISSING = {
+    "data.root": "missing: give the folder of your site folders, e.g. data.root=/path/to/sites",
+    "ckpt_path": "no checkpoint given: python eval.py ckpt_path=RUN_DIR/checkpoints/best.ckpt",
+    "model.net._target_": "missing: give the network's class, e.g. "
+                          "'model.net._target_=segmentation_models_pytorch.FPN'",
 }
+"""What to say about a required value left out (``???`` in conf/), per key; other keys get a generic line."""
 
 
 def check_config(cfg: DictConfig, rules: dict[str, Rule]) -> None:
     """Refuse a composed config with a required value left out (``???``), a reference that does not resolve,
     or a value outside its rule; one InputError naming the key."""
     for key in sorted(OmegaConf.missing_keys(cfg)):
-        example = HINTS.get(key, f"{key}=VALUE")
-        raise InputError(key, f"missing: this config needs it, e.g. {example}")
+        raise InputError(key, MISSING.get(key, f"missing: this config needs a value, e.g. {key}=VALUE"))
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as err:

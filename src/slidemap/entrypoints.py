@@ -9,10 +9,12 @@ temporary files run for it as for Ctrl-C.
 from __future__ import annotations
 
 import importlib
+import shutil
 import signal
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf.errors import OmegaConfBaseException
@@ -49,34 +51,36 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def run_reported(call: Callable[[], Any], prog: str) -> tuple[int, Any]:
-    """Run ``call()``; returns ``(exit status, its result)``, having printed any failure as described above."""
+def run_reported(call: Callable[[], Any], prog: str = "") -> tuple[int, Any]:
+    """Run ``call()``; returns ``(exit status, its result)``, having printed any failure as described above,
+    each line starting with ``prog: `` (the Hydra entry points print bare ``error: ...`` lines)."""
     install_signal_handlers()
+    prog = f"{prog}: " if prog else ""
     try:
         return 0, call()
     except InputError as err:
-        print(f"{prog}: error: {_one_line(str(err))}", file=sys.stderr)
+        print(f"{prog}error: {_one_line(str(err))}", file=sys.stderr)
         return 2, None
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{prog}interrupted", file=sys.stderr)
         return 128 + (_received[0] if _received else signal.SIGINT), None
     except SystemExit:
         if _received:  # Lightning ends a fit interrupted by Ctrl-C with sys.exit(1)
-            print(f"{prog}: interrupted", file=sys.stderr)
+            print(f"{prog}interrupted", file=sys.stderr)
             return 128 + _received[0], None
         raise
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
-        print(f"{prog}: error: {key + ': ' if key else ''}{_one_line(str(err).splitlines()[0])}", file=sys.stderr)
+        print(f"{prog}error: {key + ': ' if key else ''}{_one_line(str(err).splitlines()[0])}", file=sys.stderr)
         return 2, None
     except OSError as err:
         if err.filename is None:
             raise
-        print(f"{prog}: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        print(f"{prog}error: {err.filename}: {err.strerror or err}", file=sys.stderr)
         return 1, None
     except Exception:
         traceback.print_exc()
-        print(f"{prog}: internal error: {REPORT_HINT}", file=sys.stderr)
+        print(f"{prog}internal error: {REPORT_HINT}", file=sys.stderr)
         return 1, None
 
 
@@ -93,11 +97,33 @@ def guarded(target: str, cfg: Any, schema: str | None = None) -> Any:
             check_config(cfg, SCHEMAS[schema])
         return _load(target)(cfg)
 
-    status, result = run_reported(call, _prog())
+    status, result = run_reported(call, "")
     if status:
+        drop_bare_run_dir(cfg)
         sys.exit(status)
     return result
 
 
-def _prog() -> str:
-    return sys.argv[0].rsplit("/", 1)[-1] or "slidemap"
+def drop_bare_run_dir(cfg: Any) -> None:
+    """Remove the run folder of a run that failed before writing anything: Hydra made it (``.hydra/`` and the
+    job's log) before the config was checked, and a folder per typo would bury the real runs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    out = slidemap.runs.output_dir(cfg)
+    try:
+        entries = list(out.iterdir())
+    except OSError:
+        return
+    if not (out / ".hydra").is_dir() or any(e.name != ".hydra" and e.suffix != ".log" for e in entries):
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    here = Path.cwd().resolve()
+    for parent in list(out.resolve().parents)[:2]:  # outputs/<date>/<time>: outputs/<date>, outputs/ if now empty
+        if parent == here or not parent.is_relative_to(here):
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
