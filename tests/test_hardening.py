@@ -91,6 +91,7 @@ REFUSED = [  # (id, argv with {tmp}/{ckpt}/{scene}, message part)
     ("describe-root-missing", ["describe", "{tmp}/nowhere"], "nowhere"),
     ("describe-root-is-a-file", ["describe", "{tmp}/x/notes.txt"], "notes.txt"),
     ("describe-no-valid-pixel", ["describe", "{tmp}/blank"], "no pixel is valid"),
+    ("describe-inventory-metres-as-lonlat", ["describe", "{tmp}/badinv"], "cannot be longitudes/latitudes"),
     ("baseline-unknown-site", ["baseline", "{tmp}/sites", "--sites", "mars"], "mars"),
     ("baseline-no-valid-pixel", ["baseline", "{tmp}/blank"], "no pixel is valid"),
     ("report-folder-missing", ["report", "{tmp}/nowhere"], "sweep folder not found"),
@@ -105,6 +106,8 @@ def test_refused_input_is_one_line_and_touches_nothing(capsys, tmp_path, ckpt, a
     user = _user_folder(tmp_path)
     fs.make_site(tmp_path / "sites" / "a")
     fs.make_site(tmp_path / "blank" / "a", bands=np.zeros((4, *fs.SHAPE), np.uint16))
+    metres = fs.make_site(tmp_path / "badinv" / "a", labels=None)  # UTM metres in a GeoJSON (= lon/lat)
+    fs.write_geojson(metres / "inventory.geojson", [fs.pixel_polygon(fs.s2_transform(), fs.SQUARE_PX)])
     scene = fs.make_site(tmp_path / "scene")
     if argv[0] == "map":  # the given option replaces its default
         base = {"--ckpt": str(ckpt), "--scene": str(scene), "--out": str(tmp_path / "maps")}
@@ -250,6 +253,33 @@ def test_synth_replaces_only_an_earlier_synth_output(capsys, tmp_path):
     assert main(["synth", "--out", str(out), "--scale", "0.02"]) == 2
     assert "notes.txt, which slidemap synth did not write" in one_line(capsys.readouterr().err)
     assert (out / "notes.txt").read_text() == "keep" and json.loads((out / "synthetic.json").read_text())["seed"] == 1
+
+
+# ---------------------------------------------------------------- resume of a moved run folder
+
+def test_resume_state_follows_a_moved_run_folder(tmp_path):
+    """last.ckpt names its checkpoints by absolute path; after the move they are the run folder's own."""
+    import torch
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from slidemap.training.identity import relocate_resume_state
+
+    old, new = tmp_path / "old" / "checkpoints", tmp_path / "new" / "checkpoints"
+    new.mkdir(parents=True)
+    state = {"dirpath": str(old), "best_model_path": str(old / "best.ckpt"), "best_model_score": torch.tensor(0.25),
+             "kth_best_model_path": str(old / "best.ckpt"), "kth_value": torch.tensor(0.25),
+             "best_k_models": {str(old / "best.ckpt"): torch.tensor(0.25)}, "last_model_path": str(old / "last.ckpt")}
+    torch.save({"callbacks": {"ModelCheckpoint{'monitor': 'val/loss'}": state, "EarlyStopping": {"wait_count": 1}},
+                "epoch": 0}, new / "last.ckpt")
+    assert relocate_resume_state(new / "last.ckpt", new)
+    assert not relocate_resume_state(new / "last.ckpt", new)  # already where it lies: left as it is
+    moved = torch.load(new / "last.ckpt", weights_only=False)["callbacks"]
+    callback = ModelCheckpoint(dirpath=str(new), filename="best", monitor="val/loss")
+    callback.load_state_dict(moved["ModelCheckpoint{'monitor': 'val/loss'}"])
+    assert callback.best_model_path == str(new.resolve() / "best.ckpt")  # not the old folder's
+    assert float(callback.best_model_score) == 0.25  # and the best score is kept (Lightning drops it on a move)
+    assert list(callback.best_k_models) == [str(new.resolve() / "best.ckpt")]
+    assert moved["EarlyStopping"] == {"wait_count": 1}
 
 
 # ---------------------------------------------------------------- train.py and eval.py: one validation layer
