@@ -96,6 +96,8 @@ REFUSED = [  # (id, argv with {tmp}/{ckpt}/{scene}, message part)
     ("baseline-no-valid-pixel", ["baseline", "{tmp}/blank"], "no pixel is valid"),
     ("report-folder-missing", ["report", "{tmp}/nowhere"], "sweep folder not found"),
     ("report-not-a-sweep", ["report", "{tmp}/x"], "no complete run"),
+    ("site-out-earlier-site-with-user-files", ["site", "--s2", "{tmp}/none.SAFE", "--dem", "{tmp}/d.tif", "--out",
+                                               "{tmp}/sites/a"], "notes.txt, which slidemap site did not write"),
     ("site-products-missing", ["site", "--s2", "{tmp}/none.SAFE", "--dem", "{tmp}/d.tif", "--out", "{tmp}/new"],
      "none.SAFE"),
 ]
@@ -104,7 +106,7 @@ REFUSED = [  # (id, argv with {tmp}/{ckpt}/{scene}, message part)
 @pytest.mark.parametrize("argv, message", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
 def test_refused_input_is_one_line_and_touches_nothing(capsys, tmp_path, ckpt, argv, message):
     user = _user_folder(tmp_path)
-    fs.make_site(tmp_path / "sites" / "a")
+    (fs.make_site(tmp_path / "sites" / "a") / "notes.txt").write_text("keep")
     fs.make_site(tmp_path / "blank" / "a", bands=np.zeros((4, *fs.SHAPE), np.uint16))
     metres = fs.make_site(tmp_path / "badinv" / "a", labels=None)  # UTM metres in a GeoJSON (= lon/lat)
     fs.write_geojson(metres / "inventory.geojson", [fs.pixel_polygon(fs.s2_transform(), fs.SQUARE_PX)])
@@ -125,6 +127,23 @@ def test_refused_input_is_one_line_and_touches_nothing(capsys, tmp_path, ckpt, a
     assert message in line and (message == "invalid choice" or line.startswith(f"slidemap {argv[0]}: error: "))
     assert snapshot(tmp_path) == before  # nothing created (no empty --out), changed or lost
     assert (user / "notes.txt").read_text() == "keep"
+
+
+def test_report_refuses_an_earlier_report_holding_user_files(tmp_path):
+    from types import SimpleNamespace
+
+    from slidemap.errors import InputError
+    from slidemap.reporting.report import check_out_dir
+
+    out = tmp_path / "report"
+    out.mkdir()
+    for name in ("report.md", "runs.csv", "fig10_mean_f1_scenario_model.png", "figures.json"):
+        (out / name).write_text("earlier report")
+    sweep = SimpleNamespace(runs=[], root=tmp_path / "sweep")
+    check_out_dir(out, sweep)  # its own earlier output: may be replaced
+    (out / "my_notes.md").write_text("keep")
+    with pytest.raises(InputError, match="holds my_notes.md, which slidemap report did not write"):
+        check_out_dir(out, sweep)
 
 
 # ---------------------------------------------------------------- map: outputs together, old ones kept on failure

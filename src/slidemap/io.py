@@ -8,6 +8,7 @@ exceptions remove their own in ``finally`` blocks (the entry points turn SIGTERM
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -154,7 +155,8 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator
 
 
 def check_replaceable(out: str | os.PathLike[str], own: Iterable[str], what: str) -> None:
-    """Refuse to replace ``out`` unless it is missing, empty, or holds only entries named in ``own``.
+    """Refuse to replace ``out`` unless it is missing, empty, or holds only entries that match ``own`` (names or
+    glob patterns such as ``*.csv``: what ``what`` writes there).
 
     A command that swaps its whole output folder would otherwise delete whatever else the user keeps there.
     """
@@ -163,8 +165,9 @@ def check_replaceable(out: str | os.PathLike[str], own: Iterable[str], what: str
         raise InputError(folder, "exists and is a file; the output must be a folder")
     if not folder.is_dir():
         return
-    allowed = set(own)
-    foreign = sorted(p.name for p in folder.iterdir() if p.name not in allowed and not is_stale(p))
+    patterns = list(own)
+    foreign = sorted(p.name for p in folder.iterdir()
+                     if not any(fnmatch.fnmatchcase(p.name, pat) for pat in patterns) and not is_stale(p))
     if foreign:
         raise InputError(folder, f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which "
                                  f"{what} did not write; refusing to replace it (choose an empty or new folder)")
