@@ -55,6 +55,7 @@ def run_reported(call: Callable[[], Any], prog: str = "") -> tuple[int, Any]:
     """Run ``call()``; returns ``(exit status, its result)``, having printed any failure as described above,
     each line starting with ``prog: `` (the Hydra entry points print bare ``error: ...`` lines)."""
     install_signal_handlers()
+    _received.clear()  # an earlier in-process call's signal is not this call's
     prog = f"{prog}: " if prog else ""
     try:
         return 0, call()
