@@ -350,7 +350,7 @@ def test_train_interrupted_then_moved_resumes_from_its_own_folder(synthetic_root
     from the checkpoints where it now lives, never from the old absolute path."""
     first, moved = tmp_path / "a" / "run", tmp_path / "b" / "run"
     args = [f"data.root={synthetic_root}", "logger=none", "model.net.base_filters=8", "scenario=china", "window=32",
-            "trainer.max_epochs=3", "trainer.min_epochs=3", "+trainer.limit_train_batches=20",
+            "trainer.max_epochs=2", "trainer.min_epochs=2", "+trainer.limit_train_batches=8",
             "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2", "trainer.enable_progress_bar=false",
             "trainer.precision=32-true"]
     last = first / "checkpoints" / "last.ckpt"
