@@ -347,13 +347,16 @@ def test_eval_py_refuses_a_missing_checkpoint_and_leaves_no_run_folder(tmp_path)
 @pytest.mark.slow
 def test_train_interrupted_then_moved_resumes_from_its_own_folder(synthetic_root, tmp_path):
     """Ctrl-C ends train.py with one line and exit 130; the run folder, moved and its original deleted, resumes
-    from the checkpoints where it now lives, never from the old absolute path."""
+    from the checkpoints where it now lives, never from the old absolute path.
+
+    Interrupted after its only epoch (while testing), the resumed run trains no further: the best checkpoint it
+    tests is the one recorded in last.ckpt, the old folder's path without the relocation (FileNotFoundError)."""
     first, moved = tmp_path / "a" / "run", tmp_path / "b" / "run"
     args = [f"data.root={synthetic_root}", "logger=none", "model.net.base_filters=8", "scenario=china", "window=32",
-            "trainer.max_epochs=2", "trainer.min_epochs=2", "+trainer.limit_train_batches=8",
+            "trainer.max_epochs=1", "trainer.min_epochs=1", "+trainer.limit_train_batches=8",
             "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2", "trainer.enable_progress_bar=false",
             "trainer.precision=32-true"]
-    last = first / "checkpoints" / "last.ckpt"
+    last = first / "checkpoints" / "last.ckpt"  # of the only epoch
     done = signalled([sys.executable, str(REPO / "train.py"), *args, f"hydra.run.dir={first}"], last, signal.SIGINT,
                      tmp_path, timeout=300)
     assert done.returncode == 130 and one_line(done.stderr) == "interrupted", done.stderr[-3000:]
