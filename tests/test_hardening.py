@@ -337,10 +337,15 @@ def test_hydra_entry_points_refuse_bad_config_in_one_line(tmp_path, script, args
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]  # no bare outputs/<date>/<time> folder
 
 
-def test_eval_py_refuses_a_missing_checkpoint_and_leaves_no_run_folder(tmp_path):
-    """(train.py's unsupported window: tests/test_training.py.)"""
-    done = hydra_entry("eval.py", [f"ckpt_path={tmp_path}/none.ckpt", f"hydra.run.dir={tmp_path}/run"], tmp_path)
-    assert done.returncode == 2 and "none.ckpt" in one_line(done.stderr), done.stderr
+@pytest.mark.parametrize("script, args, message", [
+    ("eval.py", ["ckpt_path={tmp}/none.ckpt"], "none.ckpt"),
+    ("train.py", ["data=scenes", "data.root={tmp}/nowhere", "logger=none"], "nowhere: sites folder not found"),
+], ids=["eval-checkpoint-missing", "train-sites-folder-missing"])
+def test_a_run_refused_after_start_leaves_no_run_folder(tmp_path, script, args, message):
+    """The run folder Hydra made (and the run's run.json) goes too: the corrected command may reuse it.
+    (train.py's unsupported window: tests/test_training.py.)"""
+    done = hydra_entry(script, [a.format(tmp=tmp_path) for a in args] + [f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    assert done.returncode == 2 and message in one_line(done.stderr), done.stderr
     assert not (tmp_path / "run").exists()
 
 

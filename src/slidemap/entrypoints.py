@@ -26,6 +26,9 @@ from slidemap.errors import InputError
 REPORT_HINT = ("this is a bug in slidemap, not in your input: please report it with the command you ran and the "
                "traceback above")
 
+BARE_RUN = (".hydra", "run.json")
+"""What a run folder holds (besides logs) before any training or evaluation result: safe to remove on failure."""
+
 _received: list[int] = []  # the signals that interrupted this process
 
 
@@ -106,8 +109,9 @@ def guarded(target: str, cfg: Any, schema: str | None = None) -> Any:
 
 
 def drop_bare_run_dir(cfg: Any) -> None:
-    """Remove the run folder of a run that failed before writing anything: Hydra made it (``.hydra/`` and the
-    job's log) before the config was checked, and a folder per typo would bury the real runs."""
+    """Remove the run folder of a run that failed before it wrote any result: Hydra made it (``.hydra/`` and the
+    job's log, then the run's ``run.json``) before the input was checked. A folder per typo would bury the real
+    runs, and its ``run.json`` would refuse the corrected command into the same ``hydra.run.dir``."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
@@ -117,7 +121,7 @@ def drop_bare_run_dir(cfg: Any) -> None:
         entries = list(out.iterdir())
     except OSError:
         return
-    if not (out / ".hydra").is_dir() or any(e.name != ".hydra" and e.suffix != ".log" for e in entries):
+    if not (out / ".hydra").is_dir() or any(e.name not in BARE_RUN and e.suffix != ".log" for e in entries):
         return
     shutil.rmtree(out, ignore_errors=True)
     here = Path.cwd().resolve()
