@@ -357,10 +357,10 @@ def test_train_interrupted_then_moved_resumes_from_its_own_folder(synthetic_root
     Interrupted after its only epoch (while testing), the resumed run trains no further: the best checkpoint it
     tests is the one recorded in last.ckpt, the old folder's path without the relocation (FileNotFoundError)."""
     first, moved = tmp_path / "a" / "run", tmp_path / "b" / "run"
-    args = [f"data.root={synthetic_root}", "logger=none", "model.net.base_filters=8", "scenario=china", "window=32",
-            "trainer.max_epochs=1", "trainer.min_epochs=1", "+trainer.limit_train_batches=8",
-            "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2", "trainer.enable_progress_bar=false",
-            "trainer.precision=32-true"]
+    args = [f"data.root={synthetic_root}", "data.sites=[china]", "scenario=china", "window=32", "logger=none",
+            "model.net.base_filters=8", "trainer.max_epochs=1", "trainer.min_epochs=1",
+            "+trainer.limit_train_batches=8", "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2",
+            "trainer.enable_progress_bar=false", "trainer.precision=32-true"]
     last = first / "checkpoints" / "last.ckpt"  # of the only epoch
     done = signalled([sys.executable, str(REPO / "train.py"), *args, f"hydra.run.dir={first}"], last, signal.SIGINT,
                      tmp_path, timeout=300)
