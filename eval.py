@@ -10,9 +10,7 @@ from slidemap.entrypoints import guarded
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    from slidemap.evaluation.evaluate import run
-
-    return guarded(run, cfg)
+    return guarded("slidemap.evaluation.evaluate:run", cfg, schema="eval")
 
 
 if __name__ == "__main__":

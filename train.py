@@ -10,9 +10,7 @@ from slidemap.entrypoints import guarded
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from slidemap.training.run import run
-
-    return guarded(run, cfg)
+    return guarded("slidemap.training.run:run", cfg, schema="train")
 
 
 if __name__ == "__main__":

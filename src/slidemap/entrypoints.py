@@ -1,19 +1,134 @@
-"""Shared behaviour of the Hydra entry points: bad input is one line on stderr and a non-zero exit."""
+"""How every entry point ends: bad input is one line and exit 2, Ctrl-C or SIGTERM one line ("interrupted") and
+exit 128 + the signal, and only a bug prints a traceback, with a request to report it.
+
+Both the ``slidemap`` command and the Hydra entry points (train.py, eval.py) run through :func:`run_reported`.
+SIGTERM is turned into :class:`Interrupted` (a KeyboardInterrupt), so the ``finally`` blocks that remove
+temporary files run for it as for Ctrl-C.
+"""
 
 from __future__ import annotations
 
+import importlib
+import shutil
+import signal
 import sys
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from omegaconf.errors import OmegaConfBaseException
+
 import slidemap.runs  # noqa: F401 -- registers the run_suffix resolver that names sweep jobs
+from slidemap.config_checks import SCHEMAS, check_config
 from slidemap.errors import InputError
 
+REPORT_HINT = ("this is a bug in slidemap, not in your input: please report it with the command you ran and the "
+               "traceback above")
 
-def guarded(func: Callable[[Any], Any], cfg: Any) -> Any:
-    """Call ``func(cfg)``; an InputError exits with status 2 and its one-line message, not a traceback."""
+BARE_RUN = (".hydra", "run.json")
+"""What a run folder holds (besides logs) before any training or evaluation result: safe to remove on failure."""
+
+_received: list[int] = []  # the signals that interrupted this process
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: unwinds like Ctrl-C, so every ``finally`` cleans up."""
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    _received.append(signum)
+    raise Interrupted(signum)
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGINT and SIGTERM into :class:`Interrupted` (main thread only; elsewhere a no-op)."""
     try:
-        return func(cfg)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _interrupt)
+    except ValueError:  # not the main thread (e.g. a launcher's worker thread)
+        pass
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def run_reported(call: Callable[[], Any], prog: str = "") -> tuple[int, Any]:
+    """Run ``call()``; returns ``(exit status, its result)``, having printed any failure as described above,
+    each line starting with ``prog: `` (the Hydra entry points print bare ``error: ...`` lines)."""
+    install_signal_handlers()
+    _received.clear()  # an earlier in-process call's signal is not this call's
+    prog = f"{prog}: " if prog else ""
+    try:
+        return 0, call()
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        print(f"{prog}error: {_one_line(str(err))}", file=sys.stderr)
+        return 2, None
+    except KeyboardInterrupt:
+        print(f"{prog}interrupted", file=sys.stderr)
+        return 128 + (_received[0] if _received else signal.SIGINT), None
+    except SystemExit:
+        if _received:  # Lightning ends a fit interrupted by Ctrl-C with sys.exit(1)
+            print(f"{prog}interrupted", file=sys.stderr)
+            return 128 + _received[0], None
+        raise
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        print(f"{prog}error: {key + ': ' if key else ''}{_one_line(str(err).splitlines()[0])}", file=sys.stderr)
+        return 2, None
+    except OSError as err:
+        if err.filename is None:
+            raise
+        print(f"{prog}error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        return 1, None
+    except Exception:
+        traceback.print_exc()
+        print(f"{prog}internal error: {REPORT_HINT}", file=sys.stderr)
+        return 1, None
+
+
+def _load(target: str) -> Callable[[Any], Any]:
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def guarded(target: str, cfg: Any, schema: str | None = None) -> Any:
+    """Check ``cfg`` against its schema (:mod:`slidemap.config_checks`), then call ``module:function`` on it;
+    any failure ends the process as :func:`run_reported` describes."""
+    def call() -> Any:
+        if schema is not None:
+            check_config(cfg, SCHEMAS[schema])
+        return _load(target)(cfg)
+
+    status, result = run_reported(call, "")
+    if status:
+        drop_bare_run_dir(cfg)
+        sys.exit(status)
+    return result
+
+
+def drop_bare_run_dir(cfg: Any) -> None:
+    """Remove the run folder of a run that failed before it wrote any result: Hydra made it (``.hydra/`` and the
+    job's log, then the run's ``run.json``) before the input was checked. A folder per typo would bury the real
+    runs, and its ``run.json`` would refuse the corrected command into the same ``hydra.run.dir``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    out = slidemap.runs.output_dir(cfg)
+    try:
+        entries = list(out.iterdir())
+    except OSError:
+        return
+    if not (out / ".hydra").is_dir() or any(e.name not in BARE_RUN and e.suffix != ".log" for e in entries):
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    here = Path.cwd().resolve()
+    for parent in list(out.resolve().parents)[:2]:  # outputs/<date>/<time>: outputs/<date>, outputs/ if now empty
+        if parent == here or not parent.is_relative_to(here):
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break

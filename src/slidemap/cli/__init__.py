@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from slidemap.errors import InputError
+from slidemap.entrypoints import run_reported
 
 log = logging.getLogger("slidemap")
 
@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write the built-in synthetic three-site benchmark")
-    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    p.add_argument("--out", required=True, help="output folder: new, empty or an earlier synth output (replaced "
+                                                "atomically); a folder holding anything else is refused")
     p.add_argument("--scale", type=float, default=DEFAULT_SCALE,
                    help=f"site area relative to the paper's (1 = paper extents; default {DEFAULT_SCALE})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -107,11 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; failures end as :func:`slidemap.entrypoints.run_reported` describes (one line for
+    bad input and interruptions, a traceback only for a bug)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
-    try:
-        return int(args.func(args))
-    except InputError as err:
-        print(f"slidemap {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    status, result = run_reported(lambda: args.func(args), f"slidemap {args.command}")
+    return status or int(result)

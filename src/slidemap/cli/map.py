@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 import time
 from pathlib import Path
 
@@ -12,7 +11,9 @@ from slidemap.data.scene import SceneStrips
 from slidemap.data.site import PRE_CHANNELS
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import load_checkpoint
-from slidemap.mapping.maps import inference_dtype, map_scene, pick_device, writable_folder
+from slidemap.config_checks import check_file_name, check_value
+from slidemap.io import output_folder, scratch_dir
+from slidemap.mapping.maps import inference_dtype, map_scene, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,10 @@ def map_command(args: argparse.Namespace) -> int:
     """
     start = time.perf_counter()
     source = _scene_source(args)
-    if not 0.0 < args.threshold < 1.0:
-        raise InputError("--threshold", f"must lie in (0, 1), got {args.threshold}")
-    if not 0.0 <= args.overlap < 1.0:
-        raise InputError("--overlap", f"must lie in [0, 1), got {args.overlap}")
-    out = writable_folder(args.out)
+    check_value("threshold", args.threshold, "--threshold")
+    check_value("overlap", args.overlap, "--overlap")
+    if args.name is not None:
+        check_file_name("--name", args.name)
     device = pick_device("auto")
     autocast = inference_dtype(args.precision, device)
     model = load_checkpoint(args.ckpt).to(device)
@@ -82,7 +82,8 @@ def map_command(args: argparse.Namespace) -> int:
     if source == "products" and needs_pre and not getattr(args, "s2_pre", None):
         raise InputError(model.path, f"the model reads {', '.join(needs_pre)}, which need a pre-event image: "
                                      "give pre-event products with --s2-pre PRODUCT...")
-    with tempfile.TemporaryDirectory(prefix=".slidemap-scene-", dir=out) as tmp:
+    # The maps land in --out together when all are written; a failure or Ctrl-C leaves --out as it was.
+    with output_folder(args.out) as out, scratch_dir(out, "scene") as tmp:
         if source == "products":
             from slidemap.ingest.site_builder import build_site
 
@@ -101,7 +102,7 @@ def map_command(args: argparse.Namespace) -> int:
         paths = map_scene(model, scene, out, overlap=args.overlap, threshold=args.threshold, autocast=autocast,
                           name=name)
     log.info("mapped %s (%d x %d px) with %s in %.2f s: maps in %s", name, *scene.shape, model.model_name,
-             time.perf_counter() - start, out)
+             time.perf_counter() - start, args.out)
     for path in paths:
-        print(path)
+        print(Path(args.out) / path.name)
     return 0

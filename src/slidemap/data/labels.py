@@ -71,9 +71,16 @@ def read_inventory(path: Path, grid: Grid, meta: dict[str, Any]) -> tuple[np.nda
     with reading(path):
         dst = ProjCRS.from_user_input(grid.crs.to_wkt())
         src = ProjCRS.from_user_input(src_crs)
+        if src.is_geographic and not (-180 <= own_bounds[0] <= own_bounds[2] <= 360
+                                      and -90 <= own_bounds[1] <= own_bounds[3] <= 90):
+            raise InputError(path, f"coordinates {fmt_bounds(own_bounds, src)} cannot be longitudes/latitudes of its "
+                                   "CRS; is the CRS declared wrong (e.g. metres in a GeoJSON, which means EPSG:4326)?")
         if not src.equals(dst):
             tr = Transformer.from_crs(src, dst, always_xy=True)
             geoms = shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+            if not np.isfinite(shapely.get_coordinates(geoms)).all():
+                raise InputError(path, f"coordinates {fmt_bounds(own_bounds, src)} cannot be in its CRS: they do not "
+                                       "project onto the site's CRS; is the CRS declared wrong?")
     invalid = ~shapely.is_valid(geoms)
     if invalid.any():
         repaired = _polygonal(shapely.make_valid(geoms[invalid]))

@@ -21,6 +21,7 @@ from slidemap.data.patches import Normaliser, fit_normaliser
 from slidemap.data.reader import read_sites
 from slidemap.data.site import Site
 from slidemap.data.split import SiteSplit, split_sites
+from slidemap.config_checks import check_choice, check_value
 from slidemap.errors import InputError
 from slidemap.evaluation.objects import object_counts, object_scores, pooled_objects
 from slidemap.evaluation.scoring import POOLED, area_results, confusion_counts
@@ -35,13 +36,8 @@ log = logging.getLogger(__name__)
 def _settings(cfg: DictConfig) -> tuple[str, str, float]:
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         raise InputError("ckpt_path", "no checkpoint given: python eval.py ckpt_path=RUN_DIR/checkpoints/best.ckpt")
-    mode = str(cfg.inference)
-    if mode not in MODES:
-        raise InputError("inference", f"unknown inference {mode!r}; choose one of {', '.join(MODES)}")
-    overlap = float(cfg.overlap)
-    if not 0.0 <= overlap < 1.0:
-        raise InputError("overlap", f"must lie in [0, 1), got {overlap}")
-    return str(cfg.ckpt_path), mode, overlap
+    mode = str(check_choice("inference", str(cfg.inference), MODES))
+    return str(cfg.ckpt_path), mode, check_value("overlap", cfg.overlap)
 
 
 def _fmt(norm: Normaliser) -> str:
@@ -96,7 +92,7 @@ def run(cfg: DictConfig) -> float:
         check_normaliser(model, sites, splits, train_sites, str(cfg.scenario.name), datamodule.root)
     model.to(pick_device(str(cfg.device)))
     tile = int(cfg.tile or model.window)
-    threshold = model.threshold if cfg.threshold is None else float(cfg.threshold)
+    threshold = model.threshold if cfg.threshold is None else check_value("threshold", cfg.threshold)
 
     counts: dict[str, dict[str, int]] = {}
     objects: dict[str, dict[str, Any]] = {}

@@ -24,7 +24,7 @@ from slidemap.ingest.scl import DEFAULT_MASK_CLASSES, describe_classes, parse_ma
 from slidemap.ingest.site_files import (check_inventory, copy_inventory, plain, write_float_cog, write_s2,
                                         write_site_yaml)
 from slidemap.ingest.sources import open_product
-from slidemap.io import atomic_dir
+from slidemap.io import atomic_dir, check_replaceable
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ def _check_out(out: Path) -> None:
         raise InputError(out, "exists and is a file; --out must be a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "s2.tif").is_file():
         raise InputError(out, "exists and is not a site folder (no s2.tif); refusing to replace it")
+    check_replaceable(out, ("s2.tif", "s2_pre.tif", "dem.tif", "site.yaml", "inventory.*"), "slidemap site")
 
 
 def _check_dates(products: Sequence[Product], allow_mixed: bool) -> None:

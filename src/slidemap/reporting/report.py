@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from slidemap.errors import InputError
-from slidemap.io import atomic_dir
+from slidemap.io import atomic_dir, check_replaceable
 from slidemap.reporting import figures as fig
 from slidemap.reporting.baselines import (BASELINE_COLUMNS, RULES, Baselines, baseline_for, baseline_rows,
                                           load_sites)
@@ -257,6 +257,7 @@ def check_out_dir(out: Path, sweep: Sweep) -> None:
         raise InputError(out, "the report folder would hold the sweep's runs; choose another --out")
     if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / "report.md").exists())):
         raise InputError(out, "exists and is not an earlier report (no report.md); refusing to replace it")
+    check_replaceable(out, ("report.md", "*.csv", "*.png", "figures.json"), "slidemap report")
 
 
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Path:

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from slidemap.errors import InputError
-from slidemap.io import write_json
+from slidemap.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,40 @@ def drop_resume_state(out: Path) -> None:
     """Remove ``checkpoints/last.ckpt`` once the run is complete: its optimiser state only serves a resume (it is
     as large as the best checkpoint again, half of a sweep's disk)."""
     (out / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
+
+
+def _moved(value: Any, old: str, new: Path) -> Any:
+    """``value`` (a path, or a dict keyed by paths) with paths in folder ``old`` moved to ``new``."""
+    if isinstance(value, dict):
+        return {_moved(k, old, new): v for k, v in value.items()}
+    if isinstance(value, str) and value and Path(value).parent == Path(old):
+        return str(new / Path(value).name)
+    return value
+
+
+def relocate_resume_state(last: Path, folder: Path) -> bool:
+    """Point the checkpoint callbacks' state in ``last`` at ``folder``, where the run's checkpoints lie now.
+
+    ``last.ckpt`` records its checkpoints by absolute path. After a sweep is moved or copied, Lightning would
+    restore the old folder's best path (and forget the best score), so the resumed run would test the original's
+    weights, or fail once it is gone. Returns whether ``last`` was rewritten (atomically).
+    """
+    folder = folder.resolve()  # as Lightning keeps its dirpath
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    changed = False
+    for values in (state.get("callbacks") or {}).values():
+        old = values.get("dirpath") if isinstance(values, dict) else None
+        if not old or Path(old) == folder or Path(old).resolve() == folder.resolve():
+            continue
+        for key in ("dirpath", "best_model_path", "kth_best_model_path", "last_model_path", "best_k_models"):
+            if key in values:
+                values[key] = str(folder) if key == "dirpath" else _moved(values[key], old, folder)
+        changed = True
+    if changed:
+        log.info("%s: the run's checkpoints now lie in %s (the run folder was moved or copied)", last, folder)
+        with atomic_path(last) as tmp:
+            torch.save(state, tmp)
+    return changed
 
 
 def identity_record(identity: RunIdentity) -> dict[str, Any]:

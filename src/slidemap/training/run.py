@@ -15,14 +15,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from slidemap.config_checks import check_choice
 from slidemap.data.split import WINDOWS
 from slidemap.errors import InputError
 from slidemap.io import atomic_path
 from slidemap.models.build import build_net, net_config
 from slidemap.runs import METRICS_FILE, completed_run, output_dir, write_metrics
 from slidemap.training.distributed import distributed_session, install_hydra_child_command
-from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_state, identity_record, run_identity,
-                                       stopped_by)
+from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_state, identity_record,
+                                       relocate_resume_state, run_identity, stopped_by)
 from slidemap.training.module import LandslideModule
 from slidemap.training.outputs import write_test_outputs
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
@@ -103,8 +104,7 @@ def share_cores(processes: int = 1) -> int:
 def check_choices(cfg: DictConfig) -> None:
     """Refuse a window other than the paper's (:data:`~slidemap.data.split.WINDOWS`) with the list of choices, as
     Hydra does for config groups."""
-    if not isinstance(cfg.window, int) or cfg.window not in WINDOWS:
-        raise InputError("window", f"unsupported window {cfg.window!r}; choose one of {', '.join(map(str, WINDOWS))}")
+    check_choice("window", cfg.window, WINDOWS, word="unsupported")
 
 
 def resolve_precision(requested: str | int, accelerator: str) -> str | int:
@@ -140,7 +140,10 @@ def use_channels_last(setting: str | bool, precision: str | int) -> bool:
 def resume_checkpoint(out: Path) -> str | None:
     """The last epoch checkpoint of an interrupted run in ``out``, to continue training from it."""
     last = out / "checkpoints" / "last.ckpt"
-    return str(last) if last.is_file() else None
+    if not last.is_file():
+        return None
+    relocate_resume_state(last, out / "checkpoints")
+    return str(last)
 
 
 @torch.no_grad()

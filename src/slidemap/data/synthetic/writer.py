@@ -25,11 +25,12 @@ from slidemap.data.synthetic.relief import carve_terrain, slope_aspect
 from slidemap.data.synthetic.scene import render
 from slidemap.data.synthetic.specs import SITES, SiteSpec
 from slidemap.errors import InputError
-from slidemap.io import atomic_dir
+from slidemap.io import atomic_dir, check_replaceable
 from slidemap.styles import write_raster_style
 
 log = logging.getLogger(__name__)
 
+STAMP_FILE = "synthetic.json"
 DEFAULT_SEED = 0
 DEFAULT_SCALE = 0.1
 GENERATOR_VERSION = 2  # 2: s2_pre.tif
@@ -122,24 +123,28 @@ def _write_site(folder: Path, spec: SiteSpec, site: dict, seed: int, scale: floa
 
 def write_synthetic(out: str | Path, scale: float = DEFAULT_SCALE, seed: int = DEFAULT_SEED,
                     overwrite: bool = True) -> Path:
-    """Generate the three sites into ``out`` (replacing it atomically unless ``overwrite`` is False)."""
+    """Generate the three sites into ``out`` (replacing it atomically unless ``overwrite`` is False).
+
+    Only an earlier synthetic folder is replaced: a folder holding anything else is refused, never emptied.
+    """
     out = Path(out)
     if not scale > 0:
         raise InputError("--scale", f"scale must be positive, got {scale}")
+    check_replaceable(out, [*SITES, STAMP_FILE], "slidemap synth")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for spec in SITES.values():
             start = time.perf_counter()
             _write_site(tmp / spec.name, spec, build_site(spec, seed, scale), seed, scale)
             log.info("synthetic site %s written in %.1f s", spec.name, time.perf_counter() - start)
         stamp = {"seed": seed, "scale": scale, "version": GENERATOR_VERSION, "sites": list(SITES)}
-        (tmp / "synthetic.json").write_text(json.dumps(stamp, indent=2))
+        (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2))
     return out
 
 
 def ensure_synthetic(out: str | Path, scale: float = DEFAULT_SCALE, seed: int = DEFAULT_SEED) -> Path:
     """Return ``out``, generating it first unless it already holds this (seed, scale, version)."""
     out = Path(out)
-    stamp = out / "synthetic.json"
+    stamp = out / STAMP_FILE
     if stamp.exists():
         got = json.loads(stamp.read_text())
         if (got.get("seed"), got.get("scale"), got.get("version")) == (seed, scale, GENERATOR_VERSION):
