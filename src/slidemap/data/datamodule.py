@@ -16,7 +16,8 @@ from slidemap.data.loaders import eval_loader, train_loader
 from slidemap.data.patches import Normaliser, Patches, cut_patches, fit_normaliser
 from slidemap.data.reader import read_sites
 from slidemap.data.site import DEFAULT_CHANNELS, Site
-from slidemap.data.split import SiteSplit, split_sites
+from slidemap.data.split import Block, SiteSplit, split_sites
+from slidemap.data.units import Distribution, sample_distribution, units_of
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class PreparedData:
     train: Patches
     val: Patches
     test: dict[str, Patches]
+    distribution: Distribution | None = None
 
 
 def check_window(sites: dict[str, Site], splits: dict[str, SiteSplit], window: int) -> None:
@@ -44,6 +46,15 @@ def check_window(sites: dict[str, Site], splits: dict[str, SiteSplit], window: i
                              f"({t.rows} x {t.cols} px); use a smaller window or a larger site")
 
 
+def fit_distribution(areas: list[tuple[Site, Block]], channels: tuple[str, ...]) -> Distribution:
+    """The per-channel distribution of the training areas' valid pixels (checkpoint's units guard)."""
+    distribution = sample_distribution(channels, ((
+        (site.channel(name)[block.slices] for name in channels), site.valid[block.slices]) for site, block in areas))
+    if distribution is None:
+        raise ValueError("no valid pixels in the training areas")
+    return distribution
+
+
 def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
             channels: tuple[str, ...] = DEFAULT_CHANNELS) -> PreparedData:
     """Split, normalise (training areas of ``train_sites`` only) and cut every area into grid patches."""
@@ -52,7 +63,9 @@ def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
         raise InputError(None, f"unknown training site(s) {unknown}; known sites: {', '.join(sorted(sites))}")
     splits = split_sites(sites)
     check_window(sites, splits, window)
-    normaliser = fit_normaliser([(sites[s], splits[s].train) for s in train_sites], tuple(channels))
+    train_areas = [(sites[s], splits[s].train) for s in train_sites]
+    normaliser = fit_normaliser(train_areas, tuple(channels))
+    distribution = fit_distribution(train_areas, tuple(channels))
     train, val, test = [], [], {}
     for name, site in sites.items():
         stack = normaliser(site.stack(tuple(channels)), site.valid)
@@ -61,7 +74,7 @@ def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
             train.append(cut_patches(stack, label, site.valid, splits[name].train, window))
             val.append(cut_patches(stack, label, site.valid, splits[name].val, window))
         test[name] = cut_patches(stack, label, site.valid, splits[name].test, window)
-    return PreparedData(sites, splits, normaliser, Patches.concat(train), Patches.concat(val), test)
+    return PreparedData(sites, splits, normaliser, Patches.concat(train), Patches.concat(val), test, distribution)
 
 
 class PatchDataModule(pl.LightningDataModule):
@@ -173,10 +186,12 @@ class SiteDataModule(PatchDataModule):
         return list(self.train_sites if self.train_sites is not None else self.data.sites)
 
     def checkpoint_info(self) -> dict[str, Any]:
-        """What a checkpoint must carry to map new data later: channels, window, normaliser, training sites."""
+        """What a checkpoint must carry to map new data later: channels, their units and training distribution,
+        window, normaliser, training sites."""
         assert self.data is not None, "call setup() first"
         return {"channels": list(self.channels), "window": self.window,
-                "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names}
+                "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names,
+                "units": list(units_of(self.channels)), "distribution": self.data.distribution.to_dict()}
 
     def test_patch_sets(self) -> list[Patches]:
         """One patch set per test area, in ``test_areas`` order."""
