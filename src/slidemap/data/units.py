@@ -1,8 +1,9 @@
 """Every input channel's physical unit, and the distribution of channels sampled from valid pixels in bounded memory.
 
-The site contract (DESIGN section 2) fixes the units: Sentinel-2 bands as reflectance, slope in degrees, DEM in
-metres, indices unitless. Readers convert to them (``reflectance.py``, Landslide4Sense's mean vector); a checkpoint
-records each channel's unit and its training distribution, so mapping can refuse a scene in other units
+The site contract (README, "The data contract") fixes the units: Sentinel-2 bands as reflectance, slope in
+degrees, DEM in metres, indices unitless. Readers convert to them (``reflectance.py``, Landslide4Sense's mean
+vector); a checkpoint records each channel's unit and its training distribution, so mapping can refuse a scene in
+other units
 (:mod:`slidemap.mapping.unit_guard`) instead of silently producing a wrong map.
 """
 
