@@ -174,6 +174,24 @@ def test_scene_to_scene_variation_passes_and_units_errors_always_fail(sites):
                 assert where in message and why in message and "\n" not in message, (trained_on, mapped, mistake)
 
 
+def test_a_checkpoint_trained_on_landslide4sense_stored_values_is_refused(sites):
+    # What data=landslide4sense trained on before the conversion: each channel divided by the authors' mean.
+    read, splits = sites
+    japan = read["japan"]
+    means = np.asarray(fx.AUTHORS_MEANS)
+    stored = dataclasses.replace(japan, bands=japan.bands * 1e4 / means[[1, 2, 3, 7], None, None],
+                                 slope=japan.slope / means[12], dem=japan.dem / means[13])
+    model = model_of(area_distribution(stored, splits["japan"].train, POST))
+    with pytest.raises(InputError) as err:
+        check_units(model, area_distribution(japan, splits["japan"].test, POST), "japan")
+    message = str(err.value)
+    assert message.startswith("model.ckpt: was trained on inputs in other units than japan holds: ")
+    # Japan's slope p99 28.7 / 20.29 = 1.41 <= pi/2; DEM p99 325 / 772.8 = 0.42 < 9; B4 median 0.0894 / 0.0445 = 2.0
+    for part in ("slope: p99 1.", "radians?", "dem: p99 0.", "kilometres?", "retrain it"):
+        assert part in message, part
+    assert "\n" not in message
+
+
 def test_far_from_training_warns(sites, caplog):
     read, splits = sites
     model = model_of(area_distribution(read["china"], splits["china"].train, POST))

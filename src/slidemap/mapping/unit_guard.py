@@ -10,7 +10,8 @@ synthetic sites mapping another: DEM medians 80 m vs 2300 m, a median more than 
 away) only warn, and units errors, which move values by a factor of 57 (radians), 1000 (km) or 10000 (digital
 numbers), always refuse:
 
-- **cannot be the same units** (InputError naming the channel): a value no channel of that unit can take
+- **cannot be the same units** (InputError naming the channel; the same tests the other way round catch a
+  checkpoint trained on other units, such as Landslide4Sense's stored values): a value no channel of that unit can take
   (reflectance with a median above 2, slope above 90 degrees, elevation above 9000 m), a slope that never exceeds
   pi/2 or an elevation that never exceeds 9 where the training data's typical value is 30 times larger (radians,
   kilometres), or two channels of one unit each matching the other's training distribution far better than its own
@@ -81,30 +82,30 @@ def area_distribution(site: Site, block: Block | None, channels: Sequence[str]) 
                                                   site.valid[rows, cols])])
 
 
-def _unit_problem(unit: str, scene: Distribution, trained: Distribution, k: int) -> str | None:
-    """Why channel ``k`` of the scene cannot be in ``unit`` if the training data was; None when it can."""
-    median, p99 = scene.percentile(k, 50), scene.percentile(k, 99)
-    typical, high = trained.percentile(k, 50), trained.percentile(k, 90)
-    factor = f"{abs(median / typical):.3g}x the training median" if typical else "the training median is 0"
+def _unit_problem(unit: str, data: Distribution, reference: Distribution, k: int,
+                  other: str = "training") -> tuple[str, str] | None:
+    """Why channel ``k`` of ``data`` cannot be in ``unit`` if ``reference`` (the ``other``) was, and a hint for a
+    scene; None when it can."""
+    median, p99 = data.percentile(k, 50), data.percentile(k, 99)
+    typical, high = reference.percentile(k, 50), reference.percentile(k, 90)
     if unit == REFLECTANCE:
         if median > REFLECTANCE_MAX_MEDIAN:
-            return (f"median {median:.4g} is not reflectance (training median {typical:.4g}; {factor}): digital "
-                    "numbers? (reflectance x 10000: give the product's scale, e.g. site.yaml 'scale: 0.0001')")
+            return (f"median {median:.4g} is not reflectance ({other} median {typical:.4g}): digital numbers?",
+                    " (reflectance x 10000: give the product's scale, e.g. site.yaml 'scale: 0.0001')")
         if typical > 0 and abs(p99) * 100 < typical:
-            return (f"p99 {p99:.3g} is over 100x below the training median {typical:.4g}: reflectance scaled twice? "
-                    "(check site.yaml 'scale')")
+            return (f"p99 {p99:.3g} is over 100x below the {other} median {typical:.4g}: reflectance scaled twice?",
+                    " (check site.yaml 'scale')")
     elif unit == DEGREES:
         if p99 > SLOPE_MAX_DEGREES + 0.5:
-            return f"p99 {p99:.4g} is above 90: not a slope in degrees (percent?)"
+            return f"p99 {p99:.4g} is above 90: not a slope in degrees (percent?)", ""
         if p99 <= math.pi / 2 * 1.01 and high > TYPICAL_RATIO * max(p99, 1e-9):
-            return (f"p99 {p99:.3g} (<= pi/2) while the training p90 is {high:.3g} degrees: radians? "
-                    "(or a DEM not in metres: slope is derived from dem.tif)")
+            return (f"p99 {p99:.3g} (<= pi/2) while the {other} p90 is {high:.3g}: radians?",
+                    " (or a DEM not in metres: slope is derived from dem.tif)")
     elif unit == METRES:
         if p99 > ELEVATION_MAX_M:
-            return f"p99 {p99:.5g} is above {ELEVATION_MAX_M:.0f} m: not metres (feet? decimetres?)"
+            return f"p99 {p99:.5g} is above {ELEVATION_MAX_M:.0f} m: not metres (feet? decimetres?)", ""
         if p99 < ELEVATION_MAX_M / 1000 and high > TYPICAL_RATIO * max(p99, 1e-9):
-            return (f"p99 {p99:.3g} while the training p90 is {high:.4g} m: kilometres? "
-                    "(dem.tif must hold metres)")
+            return f"p99 {p99:.3g} while the {other} p90 is {high:.4g}: kilometres?", " (dem.tif must hold metres)"
     return None
 
 
@@ -147,10 +148,15 @@ def check_units(model: TrainedModel, scene: Distribution | None, source: object)
     if scene is None:
         log.warning("%s: no valid pixel to check units on", source)
         return []
-    problems = [f"{c}: {why}" for k, c in enumerate(channels)
+    problems = [f"{c}: {why[0]}{why[1]}" for k, c in enumerate(channels)
                 if (why := _unit_problem(UNITS[c], scene, trained, k))]
     if problems:
         raise InputError(source, f"input cannot be in the checkpoint's units: {'; '.join(problems)}")
+    stale = [f"{c}: {why[0]}" for k, c in enumerate(channels)
+             if (why := _unit_problem(UNITS[c], trained, scene, k, other="scene"))]
+    if stale:  # e.g. Landslide4Sense's stored values, before slidemap converted them (slope ~0.7, never above 2)
+        raise InputError(model.path, f"was trained on inputs in other units than {source} holds: "
+                                     f"{'; '.join(stale)}; retrain it with this version")
     pair = _swapped(channels, scene, trained)
     if pair:
         a, b = (channels[k] for k in pair)
