@@ -13,7 +13,7 @@ numbers), always refuse:
 - **cannot be the same units** (InputError naming the channel; the same tests the other way round catch a
   checkpoint trained on other units, such as Landslide4Sense's stored values): a value no channel of that unit can take
   (reflectance with a median above 2, slope above 90 degrees, elevation above 9000 m), a slope that never exceeds
-  pi/2 or an elevation that never exceeds 9 where the training data's typical value is 30 times larger (radians,
+  pi/2 or an elevation that never exceeds 9 where the training data's p90 is 10 times larger (radians,
   kilometres), or two channels of one unit each matching the other's training distribution far better than its own
   (a band order swapped: B4 <-> B8 turns vegetation's bright NIR into the red channel);
 - **far** (a log warning): a channel's median more than :data:`FAR_Z` training standard deviations away.
