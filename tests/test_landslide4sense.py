@@ -1,4 +1,5 @@
-"""Landslide4Sense: channel picking, NaN as no-data, TrainData-only statistics, tiles, bad input, the sweep."""
+"""Landslide4Sense: channel picking in physical units, NaN as no-data, TrainData-only statistics, tiles, bad input,
+the sweep."""
 
 from __future__ import annotations
 
@@ -58,10 +59,11 @@ def test_channels_are_picked_by_name_from_the_official_order(l4s_root):
     channels = ("slope", "B8", "dem", "ndvi", "B2")
     split = read_split(l4s_root, "ValidData", channels)
     img = fx.read_h5(l4s_root / "ValidData" / "img" / "image_2.h5", "img")
-    red, nir = img[..., 3], img[..., 7]
-    expected = np.stack([img[..., 12], nir, img[..., 13], (nir - red) / (nir + red), img[..., 1]])
+    physical = img * np.asarray(fx.AUTHORS_MEANS)  # B1..B12 in DN (-> x 1e-4 reflectance), degrees, metres
+    red, nir = physical[..., 3] * 1e-4, physical[..., 7] * 1e-4
+    expected = np.stack([physical[..., 12], nir, physical[..., 13], (nir - red) / (nir + red), physical[..., 1] * 1e-4])
     assert split.x.shape == (2, 5, 128, 128) and split.x.dtype == np.float32
-    np.testing.assert_allclose(split.x[1], expected, rtol=1e-6)
+    np.testing.assert_allclose(split.x[1], expected, rtol=1e-5)
     np.testing.assert_array_equal(split.y[1], fx.read_h5(l4s_root / "ValidData" / "mask" / "mask_2.h5", "mask"))
     assert split.names == ("image_1", "image_2")
 
@@ -99,7 +101,8 @@ def test_nan_in_b1_invalidates_nothing_unless_an_input_needs_it(l4s_root):
 def test_statistics_come_from_train_data_valid_pixels_only(tmp_path):
     # TrainData: image 1 has B2 = 1, B3 = 2; image 2 has B2 = 3, B3 = 6 with B2 NaN on rows 64-127 (those pixels
     # are invalid for every input). Valid/Test data hold 100 and must not move the statistics.
-    # B2: 16384 px of 1 and 8192 px of 3 -> mean 5/3, E[x^2] = 11/3, variance 8/9. B3 = 2 B2.
+    # Stored B2: 16384 px of 1 and 8192 px of 3 -> mean 5/3, E[x^2] = 11/3, variance 8/9. B3 = 2 B2. Read in
+    # reflectance: B2 x 824.63171476e-4, B3 x 663.41636217e-4 (the authors' vector, then DN -> reflectance).
     def const(b2: float, b3: float) -> np.ndarray:
         img = np.full((128, 128, 14), 7.0)
         img[..., 1], img[..., 2] = b2, b3
@@ -114,18 +117,23 @@ def test_statistics_come_from_train_data_valid_pixels_only(tmp_path):
     fx.write_pair(tmp_path, "TestData", 1, const(100.0, 100.0), zero)
     dm = ready(tmp_path, window=128, channels=["B2", "B3"])
     norm = dm.checkpoint_info()["normaliser"]
+    b2, b3 = 824.63171476e-4, 663.41636217e-4
     std = math.sqrt(8) / 3
     assert norm["channels"] == ["B2", "B3"]
-    np.testing.assert_allclose(norm["mean"], [5 / 3, 10 / 3], rtol=1e-6)
-    np.testing.assert_allclose(norm["std"], [std, 2 * std], rtol=1e-5)
-    np.testing.assert_allclose(dm.data.test.x[0, 0], (100 - 5 / 3) / std, rtol=1e-5)
+    np.testing.assert_allclose(norm["mean"], [5 / 3 * b2, 10 / 3 * b3], rtol=1e-6)
+    np.testing.assert_allclose(norm["std"], [std * b2, 2 * std * b3], rtol=1e-5)
+    np.testing.assert_allclose(dm.data.test.x[0, 0], (100 - 5 / 3) / std, rtol=1e-5)  # the scale cancels
     np.testing.assert_allclose(dm.data.train.x[0, 1], (2 - 10 / 3) / (2 * std), rtol=1e-5)
+    dist = dm.checkpoint_info()["distribution"]  # the units guard's record: the same pixels, physical units
+    np.testing.assert_allclose(dist["mean"], norm["mean"], rtol=1e-6)
+    assert dist["count"] == 16384 + 8192 and dist["quantiles"][0][2] == pytest.approx(b2, rel=1e-6)  # median 1 x b2
 
 
 def test_checkpoint_info_records_what_mapping_needs(l4s_root):
     info = ready(l4s_root, window=64, channels=["B2", "dem"]).checkpoint_info()
     assert (info["channels"], info["window"], info["train_sites"]) == (["B2", "dem"], 64, ["landslide4sense"])
     assert len(info["normaliser"]["mean"]) == len(info["normaliser"]["std"]) == 2
+    assert info["units"] == ["reflectance", "metres"] and info["distribution"]["channels"] == ["B2", "dem"]
 
 
 # ---------------------------------------------------------------- tiles and scoring

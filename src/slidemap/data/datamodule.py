@@ -18,7 +18,8 @@ from slidemap.data.offsets import EpochSampler, OffsetWindows, TrainArea
 from slidemap.data.patches import Normaliser, Patches, cut_patches, fit_normaliser
 from slidemap.data.reader import read_sites
 from slidemap.data.site import DEFAULT_CHANNELS, Site
-from slidemap.data.split import SiteSplit, split_sites
+from slidemap.data.split import Block, SiteSplit, split_sites
+from slidemap.data.units import Distribution, sample_distribution, units_of
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class PreparedData:
     val: Patches
     test: dict[str, Patches]
     train_areas: list[TrainArea]
+    distribution: Distribution | None = None
 
 
 def check_window(sites: dict[str, Site], splits: dict[str, SiteSplit], window: int) -> None:
@@ -47,6 +49,15 @@ def check_window(sites: dict[str, Site], splits: dict[str, SiteSplit], window: i
                              f"({t.rows} x {t.cols} px); use a smaller window or a larger site")
 
 
+def fit_distribution(areas: list[tuple[Site, Block]], channels: tuple[str, ...]) -> Distribution:
+    """The per-channel distribution of the training areas' valid pixels (checkpoint's units guard)."""
+    distribution = sample_distribution(channels, ((
+        (site.channel(name)[block.slices] for name in channels), site.valid[block.slices]) for site, block in areas))
+    if distribution is None:
+        raise ValueError("no valid pixels in the training areas")
+    return distribution
+
+
 def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
             channels: tuple[str, ...] = DEFAULT_CHANNELS) -> PreparedData:
     """Split, normalise (training areas of ``train_sites`` only) and cut every area into grid patches."""
@@ -55,7 +66,9 @@ def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
         raise InputError(None, f"unknown training site(s) {unknown}; known sites: {', '.join(sorted(sites))}")
     splits = split_sites(sites)
     check_window(sites, splits, window)
-    normaliser = fit_normaliser([(sites[s], splits[s].train) for s in train_sites], tuple(channels))
+    train_blocks = [(sites[s], splits[s].train) for s in train_sites]
+    normaliser = fit_normaliser(train_blocks, tuple(channels))
+    distribution = fit_distribution(train_blocks, tuple(channels))
     train, val, test, areas = [], [], {}, []
     for name, site in sites.items():
         stack = normaliser(site.stack(tuple(channels)), site.valid)
@@ -68,7 +81,8 @@ def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
             areas.append(TrainArea(stack[:, rows, cols].copy(), label[rows, cols].copy(),
                                    site.valid[rows, cols].copy()))
         test[name] = cut_patches(stack, label, site.valid, splits[name].test, window)
-    return PreparedData(sites, splits, normaliser, Patches.concat(train), Patches.concat(val), test, areas)
+    return PreparedData(sites, splits, normaliser, Patches.concat(train), Patches.concat(val), test, areas,
+                        distribution)
 
 
 class PatchDataModule(pl.LightningDataModule):
@@ -209,10 +223,12 @@ class SiteDataModule(PatchDataModule):
         return list(self.train_sites if self.train_sites is not None else self.data.sites)
 
     def checkpoint_info(self) -> dict[str, Any]:
-        """What a checkpoint must carry to map new data later: channels, window, normaliser, training sites."""
+        """What a checkpoint must carry to map new data later: channels, their units and training distribution,
+        window, normaliser, training sites."""
         assert self.data is not None, "call setup() first"
         return {"channels": list(self.channels), "window": self.window,
-                "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names}
+                "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names,
+                "units": list(units_of(self.channels)), "distribution": self.data.distribution.to_dict()}
 
     @property
     def validation_blocks(self) -> dict[str, dict[str, Any]]:

@@ -4,6 +4,10 @@ The official layout is ``{TrainData,ValidData,TestData}/img/image_N.h5`` (key ``
 B1..B12, then slope, then DEM) with ``.../mask/mask_N.h5`` (key ``mask``, 0/1, (128, 128)). It is not a site
 (no georeference, no regions), so it gets its own DataModule with the interface of ``SiteDataModule``:
 TrainData trains (and alone sets the normalisation), ValidData drives early stopping, TestData is one test area.
+
+The release does not store physical values: each channel is divided by a per-channel mean (:data:`STORED_SCALE`).
+:func:`to_physical` multiplies it back and converts the bands to reflectance as the site reader does, so a
+checkpoint trained here takes the same units as one trained on sites and maps ``slidemap site`` scenes correctly.
 """
 
 from __future__ import annotations
@@ -23,13 +27,22 @@ import torch
 from slidemap.data.datamodule import PatchDataModule
 from slidemap.data.indices import ndvi
 from slidemap.data.patches import Normaliser, Patches, fit_statistics
+from slidemap.data.reflectance import L2A_DN_SCALE, to_reflectance
 from slidemap.data.site import CHANNELS, DEFAULT_CHANNELS, PRE_CHANNELS
+from slidemap.data.units import Distribution, sample_distribution, units_of
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
 
 STORED: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "slope", "dem")
 """The 14 channels of an ``image_N.h5``, in stored order (the official README: bands 13 = slope, 14 = DEM)."""
+
+STORED_SCALE: tuple[float, ...] = (
+    1111.81236406, 824.63171476, 663.41636217, 445.17289745, 645.8582926, 1547.73508126, 1960.44401001,
+    1941.32229668, 674.07572865, 9.04787384, 1113.98338755, 519.90397929, 20.29228266, 772.83144788)
+"""What the release divided each stored channel by: the dataset authors' per-channel mean vector, given in their
+answer to iarai/Landslide4Sense-2022 issue 4 (https://github.com/iarai/Landslide4Sense-2022/issues/4).
+stored x STORED_SCALE = B1..B12 as digital numbers (reflectance x 10000), slope in degrees, DEM in metres."""
 
 PATCH = 128
 SPLITS = {"train": "TrainData", "val": "ValidData", "test": "TestData"}
@@ -71,6 +84,21 @@ def derive(raw: np.ndarray, stored: tuple[int, ...], channels: tuple[str, ...]) 
 
     return np.stack([ndvi(band("B4"), band("B8")) if name == "ndvi" else band(name)
                      for name in channels]).astype(np.float32, copy=False)
+
+
+def to_physical(raw: np.ndarray, stored: tuple[int, ...], valid: np.ndarray) -> np.ndarray:
+    """Stored channels ``stored`` (k, H, W) in the site contract's units, float32, 0 where ``valid`` is False.
+
+    Each is multiplied by its :data:`STORED_SCALE`; the bands, now digital numbers, go through the site reader's
+    DN -> reflectance conversion (:func:`~slidemap.data.reflectance.to_reflectance`, x 1e-4).
+    """
+    scale = np.asarray([STORED_SCALE[i] for i in stored])[:, None, None]
+    out = (raw * scale).astype(np.float32)
+    bands = [k for k, i in enumerate(stored) if STORED[i].startswith("B")]
+    if bands:
+        out[bands] = to_reflectance(out[bands], valid, scale=L2A_DN_SCALE)
+    out[:, ~valid] = 0.0
+    return out
 
 
 def _number(path: Path) -> tuple[int, str]:
@@ -141,7 +169,7 @@ def read_mask(path: Path) -> np.ndarray:
 
 
 def read_split(root: Path, split: str, channels: tuple[str, ...]) -> L4SSplit:
-    """Read one split's chosen channels into one preallocated array; NaN / infinite pixels become invalid.
+    """Read one split's chosen channels, in physical units, into one preallocated array; NaN pixels are invalid.
 
     A pixel is invalid where any stored channel the inputs need is not finite; its inputs are set to 0.
     """
@@ -154,7 +182,7 @@ def read_split(root: Path, split: str, channels: tuple[str, ...]) -> L4SSplit:
     for i, (image, mask) in enumerate(pairs):
         raw = read_image(image, stored)
         valid[i] = np.isfinite(raw).all(axis=0)
-        x[i] = derive(np.where(valid[i], raw, 0.0), stored, channels)  # NDVI of 0 / 0 is 0 too
+        x[i] = derive(to_physical(raw, stored, valid[i]), stored, channels)  # NDVI of 0 / 0 is 0 too
         y[i] = read_mask(mask)
     names = tuple(p.stem for p, _ in pairs)
     pixels = valid.size
@@ -163,17 +191,26 @@ def read_split(root: Path, split: str, channels: tuple[str, ...]) -> L4SSplit:
     return L4SSplit(x, y, valid, names)
 
 
+def _pieces(train: L4SSplit, channels: tuple[str, ...]) -> Iterator[tuple[Iterator[np.ndarray], np.ndarray]]:
+    """TrainData in chunks of images, as the statistics functions take them (bounded float64 temporaries)."""
+    for s in range(0, len(train), _STAT_CHUNK):
+        x = train.x[s:s + _STAT_CHUNK]
+        yield (x[:, k] for k in range(len(channels))), train.valid[s:s + _STAT_CHUNK]
+
+
 def fit_normaliser(train: L4SSplit, channels: tuple[str, ...]) -> Normaliser:
     """Mean and standard deviation of each channel over the valid pixels of TrainData only."""
-    def pieces() -> Iterator[tuple[Iterator[np.ndarray], np.ndarray]]:
-        for s in range(0, len(train), _STAT_CHUNK):  # bounded float64 temporaries
-            x = train.x[s:s + _STAT_CHUNK]
-            yield (x[:, k] for k in range(len(channels))), train.valid[s:s + _STAT_CHUNK]
-
-    normaliser = fit_statistics(channels, pieces())
+    normaliser = fit_statistics(channels, _pieces(train, channels))
     if normaliser is None:
         raise InputError(None, "TrainData has no valid (finite) pixel: cannot fit the normalisation")
     return normaliser
+
+
+def fit_distribution(train: L4SSplit, channels: tuple[str, ...]) -> Distribution:
+    """TrainData's per-channel distribution in physical units, for the checkpoint's units guard."""
+    distribution = sample_distribution(channels, _pieces(train, channels))
+    assert distribution is not None, "fit_normaliser refuses TrainData without a valid pixel first"
+    return distribution
 
 
 def normalise(split: L4SSplit, normaliser: Normaliser) -> None:
@@ -213,6 +250,7 @@ class L4SData:
     val: Patches
     test: Patches
     test_split: L4SSplit
+    distribution: Distribution | None = None
 
 
 def prepare(root: Path, window: int, channels: tuple[str, ...] = DEFAULT_CHANNELS) -> L4SData:
@@ -223,9 +261,11 @@ def prepare(root: Path, window: int, channels: tuple[str, ...] = DEFAULT_CHANNEL
     stored_indices(channels, root)  # an unknown channel fails before any file is read
     splits = {role: read_split(root, folder, channels) for role, folder in SPLITS.items()}
     normaliser = fit_normaliser(splits["train"], channels)
+    distribution = fit_distribution(splits["train"], channels)  # before normalising: physical units
     for split in splits.values():
         normalise(split, normaliser)
-    return L4SData(normaliser, *(cut_windows(splits[r], window) for r in SPLITS), test_split=splits["test"])
+    return L4SData(normaliser, *(cut_windows(splits[r], window) for r in SPLITS), test_split=splits["test"],
+                   distribution=distribution)
 
 
 class Landslide4SenseDataModule(PatchDataModule):
@@ -271,10 +311,11 @@ class Landslide4SenseDataModule(PatchDataModule):
         return [AREA]
 
     def checkpoint_info(self) -> dict[str, Any]:
-        """Channels, window and the TrainData normaliser: what mapping new data with this model needs."""
+        """Channels, their units and TrainData distribution, window and normaliser: what mapping new data needs."""
         assert self.data is not None, "call setup() first"
         return {"channels": list(self.channels), "window": self.window,
-                "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names}
+                "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names,
+                "units": list(units_of(self.channels)), "distribution": self.data.distribution.to_dict()}
 
     def test_probabilities(self, predictions: list[list[torch.Tensor]] | list[torch.Tensor]) -> np.ndarray:
         """Tile probabilities put back on their test images (N, 128, 128); NaN where no tile was scored.

@@ -28,6 +28,7 @@ from slidemap.evaluation.scoring import POOLED, area_results, confusion_counts
 from slidemap.mapping.checkpoint import TrainedModel, check_channels, load_checkpoint, same_normaliser
 from slidemap.mapping.maps import map_area, pick_device
 from slidemap.mapping.mosaic import MODES
+from slidemap.mapping.unit_guard import check_areas
 from slidemap.runs import output_dir, write_metrics
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ def run(cfg: DictConfig) -> float:
         raise InputError(None, f"unknown training site(s) {unknown}; known sites: {', '.join(sorted(sites))}")
     if cfg.check_normaliser:
         check_normaliser(model, sites, splits, train_sites, str(cfg.scenario.name), datamodule.root)
+    check_areas(model, {name: (site, splits[name].test) for name, site in sites.items()})
     model.to(pick_device(str(cfg.device)))
     tile = int(cfg.tile or model.window)
     threshold = model.threshold if cfg.threshold is None else check_value("threshold", cfg.threshold)

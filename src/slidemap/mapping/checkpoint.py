@@ -4,7 +4,8 @@ A slidemap checkpoint is a Lightning checkpoint of :class:`~slidemap.training.mo
 hyper-parameters carry ``model``, the resolved model config whose ``net`` (a ``_target_`` with every argument,
 channel counts included) rebuilds the network exactly as training built it, and ``data_info``: the input
 channels, the training window and the normaliser fitted on the scenario's training areas. That is everything
-needed to map a new scene.
+needed to map a new scene. Checkpoints from this version on also record each channel's unit and its training
+distribution (``units``, ``distribution``), which :mod:`slidemap.mapping.unit_guard` checks scenes against.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 from slidemap.data.patches import Normaliser
 from slidemap.data.site import CHANNELS
+from slidemap.data.units import Distribution
 from slidemap.errors import InputError
 from slidemap.models.build import IN_CHANNEL_ARGS, build_net, network_class
 
@@ -41,6 +43,8 @@ class TrainedModel:
     normaliser: Normaliser
     threshold: float
     path: Path
+    units: tuple[str, ...] | None = None
+    distribution: Distribution | None = None
 
     def to(self, device: str | torch.device) -> "TrainedModel":
         """Move the network to ``device`` (in place) and return self."""
@@ -129,8 +133,9 @@ def load_checkpoint(path: str | PathLike[str]) -> TrainedModel:
     net.eval()
     log.info("loaded %s (%s, window %d, channels %s) from %s", name, _arguments(net_cfg), window,
              ",".join(channels), path)
+    units, distribution = read_units(info, channels, path)
     return TrainedModel(net=net, model_name=name, channels=channels, window=window, normaliser=normaliser,
-                        threshold=float(hp.get("threshold", 0.5)), path=path)
+                        threshold=float(hp.get("threshold", 0.5)), path=path, units=units, distribution=distribution)
 
 
 def _normaliser(raw: dict[str, Any], channels: tuple[str, ...], path: Path) -> Normaliser:
@@ -144,6 +149,24 @@ def _normaliser(raw: dict[str, Any], channels: tuple[str, ...], path: Path) -> N
     if not (np.all(np.isfinite(norm.mean)) and np.all(norm.std > 0)):
         raise InputError(path, "malformed normaliser: means must be finite and standard deviations positive")
     return norm
+
+
+def read_units(info: dict[str, Any], channels: tuple[str, ...],
+               path: Path) -> tuple[tuple[str, ...] | None, Distribution | None]:
+    """The channels' units and training distribution recorded in ``data_info``; (None, None) in older checkpoints."""
+    if "units" not in info and "distribution" not in info:
+        return None, None
+    units = info.get("units")
+    if not isinstance(units, list | tuple) or len(units) != len(channels) or not all(isinstance(u, str) for u in units):
+        raise InputError(path, f"malformed units record {units!r}: expected one unit per channel {list(channels)}")
+    try:
+        distribution = Distribution.from_dict(info["distribution"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(path, f"malformed training distribution record ({_first_line(err)})") from err
+    if distribution.channels != channels:
+        raise InputError(path, f"training distribution of {list(distribution.channels)} but the checkpoint's "
+                               f"channels are {list(channels)}")
+    return tuple(units), distribution
 
 
 def check_channels(model: TrainedModel, channels: tuple[str, ...] | list[str], source: str) -> None:

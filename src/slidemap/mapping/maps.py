@@ -28,6 +28,7 @@ from slidemap.mapping.mosaic import iter_mosaic, site_reader, tile_count
 from slidemap.mapping.polygons import Landslides, vectorise, write_gpkg
 from slidemap.mapping.polygons_streamed import write_polygons_streamed
 from slidemap.mapping.rasters import write_maps
+from slidemap.mapping.unit_guard import check_scene
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: f
     tile = int(tile or model.window)
     threshold = model.threshold if threshold is None else float(threshold)
     name = name or scene.name
+    check_scene(model, scene)  # a scene in other units than the checkpoint's is refused before anything is written
     start = time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=MAP_GDAL_CACHE_MB):  # GDAL's default (5% of RAM) would grow with the machine
         if autocast is not None:
