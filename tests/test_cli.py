@@ -93,7 +93,8 @@ def test_synth_writes_the_three_sites(capsys, tmp_path):
     assert (stamp["seed"], stamp["scale"]) == (5, 0.02)
     for name in ("taiwan", "china", "japan"):
         assert {p.name for p in (out_dir / name).iterdir()} == {"s2.tif", "s2_pre.tif", "dem.tif",
-                                                                 "inventory.geojson", "site.yaml"}
+                                                                 "inventory.geojson", "site.yaml", "s2.qml",
+                                                                 "s2_pre.qml"}
 
 
 def test_scenarios_are_all_plus_one_per_site():

@@ -37,7 +37,7 @@ def test_site_on_the_product_grid_reads_back_with_labels(tmp_path, made):
     out = tmp_path / "taiwan"
     summary = build_site([made["zip"]], made["dem"], out, inventory=made["inventory"], bounds=UTM_BOUNDS,
                          bounds_crs="EPSG:32651")
-    assert sorted(p.name for p in out.iterdir()) == ["dem.tif", "inventory.geojson", "s2.tif", "site.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == ["dem.tif", "inventory.geojson", "s2.qml", "s2.tif", "site.yaml"]
     with rasterio.open(out / "s2.tif") as src:
         # pixel edges on the product's lattice: origin + 20 px, 81 x 81 px, transform otherwise the product's
         assert tuple(src.transform)[:6] == (10.0, 0.0, fx.ORIGIN[0] + 200, 0.0, -10.0, fx.ORIGIN[1] - 200)

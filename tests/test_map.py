@@ -20,6 +20,7 @@ from slidemap.cli import main
 from checkpoints import save_checkpoint, unet_config
 
 OUTPUTS = ("_probability.tif", "_binary.tif", "_landslides.gpkg")
+FILES = (*OUTPUTS, "_probability.qml", "_binary.qml", "_landslides.qml")  # the outputs and their QGIS styles
 
 
 def run_map(capsys, *argv: str) -> tuple[int, str, str]:
@@ -63,7 +64,7 @@ def test_map_tiny_scene(capsys, ckpt, scene, tmp_path, caplog):
         code, stdout, _ = run_map(capsys, "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(out))
     assert code == 0
     assert stdout.split() == [str(out / f"event{s}") for s in OUTPUTS]
-    assert leftovers(out) == sorted(f"event{s}" for s in OUTPUTS)  # no temporary files
+    assert leftovers(out) == sorted(f"event{s}" for s in FILES)  # no temporary files
     with rasterio.open(out / "event_binary.tif") as src:
         assert src.crs == rasterio.crs.CRS.from_string(fs.S2_CRS) and src.transform == fs.s2_transform()
         assert (src.height, src.width) == fs.SHAPE
@@ -87,7 +88,7 @@ def test_map_synthetic_scene_with_a_trained_checkpoint(capsys, tiny_run, synthet
     code, _, err = run_map(capsys, "--ckpt", str(run / "checkpoints" / "best.ckpt"), "--scene", str(synthetic_scene),
                            "--out", str(out))
     assert code == 0, err
-    assert leftovers(out) == sorted(f"jiuzhaigou{s}" for s in OUTPUTS)
+    assert leftovers(out) == sorted(f"jiuzhaigou{s}" for s in FILES)
     with rasterio.open(synthetic_scene / "s2.tif") as s2:
         crs, bounds, shape = s2.crs, s2.bounds, (s2.height, s2.width)
     with rasterio.open(out / "jiuzhaigou_probability.tif") as p, rasterio.open(out / "jiuzhaigou_binary.tif") as b:
@@ -284,7 +285,7 @@ def test_map_from_a_safe_zip_and_dem_tiles_masks_clouds(capsys, ckpt, tmp_path):
                               "--out", str(out))
     assert code == 0, stdout
     name = product.name.removesuffix(".zip")
-    assert leftovers(out) == sorted(f"{name}{s}" for s in OUTPUTS)  # the temporary site is gone
+    assert leftovers(out) == sorted(f"{name}{s}" for s in FILES)  # the temporary site is gone
     site = read_site(Path(build_site(product, dem, tmp_path / "site")["site"]), require_label=False)
     assert (~site.valid).sum() > 100  # the fixture's cloud and shadow
     with rasterio.open(out / f"{name}_binary.tif") as src:

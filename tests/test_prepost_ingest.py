@@ -86,7 +86,8 @@ def test_site_with_two_pre_products_writes_their_greenest_pixel_composite(tmp_pa
                  "--dem", *map(str, made["dem"]), "--out", str(out)])
     text = capsys.readouterr().out
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["dem.tif", "s2.tif", "s2_pre.tif", "site.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == ["dem.tif", "s2.qml", "s2.tif", "s2_pre.qml", "s2_pre.tif",
+                                                     "site.yaml"]
     assert "s2 pre   june (band_folder, 2024-06-01): the greenest pixel on 97.2% of the site" in text  # 1 - 400 / 14400
     assert "before   greenest pixel (maximum NDVI), 100.0% of the valid site observed" in text
     with rasterio.open(out / "s2_pre.tif") as src:
@@ -156,7 +157,8 @@ def test_map_with_a_change_model_needs_the_pre_event_image(tmp_path, made, capsy
     assert main([*common, "--s2", str(made["post"]), "--s2-pre", str(made["less_green"]), "--out",
                  str(tmp_path / "m")]) == 0
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "post_binary.tif", "post_landslides.gpkg", "post_probability.tif"]
+        "post_binary.qml", "post_binary.tif", "post_landslides.gpkg", "post_landslides.qml", "post_probability.qml",
+        "post_probability.tif"]
     capsys.readouterr()
     scene = tmp_path / "scene"
     build_site(made["post"], made["dem"], scene)

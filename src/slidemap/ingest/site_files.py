@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 import yaml
+from rasterio.enums import ColorInterp
 
 from slidemap.data.grid import Grid
 from slidemap.data.labels import INVENTORY_SUFFIXES
 from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
+from slidemap.styles import colour_interpretation, write_raster_style
 
 COG_OPTIONS = {"compress": "deflate", "predictor": 3, "blocksize": 512, "overview_resampling": "average",
                "num_threads": "all_cpus", "bigtiff": "if_safer"}
@@ -22,8 +25,13 @@ COG_OPTIONS = {"compress": "deflate", "predictor": 3, "blocksize": 512, "overvie
 _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx")
 
 
-def write_float_cog(path: Path, data: np.ndarray, grid: Grid, descriptions: tuple[str, ...] = ()) -> Path:
-    """A float32 COG (NaN = nodata) from a (H, W) or (C, H, W) array on ``grid``."""
+def write_float_cog(path: Path, data: np.ndarray, grid: Grid, descriptions: tuple[str, ...] = (),
+                    colours: Sequence[ColorInterp] = ()) -> Path:
+    """A float32 COG (NaN = nodata) from a (H, W) or (C, H, W) array on ``grid``.
+
+    ``colours`` (GDAL colour interpretation per band) is set while the file is made: changing it afterwards
+    would rewrite the header and break the COG layout.
+    """
     arr = data[None] if data.ndim == 2 else data
     profile = {"driver": "COG", "count": arr.shape[0], "height": arr.shape[1], "width": arr.shape[2],
                "dtype": "float32", "crs": grid.crs, "transform": grid.transform, "nodata": float("nan"),
@@ -32,12 +40,20 @@ def write_float_cog(path: Path, data: np.ndarray, grid: Grid, descriptions: tupl
         dst.write(arr.astype(np.float32, copy=False))
         for i, text in enumerate(descriptions, start=1):
             dst.set_band_description(i, text)
+        if colours:
+            dst.colorinterp = list(colours)
     return path
 
 
 def write_s2(path: Path, bands: np.ndarray, grid: Grid) -> Path:
-    """s2.tif: B2, B3, B4, B8 surface reflectance, float32, NaN where no-data or cloud-masked."""
-    return write_float_cog(path, bands, grid, BAND_NAMES)
+    """s2.tif: B2, B3, B4, B8 surface reflectance, float32, NaN where no-data or cloud-masked.
+
+    The bands carry their colour interpretation (blue, green, red, undefined), and a ``.qml`` sidecar draws the
+    image in true colour in QGIS.
+    """
+    write_float_cog(path, bands, grid, BAND_NAMES, colour_interpretation(BAND_NAMES))
+    write_raster_style(path, "s2")
+    return path
 
 
 def check_inventory(path: Path) -> Path:

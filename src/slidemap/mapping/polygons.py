@@ -22,6 +22,7 @@ from scipy import ndimage
 
 from slidemap.data.terrain import pixel_size_m
 from slidemap.io import atomic_path
+from slidemap.styles import write_gpkg_style
 
 logging.getLogger("pyogrio._io").setLevel(logging.WARNING)  # one "Created N records" line per file is noise
 
@@ -104,4 +105,5 @@ def write_gpkg(path: str | PathLike[str], landslides: Landslides, crs: Any) -> P
         tmp.unlink()  # GDAL creates the GeoPackage itself
         pyogrio.raw.write(tmp, wkb, data, fields, driver="GPKG", layer=LAYER, geometry_type="Polygon",
                           crs=crs.to_wkt() if hasattr(crs, "to_wkt") else str(crs))
+    write_gpkg_style(path, LAYER, "polygons")  # QGIS's default style inside the GeoPackage + a .qml sidecar
     return path

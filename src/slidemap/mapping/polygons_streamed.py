@@ -31,6 +31,7 @@ from scipy.sparse.csgraph import connected_components
 
 from slidemap.mapping.polygons import LAYER, PREDICTED_CONNECTIVITY, region_areas
 from slidemap.io import atomic_path
+from slidemap.styles import write_gpkg_style
 
 BATCH = 20_000
 
@@ -151,4 +152,5 @@ def write_polygons_streamed(binary_path: str | PathLike[str], gpkg_path: str | P
                 if len(batch_ids) >= BATCH:
                     flush()
             flush()
+    write_gpkg_style(gpkg_path, LAYER, "polygons")  # QGIS's default style inside the GeoPackage + a .qml sidecar
     return m, float(total_area[1:].sum()) if m else 0.0

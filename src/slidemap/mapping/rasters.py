@@ -23,6 +23,7 @@ from slidemap.data.patches import Patches
 from slidemap.data.site import Site
 from slidemap.data.split import Block
 from slidemap.io import atomic_path
+from slidemap.styles import write_raster_style
 
 OVERVIEW_MIN_PX = 64
 """Overviews are built down to this size (GDAL's default stops at 256, which leaves small maps without)."""
@@ -77,6 +78,8 @@ def write_maps(out_dir: Path, name: str, chunks: Iterable[tuple[int, np.ndarray]
                 dst.update_tags(ns="rio_overview", resampling=resampling.name)
             dst_p.set_band_description(1, "landslide probability")
             dst_b.set_band_description(1, f"landslide (probability > {threshold:g})")
+    for path in paths:
+        write_raster_style(path)  # a .qml sidecar by the file's name, so QGIS opens it styled
     return prob, binary, paths
 
 

@@ -26,6 +26,7 @@ from slidemap.data.synthetic.scene import render
 from slidemap.data.synthetic.specs import SITES, SiteSpec
 from slidemap.errors import InputError
 from slidemap.io import atomic_dir
+from slidemap.styles import write_raster_style
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def _write_site(folder: Path, spec: SiteSpec, site: dict, seed: int, scale: floa
             dst.write(image)
             for i, band in enumerate(("B2", "B3", "B4", "B8"), start=1):
                 dst.set_band_description(i, band)
+        write_raster_style(folder / name, "s2")  # colour interpretation + a true-colour QGIS style sidecar
     dem = site["dem"]
     with rasterio.open(folder / "dem.tif", "w", driver="GTiff", width=dem.shape[1], height=dem.shape[0], count=1,
                        dtype="float32", crs=site["crs"], transform=site["dem_transform"], nodata=-9999.0,
