@@ -11,10 +11,11 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "slidemap"
 
 FORBIDDEN = {
-    "data": {"mapping", "evaluation", "training", "reporting", "cli", "ingest"},
-    "ingest": {"mapping", "evaluation", "training", "reporting", "cli"},
-    "models": {"data", "ingest", "mapping", "evaluation", "training", "reporting", "cli"},
-    "mapping": {"evaluation", "training", "reporting", "cli"},
+    "data": {"mapping", "region", "evaluation", "training", "reporting", "cli", "ingest"},
+    "ingest": {"mapping", "region", "evaluation", "training", "reporting", "cli"},
+    "models": {"data", "ingest", "mapping", "region", "evaluation", "training", "reporting", "cli"},
+    "mapping": {"region", "evaluation", "training", "reporting", "cli"},
+    "region": {"evaluation", "training", "reporting", "cli"},
     "evaluation": {"training", "reporting", "cli"},
     "training": {"reporting", "cli"},
     "reporting": {"cli"},

@@ -1,0 +1,129 @@
+"""`slidemap region`: map several Sentinel-2 products as jobs (resumable) and merge them into one seamless map."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from slidemap.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def add_region_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``region`` subcommand and its arguments."""
+    from slidemap.cli.site import add_product_arguments
+
+    p = sub.add_parser("region", help="map a region of several Sentinel-2 products: one job per product "
+                                      "footprint, resumable, merged into one map",
+                       description="Plans one `slidemap map` job per Sentinel-2 product footprint (tiles of the "
+                                   "same date and orbit together), runs them on this machine (a pool dividing its "
+                                   "cores), records them in OUT/manifest.json, and merges the maps into "
+                                   "OUT/region_*.tif and OUT/region_landslides.gpkg. The same command again skips "
+                                   "finished jobs and reruns failed or interrupted ones.")
+    p.add_argument("--status", metavar="OUT", default=None, help="print the jobs of a region folder and exit")
+    p.add_argument("--ckpt", nargs="+", help="checkpoint(s) written by train.py, as for slidemap map")
+    add_product_arguments(p, required=False)
+    p.add_argument("--out", help="the region's folder (new, or one this command wrote before)")
+    p.add_argument("--crs", default=None, help="CRS of the merged map (default: the one covering most of the region)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="jobs at a time on this machine; its cores are divided among them (default 1)")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction of the blended mosaic")
+    p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"])
+    p.set_defaults(func=region_command)
+
+
+def map_options(args: argparse.Namespace) -> list[str]:
+    """The options every job's ``slidemap map`` gets (the products and the output folder are per job)."""
+    opts = ["--threshold", str(args.threshold), "--overlap", str(args.overlap), "--precision", args.precision]
+    if args.s2_pre:
+        opts += ["--s2-pre", *[str(Path(p).resolve()) for p in args.s2_pre]]
+    if args.bounds:
+        opts += ["--bounds", *map(str, args.bounds), "--bounds-crs", args.bounds_crs]
+    opts += ["--mask-classes", *map(str, args.mask_classes)]
+    opts += ["--allow-l1c"] if args.allow_l1c else []
+    opts += ["--allow-mixed-dates"] if args.allow_mixed_dates else []
+    return opts
+
+
+def print_status(out: Path) -> int:
+    """One line per job and a summary of a region folder."""
+    from slidemap.region.jobs import read_manifest
+
+    record = read_manifest(out)
+    for job in record["jobs"]:
+        took = f" {job['seconds']:.0f} s" if job.get("seconds") is not None else ""
+        error = f": {job['error']}" if job.get("error") else ""
+        print(f"{job['name']:<24} {job['status']:<8}{took}{error}")
+    counts: dict[str, int] = {}
+    for job in record["jobs"]:
+        counts[job["status"]] = counts.get(job["status"], 0) + 1
+    merged = "merged" if (out / "region_landslides.gpkg").is_file() and counts.get("done") == len(record["jobs"]) \
+        else "not merged"
+    print(f"{len(record['jobs'])} job(s): " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"; {merged}")
+    return 0
+
+
+def _check_out(out: Path) -> None:
+    """A new folder, or one holding this command's own files only (its manifest): nothing else is touched."""
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "--out is an existing file")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise InputError(out, "--out holds other files and no region manifest; give an empty or new folder")
+
+
+def _inputs(args: argparse.Namespace, options: list[str]) -> dict[str, Any]:
+    resolve = lambda paths: [str(Path(p).resolve()) for p in paths]  # noqa: E731 -- three uses, one line each
+    return {"ckpt": resolve(args.ckpt), "s2": resolve(args.s2), "dem": resolve(args.dem), "map_options": options}
+
+
+def region_command(args: argparse.Namespace) -> int:
+    """``slidemap region``: plan, run (or resume) and merge."""
+    if args.status:
+        return print_status(Path(args.status))
+    for flag, value in (("--ckpt", args.ckpt), ("--s2", args.s2), ("--dem", args.dem), ("--out", args.out)):
+        if not value:
+            raise InputError(flag, "missing (or give --status OUT to see a region's jobs)")
+    if args.workers < 1:
+        raise InputError("--workers", f"must be at least 1, got {args.workers}")
+    if not 0.0 < args.threshold < 1.0:
+        raise InputError("--threshold", f"must lie in (0, 1), got {args.threshold}")
+    if not 0.0 <= args.overlap < 1.0:
+        raise InputError("--overlap", f"must lie in [0, 1), got {args.overlap}")
+    from slidemap.region.jobs import DONE, Manifest, run_jobs
+    from slidemap.region.merge import JobMaps, clean_region_outputs, merge_region
+    from slidemap.region.plan import plan_jobs
+
+    start = time.perf_counter()
+    out = Path(args.out)
+    _check_out(out)
+    jobs = plan_jobs(args.s2, allow_l1c=args.allow_l1c)
+    out.mkdir(parents=True, exist_ok=True)
+    options = map_options(args)
+    manifest = Manifest.create_or_resume(out, _inputs(args, options), jobs)
+    clean_region_outputs(out)
+    todo = manifest.pending()
+    log.info("region: %d job(s), %d to run, %d worker(s)", len(manifest.record["jobs"]), len(todo), args.workers)
+    with tqdm(total=len(todo), desc="region jobs", unit="job", disable=not todo) as bar:
+        failed = run_jobs(manifest, out, [str(Path(d).resolve()) for d in args.dem],
+                          [str(Path(c).resolve()) for c in args.ckpt], options, args.workers, bar.update)
+    if failed:
+        for job in manifest.record["jobs"]:
+            if job["status"] != DONE:
+                log.error("job %s %s: %s", job["name"], job["status"], job.get("error"))
+        raise InputError(out, f"{failed} of {len(manifest.record['jobs'])} job(s) failed (errors in manifest.json, "
+                              "slidemap region --status); run the same command again to retry them")
+    from slidemap.region.jobs import footprint_of, job_dir
+
+    done = [JobMaps(j["name"], job_dir(out, j["name"]), footprint_of(j)) for j in manifest.record["jobs"]]
+    paths = merge_region(done, out, args.crs)
+    log.info("region of %d job(s) mapped and merged in %.1f s", len(done), time.perf_counter() - start)
+    for path in paths:
+        print(path)
+    return 0

@@ -1,0 +1,1 @@
+"""Map a whole region: one ``slidemap map`` job per Sentinel-2 product footprint, resumable, merged into one map."""

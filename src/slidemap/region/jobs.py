@@ -1,0 +1,153 @@
+"""Run a region's jobs on this machine and keep ``manifest.json`` true at every moment.
+
+Each job is the ``slidemap map`` command itself, run as a child process into ``jobs/.<job>.partial`` and renamed to
+``jobs/<job>`` when it succeeds: the same readers, masks and options as mapping one product, and a job folder is
+either complete or absent. The manifest is rewritten atomically on every status change, so a SIGKILL at any moment
+loses at most the jobs in flight: the next run finds them ``running`` with no complete folder, and runs them again.
+Jobs run in a pool of worker threads (each waits on its child process), the machine's cores divided among them as
+the joblib launcher divides them among sweep jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from slidemap.errors import InputError
+from slidemap.io import write_json
+from slidemap.region.plan import Footprint, Job
+
+MANIFEST = "manifest.json"
+JOBS = "jobs"
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+
+def job_dir(out: Path, name: str) -> Path:
+    return out / JOBS / name
+
+
+class Manifest:
+    """The region's record: the command's inputs and each job's inputs, outputs and status (thread-safe)."""
+
+    def __init__(self, path: Path, record: dict[str, Any]) -> None:
+        self.path, self.record, self._lock = path, record, threading.Lock()
+
+    @classmethod
+    def create_or_resume(cls, out: Path, inputs: dict[str, Any], jobs: Sequence[Job]) -> "Manifest":
+        """A new manifest, or the existing one of the same region (same inputs), its unfinished jobs made pending.
+
+        Raises:
+            InputError: ``out`` holds the manifest of another region (other inputs).
+        """
+        path = out / MANIFEST
+        if path.is_file():
+            record = read_manifest(out)
+            if record.get("inputs") != inputs:
+                raise InputError(path, "holds another region (other products, DEM, checkpoint or options); give "
+                                       "this region its own --out")
+            for job in record["jobs"]:
+                complete = job_dir(out, job["name"]).is_dir()
+                if job["status"] != DONE or not complete:
+                    job.update(status=PENDING, error=None)
+        else:
+            record = {"inputs": inputs, "jobs": [
+                {"name": j.name, "s2": list(j.s2), "date": j.date, "footprint": asdict(j.footprint),
+                 "out": f"{JOBS}/{j.name}", "status": PENDING, "error": None, "seconds": None} for j in jobs]}
+        manifest = cls(path, record)
+        manifest.save()
+        return manifest
+
+    def save(self) -> None:
+        write_json(self.path, self.record)
+
+    def set(self, name: str, **changes: Any) -> None:
+        with self._lock:
+            next(j for j in self.record["jobs"] if j["name"] == name).update(changes)
+            self.save()
+
+    def pending(self) -> list[dict[str, Any]]:
+        return [j for j in self.record["jobs"] if j["status"] != DONE]
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    """The manifest of a region folder; one line when there is none or it is damaged."""
+    import json
+
+    path = out / MANIFEST
+    if not path.is_file():
+        raise InputError(out, "no manifest.json: not a region folder written by slidemap region")
+    try:
+        record = json.loads(path.read_text())
+        assert isinstance(record.get("jobs"), list)
+    except (OSError, ValueError, AssertionError) as err:
+        raise InputError(path, f"unreadable manifest ({type(err).__name__})") from err
+    return record
+
+
+def footprint_of(job: dict[str, Any]) -> Footprint:
+    fp = job["footprint"]
+    return Footprint(fp["crs"], tuple(fp["bounds"]))  # type: ignore[arg-type]
+
+
+def map_command(job: dict[str, Any], dem: Sequence[str], ckpt: Sequence[str], options: Sequence[str],
+                out: Path) -> list[str]:
+    """The ``slidemap map`` command line of one job, writing into ``out``."""
+    return [sys.executable, "-m", "slidemap.cli", "map", "--ckpt", *ckpt, "--s2", *job["s2"], "--dem", *dem,
+            "--out", str(out), "--name", job["name"], *options]
+
+
+def last_error_line(stderr: str) -> str:
+    """The child's one-line error (``slidemap map: error: ...``), else its last line."""
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    errors = [ln.split("error: ", 1)[1] for ln in lines if "error: " in ln]
+    return (errors or lines or ["failed without a message"])[-1][:500]
+
+
+def run_job(manifest: Manifest, job: dict[str, Any], out: Path, dem: Sequence[str], ckpt: Sequence[str],
+            options: Sequence[str], threads: int) -> bool:
+    """Map one job into ``jobs/.<name>.partial``, rename it to ``jobs/<name>`` when it succeeded."""
+    final = job_dir(out, job["name"])
+    partial = final.with_name(f".{job['name']}.partial")
+    shutil.rmtree(partial, ignore_errors=True)  # a killed run's leftovers
+    shutil.rmtree(final, ignore_errors=True)  # not done (the manifest says so): an incomplete earlier try
+    manifest.set(job["name"], status=RUNNING, error=None)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    done = subprocess.run(map_command(job, dem, ckpt, options, partial), capture_output=True, text=True, env=env)
+    seconds = round(time.perf_counter() - start, 1)
+    if done.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        manifest.set(job["name"], status=FAILED, error=last_error_line(done.stderr), seconds=seconds)
+        return False
+    os.replace(partial, final)
+    manifest.set(job["name"], status=DONE, error=None, seconds=seconds)
+    return True
+
+
+def run_jobs(manifest: Manifest, out: Path, dem: Sequence[str], ckpt: Sequence[str], options: Sequence[str],
+             workers: int = 1, progress: Callable[[int], Any] | None = None) -> int:
+    """Run every job not yet done, ``workers`` at a time; returns how many failed."""
+    todo = manifest.pending()
+    if not todo:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, min(workers, len(todo)))
+    threads = max(1, cores // workers)
+    (out / JOBS).mkdir(parents=True, exist_ok=True)
+    failed = 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(run_job, manifest, job, out, dem, ckpt, options, threads) for job in todo]
+        for future in as_completed(futures):
+            failed += 0 if future.result() else 1
+            if progress:
+                progress(1)
+    return failed
