@@ -10,6 +10,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from slidemap.config_checks import check_count, check_value
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -90,12 +91,9 @@ def region_command(args: argparse.Namespace) -> int:
     for flag, value in (("--ckpt", args.ckpt), ("--s2", args.s2), ("--dem", args.dem), ("--out", args.out)):
         if not value:
             raise InputError(flag, "missing (or give --status OUT to see a region's jobs)")
-    if args.workers < 1:
-        raise InputError("--workers", f"must be at least 1, got {args.workers}")
-    if not 0.0 < args.threshold < 1.0:
-        raise InputError("--threshold", f"must lie in (0, 1), got {args.threshold}")
-    if not 0.0 <= args.overlap < 1.0:
-        raise InputError("--overlap", f"must lie in [0, 1), got {args.overlap}")
+    check_count("--workers", args.workers)
+    check_value("threshold", args.threshold, "--threshold")  # checked here once, not in every job
+    check_value("overlap", args.overlap, "--overlap")
     from slidemap.region.jobs import DONE, Manifest, run_jobs
     from slidemap.region.merge import JobMaps, clean_region_outputs, merge_region
     from slidemap.region.plan import plan_jobs
