@@ -161,7 +161,8 @@ def test_map_into_a_folder_with_an_older_map_and_user_files(capsys, tmp_path, ck
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([stale.name, "notes.txt", *(f"{n}{s}" for n in ("old", "scene")
                                                        for s in ("_probability.tif", "_binary.tif",
-                                                                 "_landslides.gpkg"))])
+                                                                 "_landslides.gpkg", "_probability.qml",
+                                                                 "_binary.qml", "_landslides.qml"))])
 
 
 def test_a_map_that_fails_midway_leaves_the_older_map_whole(capsys, tmp_path, ckpt, scene, monkeypatch):
@@ -245,7 +246,7 @@ def test_a_killed_maps_temporaries_go_with_the_next_run(capsys, tmp_path, ckpt, 
     killed = signalled(map_cmd("mosaic", flag, ckpt, scene, out), flag, signal.SIGKILL, tmp_path)
     assert killed.returncode == -signal.SIGKILL and stray(out) != []  # SIGKILL cannot be cleaned up after
     assert main(["map", "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(out)]) == 0
-    assert stray(tmp_path) == [] and len(list(out.iterdir())) == 3
+    assert stray(tmp_path) == [] and len(list(out.iterdir())) == 6  # 3 maps and their QGIS styles
 
 
 def test_synth_interrupted_leaves_no_folder(tmp_path):

@@ -44,7 +44,8 @@ def _check_out(out: Path) -> None:
         raise InputError(out, "exists and is a file; --out must be a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "s2.tif").is_file():
         raise InputError(out, "exists and is not a site folder (no s2.tif); refusing to replace it")
-    check_replaceable(out, ("s2.tif", "s2_pre.tif", "dem.tif", "site.yaml", "inventory.*"), "slidemap site")
+    check_replaceable(out, ("s2.tif", "s2_pre.tif", "s2.qml", "s2_pre.qml", "dem.tif", "site.yaml", "inventory.*"),
+                      "slidemap site")
 
 
 def _check_dates(products: Sequence[Product], allow_mixed: bool) -> None:
