@@ -41,6 +41,7 @@ class TrainedModel:
     normaliser: Normaliser
     threshold: float
     path: Path
+    temperature: float = 1.0  # calibration: probabilities are sigmoid(logit / temperature); 1.0 = uncalibrated
 
     def to(self, device: str | torch.device) -> "TrainedModel":
         """Move the network to ``device`` (in place) and return self."""
@@ -130,7 +131,19 @@ def load_checkpoint(path: str | PathLike[str]) -> TrainedModel:
     log.info("loaded %s (%s, window %d, channels %s) from %s", name, _arguments(net_cfg), window,
              ",".join(channels), path)
     return TrainedModel(net=net, model_name=name, channels=channels, window=window, normaliser=normaliser,
-                        threshold=float(hp.get("threshold", 0.5)), path=path)
+                        threshold=float(hp.get("threshold", 0.5)), path=path, temperature=_temperature(hp, path))
+
+
+def _temperature(hp: dict[str, Any], path: Path) -> float:
+    """The fitted temperature of ``hyper_parameters["calibration"]``; 1.0 for checkpoints written before it."""
+    record = hp.get("calibration") or {}
+    try:
+        t = float(record.get("temperature", 1.0)) if isinstance(record, dict) else float("nan")
+    except (TypeError, ValueError):
+        t = float("nan")
+    if not (np.isfinite(t) and t > 0):
+        raise InputError(path, f"malformed calibration record {record!r}: the temperature must be a positive number")
+    return t
 
 
 def _normaliser(raw: dict[str, Any], channels: tuple[str, ...], path: Path) -> Normaliser:
