@@ -172,7 +172,7 @@ def test_nothing_half_written_when_prediction_fails(capsys, ckpt, monkeypatch, t
     fs.write_dem_geographic(scene / "dem.tif", fs.S2_CRS, t, shape, fs.plane(0.1, 0.0))
     calls = []
 
-    def flaky(net, tiles, autocast=None):
+    def flaky(net, tiles, autocast=None, temperature=1.0):
         calls.append(len(tiles))
         if len(calls) > 1:
             raise RuntimeError("out of memory")
