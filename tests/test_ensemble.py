@@ -3,6 +3,7 @@ and bad ensembles refused in one line."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -180,3 +181,54 @@ def test_bad_ensemble_is_one_line_and_writes_nothing(capsys, seeds, tmp_path, ex
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and message in lines[0], err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- eval.py with an ensemble and test-time views
+
+
+def eval_cfg(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        return compose("eval", overrides=list(overrides))
+
+
+@pytest.mark.slow
+def test_eval_scores_an_ensemble_with_views_and_its_calibration(tiny_run, synthetic_root, tmp_path):
+    """A list of checkpoints with flips (the spread comes from the views), scored as their mean on one site; ECE
+    from the written probability map; calibrated=false drops the temperatures."""
+    from slidemap.data.reader import read_site
+    from slidemap.data.split import split_sites
+    from slidemap.evaluation.calibration import ece, reliability_bins
+    from slidemap.evaluation.evaluate import run
+
+    best = tiny_run / "checkpoints" / "best.ckpt"
+    one_site = ["data.sites=[taiwan]", "check_normaliser=false", f"data.root={synthetic_root}"]  # seconds, not minutes
+    run(eval_cfg(f"ckpt_path=[{best}]", "tta=flips", f"paths.output_dir={tmp_path}", *one_site))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["tta"] == "flips" and len(metrics["checkpoints"]) == 1
+    assert list(metrics["areas"]) == ["taiwan", "all"]
+    assert metrics["calibration"]["temperatures"] == [load_checkpoint(best).temperature]
+    site = read_site(synthetic_root / "taiwan")
+    block = split_sites({"taiwan": site})["taiwan"].test
+    with rasterio.open(tmp_path / "taiwan_probability.tif") as p, \
+            rasterio.open(tmp_path / "taiwan_uncertainty.tif") as u:
+        prob, sd = p.read(1), u.read(1)
+    valid = site.valid[block.slices]
+    taiwan = metrics["areas"]["taiwan"]
+    assert taiwan["ece"] == pytest.approx(ece(reliability_bins(prob, site.label[block.slices], valid)), abs=1e-9)
+    assert taiwan["mean_uncertainty"] == pytest.approx(float(np.nanmean(sd[valid])), rel=1e-5)
+    assert taiwan["mean_uncertainty"] > 0
+    assert "mean_uncertainty" in pyogrio.read_info(tmp_path / "taiwan_landslides.gpkg")["fields"].tolist()
+    raw = tmp_path / "raw"
+    run(eval_cfg(f"ckpt_path={best}", "calibrated=false", f"paths.output_dir={raw}", *one_site))
+    uncalibrated = json.loads((raw / "metrics.json").read_text())
+    assert uncalibrated["calibration"]["temperatures"] == [1.0] and not (raw / "taiwan_uncertainty.tif").exists()
+
+
+def test_eval_unknown_tta_is_one_line(tmp_path):
+    from slidemap.evaluation.evaluate import run
+
+    with pytest.raises(InputError, match=r"^tta: unknown test-time augmentation 'd2'; choose one of none, flips, d4$"):
+        run(eval_cfg("ckpt_path=/nowhere.ckpt", "tta=d2", f"paths.output_dir={tmp_path}"))
+    assert not any(tmp_path.iterdir())
