@@ -111,3 +111,27 @@ def test_checkpoint_temperature_default_and_malformed(tiny_run, tmp_path):
     rewrite_calibration(tmp_path / "old.ckpt", {"temperature": -1})
     with pytest.raises(InputError, match="temperature must be a positive number"):
         load_checkpoint(tmp_path / "old.ckpt")
+
+
+def test_report_reliability_pools_runs_by_model(tmp_path):
+    """Two runs of one model: bins add up; ECE of the pooled bins by hand; the figure and section are written."""
+    from slidemap.reporting.reliability import FIGURE, reliability_data, write_reliability
+
+    def run(count, psum, pos, t, raw):
+        zeros = [0] * 15
+        bins = {"count": zeros[:1] + [count] + zeros[2:], "probability_sum": [0.0] + [psum] + [0.0] * 13,
+                "landslides": zeros[:1] + [pos] + zeros[2:]}
+        return {"model": "unet", "areas": {"all": {"f1": 0.5, "ece_uncalibrated": raw}},
+                "calibration": {"temperature": t, "reliability": {"all": bins}}}
+
+    runs = [run(10, 1.0, 3, 1.5, 0.3), run(30, 3.0, 1, 2.5, 0.1),
+            {"model": "resunet", "areas": {"all": {"f1": 0.4}}}]  # written before calibration: left out
+    data = reliability_data(runs)
+    assert list(data) == ["unet"] and data["unet"]["runs"] == 2
+    assert data["unet"]["ece"] == pytest.approx(abs(4.0 - 4) / 40)  # mean p 0.1, share 4/40 = 0.1: calibrated
+    assert data["unet"]["mean_temperature"] == pytest.approx(2.0)
+    assert data["unet"]["mean_ece_uncalibrated"] == pytest.approx(0.2)
+    text = write_reliability(runs, tmp_path)
+    assert "## Calibration" in text and "| unet | 2 | 2.00 | 0.00 | 20.00 |" in text
+    assert (tmp_path / FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert write_reliability(runs[2:], tmp_path / "none") == ""
