@@ -46,7 +46,8 @@ def checkpoints(sweep: Path) -> list[tuple[int, Path]]:
 def evaluate(ckpts: list[Path], tta: str, calibrated: bool, out: Path, args: argparse.Namespace) -> dict:
     """One eval.py run; returns its metrics.json (reused when ``out`` already holds one)."""
     if not (out / "metrics.json").exists():
-        cmd = [sys.executable, str(REPO / "eval.py"), f"ckpt_path=[{','.join(map(str, ckpts))}]", f"tta={tta}",
+        quoted = ",".join(f"'{c}'" for c in ckpts)  # quoted: a sweep's folder names hold '='
+        cmd = [sys.executable, str(REPO / "eval.py"), f"ckpt_path=[{quoted}]", f"tta={tta}",
                f"calibrated={str(calibrated).lower()}", f"scenario={args.scenario}",
                f"paths.data_dir={args.data_dir}", f"hydra.run.dir={out}"]
         if args.own_site_only:

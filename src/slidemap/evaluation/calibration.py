@@ -2,8 +2,10 @@
 
 A network's sigmoid outputs are scores, not frequencies: among pixels it calls 0.9, far fewer or more than 90% may
 be landslides. Temperature scaling (Guo et al. 2017) fits one number ``T`` on held-out pixels so that
-``sigmoid(logit / T)`` is as likely as possible; since ``T > 0`` keeps the sign of every logit, the binary map at
-threshold 0.5 is unchanged, only how sure each pixel is.
+``sigmoid(logit / T)`` is as likely as possible; since ``T > 0`` keeps the sign of every logit, a single prediction
+is above 0.5 exactly when it was before (the training run's test patches, eval.py's grid), only how sure it is
+changes. Where probabilities are averaged (overlapping tiles of the blended mosaic, ensemble members, test-time
+views), a pixel whose predictions disagree around 0.5 can change side.
 
 Reliability bins are additive (counts, probability sums, landslide counts per bin), so areas pool and DDP ranks
 sum them; the expected calibration error computed from them equals torchmetrics' ``BinaryCalibrationError``

@@ -80,7 +80,7 @@ def write_reliability(runs: list[dict[str, Any]], folder: Path) -> str:
     plot_reliability(data, folder / FIGURE)
     lines = ["", "## Calibration", "",
              "Probabilities are temperature-scaled on each run's validation area (one temperature T per run: "
-             "probability = sigmoid(logit / T)); the binary maps at threshold 0.5 do not change. Expected calibration "
+             "probability = sigmoid(logit / T)); the test scores at threshold 0.5 do not change. Expected calibration "
              "error (ECE, %, 15 bins) on all test areas pooled: of the pooled bins of every run of a model, and the "
              "runs' mean before calibration.", "",
              f"![reliability diagram]({FIGURE})", "",
