@@ -43,9 +43,12 @@ def checkpoints(sweep: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def evaluate(ckpts: list[Path], tta: str, calibrated: bool, out: Path, args: argparse.Namespace) -> dict:
-    """One eval.py run; returns its metrics.json (reused when ``out`` already holds one)."""
+def evaluate(ckpts: list[Path], tta: str, calibrated: bool, out: Path, args: argparse.Namespace) -> dict | None:
+    """One eval.py run; returns its metrics.json (reused when ``out`` already holds one; None when missing and
+    ``--existing-only``)."""
     if not (out / "metrics.json").exists():
+        if args.existing_only:
+            return None
         quoted = ",".join(f"'{c}'" for c in ckpts)  # quoted: a sweep's folder names hold '='
         cmd = [sys.executable, str(REPO / "eval.py"), f"ckpt_path=[{quoted}]", f"tta={tta}",
                f"calibrated={str(calibrated).lower()}", f"scenario={args.scenario}",
@@ -59,7 +62,7 @@ def evaluate(ckpts: list[Path], tta: str, calibrated: bool, out: Path, args: arg
     return json.loads((out / "metrics.json").read_text())
 
 
-def cells(records: list[dict], own: str) -> list[str]:
+def cells(records: list[dict], own: str, pooled: bool = True) -> list[str]:
     """The table cells of one variant: mean over ``records`` (min-max when several)."""
     def stat(values: list[float], scale: float, fmt: str) -> str:
         if not values or any(v is None for v in values):
@@ -72,10 +75,10 @@ def cells(records: list[dict], own: str) -> list[str]:
     def get(area: str, key: str) -> list[float]:
         return [r["areas"][area].get(key) for r in records]
 
-    sd = [r["areas"][own].get("mean_uncertainty", 0.0) for r in records]
-    return [stat(get(own, "f1"), 100, ".2f"), stat(get("all", "f1"), 100, ".2f"), stat(get(own, "ece"), 100, ".2f"),
-            stat(get("all", "ece"), 100, ".2f"), stat(sd, 1, ".4f"),
-            stat([r["wall_time_s"] for r in records], 1, ".1f")]
+    f1 = [stat(get(own, "f1"), 100, ".2f")] + ([stat(get("all", "f1"), 100, ".2f")] if pooled else [])
+    ece = [stat(get(own, "ece"), 100, ".2f")] + ([stat(get("all", "ece"), 100, ".2f")] if pooled else [])
+    times = [r["wall_time_s"] for r in records]
+    return [*f1, *ece, stat(get(own, "mean_uncertainty"), 1, ".4f"), stat(times, 1, ".1f")]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scenario", default="taiwan")
     p.add_argument("--own-site-only", action="store_true", help="map and score only the scenario's own site")
     p.add_argument("--tta-seeds", type=int, default=None, help="single-model flips/d4 on the first N seeds only")
+    p.add_argument("--existing-only", action="store_true", help="tabulate the eval runs already in --out, run none")
     p.add_argument("--out", type=Path, default=None, help="where the eval runs go (default SWEEP_DIR/ensemble_tta)")
     args = p.parse_args(argv)
     out = args.out or args.sweep_dir / "ensemble_tta"
@@ -96,19 +100,26 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name, tta, calibrated in SINGLE:
         chosen = seeds if tta == "none" or args.tta_seeds is None else seeds[:args.tta_seeds]
-        records = [evaluate([c], tta, calibrated, out / f"seed{s}-{tta}-{'cal' if calibrated else 'raw'}", args)
-                   for s, c in chosen]
+        found = [(s, evaluate([c], tta, calibrated, out / f"seed{s}-{tta}-{'cal' if calibrated else 'raw'}", args))
+                 for s, c in chosen]
+        chosen = [(s, c) for (s, c), (_, r) in zip(chosen, found) if r is not None]
+        records = [r for _, r in found if r is not None]
+        if not records:
+            continue
         label = name if len(chosen) == len(seeds) else f"{name} (seed {', '.join(str(s) for s, _ in chosen)})"
-        rows.append([label, str(VIEWS[tta]), *cells(records, own)])
+        rows.append([label, str(VIEWS[tta]), *cells(records, own, not args.own_site_only)])
     for name, tta, calibrated in ENSEMBLE:
         folder = out / f"ensemble-{tta}-{'cal' if calibrated else 'raw'}"
         record = evaluate([c for _, c in seeds], tta, calibrated, folder, args)
+        if record is None:
+            continue
         rows.append([name.replace("seeds", f"{len(seeds)} seeds"), str(len(seeds) * VIEWS[tta]),
-                     *cells([record], own)])
+                     *cells([record], own, not args.own_site_only)])
     print(f"\nSeeds {', '.join(str(s) for s, _ in seeds)}; own test area: {own}; ECE: 15 bins, valid pixels.\n")
-    print(f"| variant | predictions per pixel | F1 {own} (%) | F1 all (%) | ECE {own} (%) | ECE all (%) | "
+    pooled = "" if args.own_site_only else " F1 all (%) |"
+    print(f"| variant | predictions per pixel | F1 {own} (%) |{pooled} ECE {own} (%) |{pooled.replace('F1', 'ECE')} "
           f"mean sd {own} | eval time (s) |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|")
+    print("|---|--:|--:|--:|--:|--:|" + ("" if args.own_site_only else "--:|--:|"))
     for row in rows:
         print("| " + " | ".join(row) + " |")
 
