@@ -173,7 +173,7 @@ def test_nothing_half_written_when_prediction_fails(capsys, ckpt, monkeypatch, t
     fs.write_dem_geographic(scene / "dem.tif", fs.S2_CRS, t, shape, fs.plane(0.1, 0.0))
     calls = []
 
-    def flaky(net, tiles, autocast=None):
+    def flaky(net, tiles, autocast=None, temperature=1.0):
         calls.append(len(tiles))
         if len(calls) > 1:
             raise RuntimeError("out of memory")
@@ -226,17 +226,25 @@ def test_streamed_polygons_equal_in_memory_polygons(tmp_path, crs):
     prob[:, 30] = 0.9  # one landslide running through every strip, joined across the strip borders
     transform = (rasterio.Affine(10, 0, 500000, 0, -10, 4000000) if crs != "EPSG:4326"
                  else rasterio.Affine(1e-4, 0, 141.0, 0, -1e-4, 42.8))
-    _, binary, paths = write_maps(tmp_path, "x", [(0, prob[:40]), (40, prob[40:])], prob.shape, transform, crs, 0.5)
-    mem = vectorise(binary, transform, crs, prob)
-    count, area = write_polygons_streamed(paths[1], tmp_path / "x.gpkg", paths[0], strip_rows=13)
+    sd = np.abs(prob - 0.5).astype(np.float32)  # an uncertainty layer, NaN where the probability is
+    chunks = [(0, prob[:40], sd[:40]), (40, prob[40:], sd[40:])]
+    _, binary, paths = write_maps(tmp_path, "x", chunks, prob.shape, transform, crs, 0.5, uncertainty=True)
+    assert [p.name for p in paths] == ["x_probability.tif", "x_binary.tif", "x_uncertainty.tif"]
+    with rasterio.open(paths[2]) as src:
+        np.testing.assert_array_equal(src.read(1), sd)
+    mem = vectorise(binary, transform, crs, prob, uncertainty=sd)
+    count, area = write_polygons_streamed(paths[1], tmp_path / "x.gpkg", paths[0], strip_rows=13,
+                                          uncertainty_path=paths[2])
     _, _, geometry, fields = pyogrio.raw.read(tmp_path / "x.gpkg")
-    ids, pixels, area_m2, mean_p = fields
+    ids, pixels, area_m2, mean_p, mean_sd = fields
     assert count == len(mem) == len(ids) > 5 and area == pytest.approx(mem.area_m2.sum())
     order = np.argsort(ids)
     np.testing.assert_array_equal(ids[order], np.arange(1, count + 1))  # the in-memory numbering (raster order)
     np.testing.assert_array_equal(pixels[order], mem.pixels)
     np.testing.assert_allclose(area_m2[order], mem.area_m2, rtol=1e-9)
     np.testing.assert_allclose(mean_p[order], np.round(mem.mean_probability, 4), atol=1e-9)
+    np.testing.assert_allclose(mean_sd[order], np.round(mem.mean_uncertainty, 4), atol=1e-9)
+    np.testing.assert_allclose(mem.mean_uncertainty, mem.mean_probability - 0.5, atol=1e-6)  # all above 0.5
     for wkb, expected in zip(geometry[order], mem.geometry):
         assert shapely.from_wkb(wkb).normalize().equals_exact(expected.normalize(), 1e-9)
 

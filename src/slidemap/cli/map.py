@@ -13,6 +13,7 @@ from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import load_checkpoint
 from slidemap.config_checks import check_file_name, check_value
 from slidemap.io import output_folder, scratch_dir
+from slidemap.mapping.ensemble import Ensemble, check_tta
 from slidemap.mapping.maps import inference_dtype, map_scene, pick_device
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,11 @@ def add_map_parser(sub: argparse._SubParsersAction) -> None:
                        description="Maps of a scene (no inventory needed): a site folder (--scene), or Sentinel-2 "
                                    "products + DEM tiles (--s2 ... --dem ...) built into one on the fly, exactly as "
                                    "`slidemap site` does. Cloud-masked pixels are no-data in every output.")
-    p.add_argument("--ckpt", required=True, help="a checkpoint written by train.py")
+    p.add_argument("--ckpt", required=True, nargs="+",
+                   help="one or more checkpoints written by train.py (several: an ensemble, e.g. the seeds of a cell)")
+    p.add_argument("--tta", default="none", help="test-time augmentation: none | flips (4 views) | d4 (8 flips and "
+                                                 "rotations); with several predictions per pixel, the standard "
+                                                 "deviation is written as <name>_uncertainty.tif")
     p.add_argument("--scene", default=None, help="a site folder with s2.tif and dem.tif (or give --s2 and --dem)")
     add_product_arguments(p, required=False)
     p.add_argument("--name", default=None, help="output file prefix (default: the scene folder's or product's name)")
@@ -75,9 +80,11 @@ def map_command(args: argparse.Namespace) -> int:
     check_value("overlap", args.overlap, "--overlap")
     if args.name is not None:
         check_file_name("--name", args.name)
+    check_tta(args.tta)
+    model = Ensemble([load_checkpoint(c) for c in args.ckpt], args.tta)  # refused here: nothing written yet
     device = pick_device("auto")
     autocast = inference_dtype(args.precision, device)
-    model = load_checkpoint(args.ckpt).to(device)
+    model.to(device)
     needs_pre = [c for c in model.channels if c in PRE_CHANNELS]
     if source == "products" and needs_pre and not getattr(args, "s2_pre", None):
         raise InputError(model.path, f"the model reads {', '.join(needs_pre)}, which need a pre-event image: "

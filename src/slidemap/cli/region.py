@@ -37,12 +37,14 @@ def add_region_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction of the blended mosaic")
     p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"])
+    p.add_argument("--tta", default="none", help="test-time views of every job, as for slidemap map (none|flips|d4)")
     p.set_defaults(func=region_command)
 
 
 def map_options(args: argparse.Namespace) -> list[str]:
     """The options every job's ``slidemap map`` gets (the products and the output folder are per job)."""
-    opts = ["--threshold", str(args.threshold), "--overlap", str(args.overlap), "--precision", args.precision]
+    opts = ["--threshold", str(args.threshold), "--overlap", str(args.overlap), "--precision", args.precision,
+            "--tta", args.tta]
     if args.s2_pre:
         opts += ["--s2-pre", *[str(Path(p).resolve()) for p in args.s2_pre]]
     if args.bounds:
@@ -94,9 +96,12 @@ def region_command(args: argparse.Namespace) -> int:
     check_count("--workers", args.workers)
     check_value("threshold", args.threshold, "--threshold")  # checked here once, not in every job
     check_value("overlap", args.overlap, "--overlap")
+    from slidemap.mapping.ensemble import check_tta
     from slidemap.region.jobs import DONE, Manifest, run_jobs
     from slidemap.region.merge import JobMaps, clean_region_outputs, merge_region
     from slidemap.region.plan import plan_jobs
+
+    check_tta(args.tta)
 
     start = time.perf_counter()
     out = Path(args.out)

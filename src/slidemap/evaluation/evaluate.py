@@ -4,17 +4,23 @@ The test areas are those of training (the README's protocol); each is predicted 
 overlapping tiles by default, or the paper's grid) on its own pixels only, as in training, and scored over
 every valid pixel. The network and its normalisation come from the checkpoint; the data settings must
 agree with it (same channels, and the scenario's training areas must give the checkpoint's statistics).
+
+``ckpt_path`` may list several checkpoints (an ensemble, e.g. the seeds of one cell) and ``tta`` add test-time
+views (:mod:`slidemap.mapping.ensemble`): the maps and scores are then those of the mean calibrated probability,
+and the per-pixel standard deviation is written as each area's uncertainty map.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from slidemap.data.datamodule import SiteDataModule
 from slidemap.data.patches import Normaliser, fit_normaliser
@@ -23,9 +29,11 @@ from slidemap.data.site import Site
 from slidemap.data.split import SiteSplit, split_sites
 from slidemap.config_checks import check_choice, check_value
 from slidemap.errors import InputError
+from slidemap.evaluation.calibration import ece, pool_bins, reliability_bins
 from slidemap.evaluation.objects import object_counts, object_scores, pooled_objects
 from slidemap.evaluation.scoring import POOLED, area_results, confusion_counts
 from slidemap.mapping.checkpoint import TrainedModel, check_channels, load_checkpoint, same_normaliser
+from slidemap.mapping.ensemble import Ensemble, check_tta
 from slidemap.mapping.maps import map_area, pick_device
 from slidemap.mapping.mosaic import MODES
 from slidemap.mapping.unit_guard import check_areas
@@ -34,18 +42,20 @@ from slidemap.runs import output_dir, write_metrics
 log = logging.getLogger(__name__)
 
 
-def _settings(cfg: DictConfig) -> tuple[str, str, float]:
+def _settings(cfg: DictConfig) -> tuple[list[str], str, float]:
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         raise InputError("ckpt_path", "no checkpoint given: python eval.py ckpt_path=RUN_DIR/checkpoints/best.ckpt")
+    check_tta(str(cfg.get("tta", "none")), "tta")
+    paths = [str(p) for p in cfg.ckpt_path] if isinstance(cfg.ckpt_path, (list, ListConfig)) else [str(cfg.ckpt_path)]
     mode = str(check_choice("inference", str(cfg.inference), MODES))
-    return str(cfg.ckpt_path), mode, check_value("overlap", cfg.overlap)
+    return paths, mode, check_value("overlap", cfg.overlap)
 
 
 def _fmt(norm: Normaliser) -> str:
     return ", ".join(f"{c} {m:.4g}+-{s:.3g}" for c, m, s in zip(norm.channels, norm.mean, norm.std))
 
 
-def check_normaliser(model: TrainedModel, sites: dict[str, Site], splits: dict[str, SiteSplit],
+def check_normaliser(model: TrainedModel | Ensemble, sites: dict[str, Site], splits: dict[str, SiteSplit],
                      train_sites: list[str], scenario: str, root: Path) -> None:
     """Refuse data whose training areas (of this scenario) do not give the checkpoint's normalisation.
 
@@ -72,8 +82,11 @@ def check_normaliser(model: TrainedModel, sites: dict[str, Site], splits: dict[s
 def run(cfg: DictConfig) -> float:
     """Predict and score every test area; write maps, polygons and metrics.json. Returns the pooled F1."""
     start = time.perf_counter()
-    ckpt_path, mode, overlap = _settings(cfg)
-    model = load_checkpoint(ckpt_path)
+    ckpt_paths, mode, overlap = _settings(cfg)
+    members = [load_checkpoint(p) for p in ckpt_paths]
+    if not cfg.get("calibrated", True):  # the networks' raw sigmoid, to measure what calibration changes
+        members = [dataclasses.replace(m, temperature=1.0) for m in members]
+    model = Ensemble(members, str(cfg.get("tta", "none")))
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     datamodule = instantiate(cfg.data, window=model.window)  # the data settings, as training builds them
@@ -98,6 +111,8 @@ def run(cfg: DictConfig) -> float:
 
     counts: dict[str, dict[str, int]] = {}
     objects: dict[str, dict[str, Any]] = {}
+    bins: dict[str, dict[str, list[float]]] = {}
+    spread: dict[str, float] = {}
     for name, site in sites.items():
         block = splits[name].test
         result = map_area(model, site, out, block, mode=mode, overlap=overlap, tile=tile, threshold=threshold,
@@ -106,7 +121,15 @@ def run(cfg: DictConfig) -> float:
         valid = site.valid[block.slices]
         counts[name] = confusion_counts(result.binary == 1, label, valid)
         objects[name] = object_counts(result.binary, label, valid)
+        bins[name] = reliability_bins(result.probability, label, valid)
+        if result.uncertainty is not None:
+            spread[name] = float(np.nanmean(np.where(valid, result.uncertainty, np.nan)))
+    bins[POOLED] = pool_bins(list(bins.values()))
     areas = area_results(counts)
+    for name in areas:
+        areas[name]["ece"] = ece(bins[name])
+        if name in spread:
+            areas[name]["mean_uncertainty"] = spread[name]
     for name, oc in objects.items():
         log.info("%s: F1 %.3f (P %.3f, R %.3f); %d of %d landslides hit, %d of %d polygons false alarms", name,
                  areas[name]["f1"], areas[name]["precision"], areas[name]["recall"], oc["landslides_hit"],
@@ -115,10 +138,12 @@ def run(cfg: DictConfig) -> float:
                POOLED: object_scores(pooled_objects(list(objects.values())))}
     payload = {
         "model": model.model_name, "window": model.window, "scenario": str(cfg.scenario.name),
-        "checkpoint": str(model.path.resolve()), "inference": mode, "tile": tile,
+        "checkpoint": str(model.path.resolve()), "checkpoints": [str(m.path.resolve()) for m in members],
+        "tta": model.tta, "inference": mode, "tile": tile,
         "overlap": overlap if mode == "blend" else None, "threshold": threshold, "channels": list(model.channels),
         "data_root": str(Path(datamodule.root).resolve()), "train_sites": list(train_sites),
         "wall_time_s": round(time.perf_counter() - start, 2), "areas": areas, "objects": objects,
+        "calibration": {"temperatures": [m.temperature for m in members], "reliability": bins},
     }
     write_metrics(out, payload)
     log.info("evaluated %s (%s) in %.1f s: F1 %s -> %s", model.path, mode, payload["wall_time_s"],

@@ -45,6 +45,7 @@ class TrainedModel:
     path: Path
     units: tuple[str, ...] | None = None
     distribution: Distribution | None = None
+    temperature: float = 1.0  # calibration: probabilities are sigmoid(logit / temperature); 1.0 = uncalibrated
 
     def to(self, device: str | torch.device) -> "TrainedModel":
         """Move the network to ``device`` (in place) and return self."""
@@ -135,7 +136,20 @@ def load_checkpoint(path: str | PathLike[str]) -> TrainedModel:
              ",".join(channels), path)
     units, distribution = read_units(info, channels, path)
     return TrainedModel(net=net, model_name=name, channels=channels, window=window, normaliser=normaliser,
-                        threshold=float(hp.get("threshold", 0.5)), path=path, units=units, distribution=distribution)
+                        threshold=float(hp.get("threshold", 0.5)), path=path, units=units, distribution=distribution,
+                        temperature=_temperature(hp, path))
+
+
+def _temperature(hp: dict[str, Any], path: Path) -> float:
+    """The fitted temperature of ``hyper_parameters["calibration"]``; 1.0 for checkpoints written before it."""
+    record = hp.get("calibration") or {}
+    try:
+        t = float(record.get("temperature", 1.0)) if isinstance(record, dict) else float("nan")
+    except (TypeError, ValueError):
+        t = float("nan")
+    if not (np.isfinite(t) and t > 0):
+        raise InputError(path, f"malformed calibration record {record!r}: the temperature must be a positive number")
+    return t
 
 
 def _normaliser(raw: dict[str, Any], channels: tuple[str, ...], path: Path) -> Normaliser:

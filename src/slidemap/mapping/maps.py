@@ -3,6 +3,10 @@
 Per mapped area ``<name>``: the probability and binary GeoTIFFs of :mod:`slidemap.mapping.rasters` and
 ``<name>_landslides.gpkg`` (one polygon per predicted landslide with its area in m2). Every file is written
 under a temporary name and renamed when complete.
+
+The model is one checkpoint or an :class:`~slidemap.mapping.ensemble.Ensemble` (checkpoints x test-time views):
+probabilities are calibrated (each checkpoint's temperature) and, with more than one prediction per pixel, their
+standard deviation is written as ``<name>_uncertainty.tif`` and averaged per polygon.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -24,6 +29,7 @@ from slidemap.data.site import Site
 from slidemap.data.split import Block
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import TrainedModel
+from slidemap.mapping.ensemble import Ensemble
 from slidemap.mapping.mosaic import iter_mosaic, site_reader, tile_count
 from slidemap.mapping.polygons import Landslides, vectorise, write_gpkg
 from slidemap.mapping.polygons_streamed import write_polygons_streamed
@@ -45,41 +51,57 @@ class AreaMap:
     landslides: Landslides
     paths: list[Path]
     transform: Affine
+    uncertainty: np.ndarray | None = None
 
 
-def map_area(model: TrainedModel, site: Site, out_dir: Path, block: Block | None = None, mode: str = "blend",
+def as_ensemble(model: TrainedModel | Ensemble) -> Ensemble:
+    """One checkpoint as an ensemble of one (no test-time views): its calibrated probabilities, no spread."""
+    return model if isinstance(model, Ensemble) else Ensemble([model])
+
+
+def map_area(model: TrainedModel | Ensemble, site: Site, out_dir: Path, block: Block | None = None, mode: str = "blend",
              overlap: float = 0.5, tile: int | None = None, threshold: float | None = None, batch_size: int = 16,
              progress: bool | None = None) -> AreaMap:
     """Predict ``site`` (or its ``block``) as one mosaic and write its GeoTIFFs and polygons into ``out_dir``.
 
     Args:
-        model: The trained network and its normaliser; the site is read in the model's channels.
+        model: The trained network (or ensemble) and its normaliser; the site is read in the model's channels.
         site: The site on its s2 grid; its label, if any, flags polygons that overlap the inventory.
         block: Only this block of the site (e.g. its test area), georeferenced as such.
         mode, overlap, tile, batch_size, progress: Mosaic settings (:func:`~slidemap.mapping.mosaic.iter_mosaic`);
             ``tile`` defaults to the training window.
         threshold: Probability threshold of the binary map; defaults to the checkpoint's.
     """
+    model = as_ensemble(model)
     tile = int(tile or model.window)
     threshold = model.threshold if threshold is None else float(threshold)
     block = block or Block(0, 0, *site.shape)
     transform = site.transform @ Affine.translation(block.col0, block.row0)  # the block's upper-left pixel
     read, valid = site_reader(site, model.normaliser, block)
     start = time.perf_counter()
-    chunks = iter_mosaic(model.net, read, valid.shape, tile, mode=mode, overlap=overlap, batch_size=batch_size,
+    chunks = iter_mosaic(model, read, valid.shape, tile, mode=mode, overlap=overlap, batch_size=batch_size,
                          progress=progress, desc=f"{site.name} ({mode})")
-    prob, binary, paths = write_maps(out_dir, site.name, chunks, valid.shape, transform, site.crs, threshold)
+    sd = np.full(valid.shape, np.nan, np.float32) if model.spread else None
+
+    def kept(parts: Iterator[tuple[np.ndarray, ...]]) -> Iterator[tuple[np.ndarray, ...]]:
+        for r0, *arrays in parts:  # the area is held anyway (its metrics): keep the spread for the polygons
+            if sd is not None:
+                sd[r0:r0 + arrays[1].shape[0]] = arrays[1]
+            yield r0, *arrays
+
+    prob, binary, paths = write_maps(out_dir, site.name, kept(chunks), valid.shape, transform, site.crs, threshold,
+                                     uncertainty=model.spread)
     n_tiles = tile_count(valid.shape, tile, mode, overlap)
     elapsed = time.perf_counter() - start
     log.info("%s: %d x %d px mosaic (%s, %d tiles of %d px) predicted and written in %.2f s (%.0f tiles/s)",
              site.name, *valid.shape, mode, n_tiles, tile, elapsed, n_tiles / max(elapsed, 1e-9))
     start = time.perf_counter()
     label = site.label[block.slices] if site.label is not None else None
-    landslides = vectorise(binary, transform, site.crs, prob, label)
+    landslides = vectorise(binary, transform, site.crs, prob, label, uncertainty=sd)
     gpkg = write_gpkg(out_dir / f"{site.name}_landslides.gpkg", landslides, site.crs)
     log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", site.name, len(landslides),
              float(landslides.area_m2.sum()) / 1e6, time.perf_counter() - start)
-    return AreaMap(prob, binary, landslides, [*paths, gpkg], transform)
+    return AreaMap(prob, binary, landslides, [*paths, gpkg], transform, sd)
 
 
 def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -95,7 +117,7 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
-def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: float = 0.5,
+def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path, overlap: float = 0.5,
               tile: int | None = None, threshold: float | None = None, batch_size: int = 32,
               progress: bool | None = None, autocast: torch.dtype | None = None,
               name: str | None = None) -> list[Path]:
@@ -105,6 +127,7 @@ def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: f
     map (:func:`~slidemap.mapping.polygons_streamed.write_polygons_streamed`), so no full-scene array or
     geometry list is ever held.
     """
+    model = as_ensemble(model)
     tile = int(tile or model.window)
     threshold = model.threshold if threshold is None else float(threshold)
     name = name or scene.name
@@ -112,18 +135,20 @@ def map_scene(model: TrainedModel, scene: SceneStrips, out_dir: Path, overlap: f
     start = time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=MAP_GDAL_CACHE_MB):  # GDAL's default (5% of RAM) would grow with the machine
         if autocast is not None:
-            model.net.to(memory_format=torch.channels_last)
-        chunks = iter_mosaic(model.net, scene.row_reader(model.normaliser), scene.shape, tile, mode="blend",
+            model.channels_last()
+        chunks = iter_mosaic(model, scene.row_reader(model.normaliser), scene.shape, tile, mode="blend",
                              overlap=overlap, batch_size=batch_size, progress=progress, desc=f"{scene.name} (blend)",
                              autocast=autocast)
-        _, _, paths = write_maps(out_dir, name, chunks, scene.shape, scene.transform, scene.crs, threshold, keep=False)
+        _, _, paths = write_maps(out_dir, name, chunks, scene.shape, scene.transform, scene.crs, threshold, keep=False,
+                                 uncertainty=model.spread)
         elapsed = time.perf_counter() - start
         mpx = scene.shape[0] * scene.shape[1] / 1e6
         log.info("%s: %d x %d px mosaic predicted and written in %.1f s (%.2f Mpx/s)", name, *scene.shape,
                  elapsed, mpx / max(elapsed, 1e-9))
         start = time.perf_counter()
         gpkg = out_dir / f"{name}_landslides.gpkg"
-        count, area = write_polygons_streamed(paths[1], gpkg, paths[0])
+        count, area = write_polygons_streamed(paths[1], gpkg, paths[0],
+                                              uncertainty_path=paths[2] if model.spread else None)
         log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", name, count, area / 1e6,
                  time.perf_counter() - start)
     return [*paths, gpkg]

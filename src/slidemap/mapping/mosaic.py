@@ -12,12 +12,19 @@ A network trained on w x w patches is run on w x w tiles of the area and the til
 
 Memory stays bounded: rows are read band by band through a reader, and finished rows are yielded as soon as
 no later tile can touch them, so a caller can stream them to disk.
+
+Instead of a network, a :class:`Predictor` (an ensemble of checkpoints and test-time views,
+:class:`slidemap.mapping.ensemble.Ensemble`) may give each tile a mean probability and a standard deviation. The
+mosaic then blends the first and second moments (``mean`` and ``sd**2 + mean**2``) with the same weights and takes
+``sd = sqrt(E[p**2] - E[p]**2)`` at the end: the spread of every prediction that reaches a pixel, members, views
+and overlapping tiles alike (the law of total variance), with no seam where a tile's weight ramps down.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -34,6 +41,17 @@ RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 """``read(r0, r1)`` -> the normalised input rows ``[r0, r1)`` of the area, float32 (C, r1 - r0, W) with zeros at
 invalid pixels (as the training patches), and their valid mask, bool (r1 - r0, W). Rows are asked for in
 increasing order, each band of tile rows once, so a reader can stream a scene from disk."""
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Tiles (N, C, h, w) -> mean probabilities (N, h, w) and their standard deviation (None when ``spread`` is
+    False: a single prediction per pixel)."""
+
+    spread: bool
+
+    def __call__(self, tiles: np.ndarray,
+                 autocast: torch.dtype | None = None) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
 def tile_starts(length: int, tile: int, mode: str = "blend", overlap: float = 0.5) -> list[int]:
@@ -90,8 +108,10 @@ def _device(net: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_tiles(net: nn.Module, tiles: np.ndarray, autocast: torch.dtype | None = None) -> np.ndarray:
-    """Probabilities (N, h, w) of a network that maps (N, C, h, w) to logits (N, 1, h, w).
+def predict_tiles(net: nn.Module, tiles: np.ndarray, autocast: torch.dtype | None = None,
+                  temperature: float = 1.0) -> np.ndarray:
+    """Probabilities ``sigmoid(logit / temperature)`` (N, h, w) of a network that maps (N, C, h, w) to logits
+    (N, 1, h, w); ``temperature`` is the checkpoint's calibration.
 
     With ``autocast`` (e.g. ``torch.bfloat16``) the forward pass runs in that precision with channels-last
     inputs, the fast path of CPUs with bf16 units; probabilities are float32 either way.
@@ -99,19 +119,35 @@ def predict_tiles(net: nn.Module, tiles: np.ndarray, autocast: torch.dtype | Non
     device = _device(net)
     x = torch.from_numpy(np.ascontiguousarray(tiles)).to(device)
     if autocast is None:
-        return torch.sigmoid(net(x)[:, 0].float()).cpu().numpy()
+        return torch.sigmoid(net(x)[:, 0].float() / temperature).cpu().numpy()
     with torch.autocast(device.type, dtype=autocast):
         logits = net(x.contiguous(memory_format=torch.channels_last))
-    return torch.sigmoid(logits[:, 0].float()).cpu().numpy()
+    return torch.sigmoid(logits[:, 0].float() / temperature).cpu().numpy()
 
 
-def iter_mosaic(net: nn.Module, read: RowReader, shape: tuple[int, int], tile: int, mode: str = "blend",
+def as_predictor(net: nn.Module | Predictor) -> Predictor:
+    """A network as a predictor of one probability per pixel (no spread); a predictor as it is."""
+    if isinstance(net, Predictor):
+        return net
+    net.eval()
+
+    class Single:
+        spread = False
+
+        def __call__(self, tiles: np.ndarray, autocast: torch.dtype | None = None) -> tuple[np.ndarray, None]:
+            return predict_tiles(net, tiles, autocast), None
+
+    return Single()
+
+
+def iter_mosaic(net: nn.Module | Predictor, read: RowReader, shape: tuple[int, int], tile: int, mode: str = "blend",
                 overlap: float = 0.5, batch_size: int = 16, progress: bool | None = None,
-                desc: str = "mosaic", autocast: torch.dtype | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(row0, probabilities)`` for consecutive finished row ranges covering the whole area.
+                desc: str = "mosaic", autocast: torch.dtype | None = None) -> Iterator[tuple[np.ndarray, ...]]:
+    """Yield ``(row0, probabilities)`` for consecutive finished row ranges covering the whole area, or
+    ``(row0, mean probabilities, standard deviations)`` for a :class:`Predictor` with ``spread``.
 
     Args:
-        net: Maps (N, C, tile, tile) to logits (N, 1, tile, tile); put in eval mode here.
+        net: Maps (N, C, tile, tile) to logits (N, 1, tile, tile), put in eval mode here; or a :class:`Predictor`.
         read: Reader of normalised input rows and their valid mask (:data:`RowReader`); invalid pixels come out
             NaN, and tiles without a valid pixel are skipped.
         shape: (H, W) of the area.
@@ -124,22 +160,28 @@ def iter_mosaic(net: nn.Module, read: RowReader, shape: tuple[int, int], tile: i
     """
     if mode not in MODES:
         raise ValueError(f"unknown mosaic mode {mode!r}; choose one of {', '.join(MODES)}")
-    net.eval()
+    predict = as_predictor(net)
+    spread = bool(predict.spread)
     rows, cols = shape
     r_starts = tile_starts(rows, tile, mode, overlap)
     c_starts = tile_starts(cols, tile, mode, overlap)
     r_w = _profiles(rows, r_starts, tile, mode, overlap)
     c_w = _profiles(cols, c_starts, tile, mode, overlap)
-    acc = np.zeros((tile, cols), np.float32)  # rows [base, base + tile): the only rows tiles still touch
+    dtype = np.float64 if spread else np.float32  # E[p^2] - E[p]^2 cancels: float64 keeps small sds exact
+    acc = np.zeros((tile, cols), dtype)  # rows [base, base + tile): the only rows tiles still touch
+    acc2 = np.zeros((tile, cols) if spread else (0, cols), dtype)  # second moments (spread only)
     wsum = np.zeros((tile, cols), np.float32)
     vbuf = np.zeros((tile, cols), bool)  # valid mask of the same rows
     base = 0
 
-    def finished(n: int) -> np.ndarray:
-        out = np.full((n, cols), np.nan, np.float32)
+    def finished(n: int) -> tuple[np.ndarray, ...]:
         ok = vbuf[:n] & (wsum[:n] > 0)
-        np.divide(acc[:n], wsum[:n], out=out, where=ok)
-        return out
+        mean = np.divide(acc[:n], wsum[:n], out=np.zeros((n, cols), dtype), where=ok)
+        if not spread:
+            return np.where(ok, mean, np.nan).astype(np.float32, copy=False),
+        second = np.divide(acc2[:n], wsum[:n], out=np.zeros((n, cols), dtype), where=ok)
+        sd = np.sqrt(np.maximum(second - mean * mean, 0.0))
+        return np.where(ok, mean, np.nan).astype(np.float32), np.where(ok, sd, np.nan).astype(np.float32)
 
     bar = tqdm(total=len(r_starts) * len(c_starts), unit="tile", desc=desc, leave=False, mininterval=1.0,
                disable=None if progress is None else not progress)
@@ -147,9 +189,12 @@ def iter_mosaic(net: nn.Module, read: RowReader, shape: tuple[int, int], tile: i
         for r, rw in zip(r_starts, r_w):
             if r > base:  # rows above this band are final
                 d = r - base
-                yield base, finished(d)
+                yield base, *finished(d)
                 acc[:-d], wsum[:-d], vbuf[:-d] = acc[d:].copy(), wsum[d:].copy(), vbuf[d:].copy()
                 acc[-d:], wsum[-d:], vbuf[-d:] = 0.0, 0.0, False
+                if spread:
+                    acc2[:-d] = acc2[d:].copy()
+                    acc2[-d:] = 0.0
                 base = r
             h = min(tile, rows - r)
             band, band_valid = read(r, r + h)
@@ -162,22 +207,32 @@ def iter_mosaic(net: nn.Module, read: RowReader, shape: tuple[int, int], tile: i
                 for k, (c, _) in enumerate(chunk):
                     w = min(tile, cols - c)
                     x[k, :, :h, :w] = band[:, :, c:c + w]
-                probs = predict_tiles(net, x, autocast)
+                probs, sds = predict(x, autocast)
                 for k, (c, cw) in enumerate(chunk):
                     w = min(tile, cols - c)
                     weight = rw[:h, None] * cw[None, :w]
-                    acc[:h, c:c + w] += probs[k, :h, :w] * weight
+                    p = probs[k, :h, :w]
+                    acc[:h, c:c + w] += p * weight
                     wsum[:h, c:c + w] += weight
+                    if spread:
+                        acc2[:h, c:c + w] += (sds[k, :h, :w].astype(dtype) ** 2 + p.astype(dtype) ** 2) * weight
                 bar.update(len(chunk))
-        yield base, finished(rows - base)
+        yield base, *finished(rows - base)
 
 
-def predict_mosaic(net: nn.Module, stack: np.ndarray, valid: np.ndarray, tile: int, **kwargs) -> np.ndarray:
-    """Probabilities (H, W) of an in-memory normalised stack (C, H, W); NaN at invalid pixels."""
-    out = np.full(valid.shape, np.nan, np.float32)
-    for r0, part in iter_mosaic(net, lambda a, b: (stack[:, a:b], valid[a:b]), valid.shape, tile, **kwargs):
-        out[r0:r0 + part.shape[0]] = part
-    return out
+def predict_mosaic(net: nn.Module | Predictor, stack: np.ndarray, valid: np.ndarray, tile: int,
+                   **kwargs) -> np.ndarray:
+    """Probabilities (H, W) of an in-memory normalised stack (C, H, W); NaN at invalid pixels.
+
+    A predictor with ``spread`` gives (2, H, W): the mean probabilities and their standard deviations.
+    """
+    out: np.ndarray | None = None
+    for r0, *parts in iter_mosaic(net, lambda a, b: (stack[:, a:b], valid[a:b]), valid.shape, tile, **kwargs):
+        if out is None:
+            out = np.full((len(parts), *valid.shape), np.nan, np.float32)
+        out[:, r0:r0 + parts[0].shape[0]] = parts
+    assert out is not None
+    return out[0] if out.shape[0] == 1 else out
 
 
 def site_reader(site: Site, normaliser: Normaliser, block: Block | None = None) -> tuple[RowReader, np.ndarray]:

@@ -40,6 +40,7 @@ class Landslides:
     area_m2: np.ndarray  # float64
     mean_probability: np.ndarray | None = None  # float64
     hits_inventory: np.ndarray | None = None  # bool: overlaps a labelled pixel
+    mean_uncertainty: np.ndarray | None = None  # float64: mean standard deviation of the probability
 
     def __len__(self) -> int:
         return int(self.geometry.size)
@@ -63,8 +64,14 @@ def region_areas(labels: np.ndarray, n: int, transform: Affine, crs: Any) -> np.
     return out[1:]
 
 
+def region_means(regions: np.ndarray, n: int, values: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` over each labelled region 1..n (NaN counted as 0; regions hold valid pixels only)."""
+    sums = np.bincount(regions.ravel(), weights=np.nan_to_num(values).ravel(), minlength=n + 1)[1:]
+    return sums / np.maximum(pixels, 1)
+
+
 def vectorise(binary: np.ndarray, transform: Affine, crs: Any, probability: np.ndarray | None = None,
-              label: np.ndarray | None = None) -> Landslides:
+              label: np.ndarray | None = None, uncertainty: np.ndarray | None = None) -> Landslides:
     """Polygons of the landslide pixels of ``binary`` on its grid, with pixel count, area and optional scores.
 
     Args:
@@ -72,6 +79,7 @@ def vectorise(binary: np.ndarray, transform: Affine, crs: Any, probability: np.n
         transform, crs: the map's grid.
         probability: optional (H, W) probabilities; gives each polygon's mean probability.
         label: optional 0/1 inventory (H, W); flags polygons that overlap it.
+        uncertainty: optional (H, W) standard deviations of the probability; gives each polygon's mean.
     """
     regions, n = ndimage.label(predicted_mask(binary), structure=PREDICTED_CONNECTIVITY)
     regions = regions.astype(np.int32, copy=False)
@@ -79,24 +87,26 @@ def vectorise(binary: np.ndarray, transform: Affine, crs: Any, probability: np.n
     for geom, value in shapes(regions, mask=regions > 0, connectivity=4, transform=transform):
         geoms[int(value) - 1] = shapely.geometry.shape(geom)
     pixels = np.bincount(regions.ravel(), minlength=n + 1)[1:].astype(np.int64)
-    mean_p = None
-    if probability is not None:
-        sums = np.bincount(regions.ravel(), weights=np.nan_to_num(probability).ravel(), minlength=n + 1)[1:]
-        mean_p = sums / np.maximum(pixels, 1)
+    mean_p = region_means(regions, n, probability, pixels) if probability is not None else None
+    mean_sd = region_means(regions, n, uncertainty, pixels) if uncertainty is not None else None
     hits = None
     if label is not None:
         hits = np.bincount(regions[np.asarray(label) == 1], minlength=n + 1)[1:] > 0
-    return Landslides(geoms, pixels, region_areas(regions, n, transform, crs), mean_p, hits)
+    return Landslides(geoms, pixels, region_areas(regions, n, transform, crs), mean_p, hits, mean_sd)
 
 
 def write_gpkg(path: str | PathLike[str], landslides: Landslides, crs: Any) -> Path:
-    """Write the polygons as a GeoPackage layer ``landslides`` (id, pixels, area_m2, ...), atomically."""
+    """Write the polygons as a GeoPackage layer ``landslides`` (id, pixels, area_m2, mean_probability,
+    mean_uncertainty, hits_inventory where known), atomically."""
     path = Path(path)
     fields = ["id", "pixels", "area_m2"]
     data = [np.arange(1, len(landslides) + 1, dtype=np.int64), landslides.pixels, landslides.area_m2]
     if landslides.mean_probability is not None:
         fields.append("mean_probability")
         data.append(np.round(landslides.mean_probability, 4))
+    if landslides.mean_uncertainty is not None:
+        fields.append("mean_uncertainty")
+        data.append(np.round(landslides.mean_uncertainty, 4))
     if landslides.hits_inventory is not None:
         fields.append("hits_inventory")
         data.append(landslides.hits_inventory.astype(np.int32))

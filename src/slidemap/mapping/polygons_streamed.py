@@ -36,18 +36,22 @@ from slidemap.styles import write_gpkg_style
 BATCH = 20_000
 
 
-def _label_strips(binary_path: Path, probability_path: Path | None, labels_path: Path,
-                  strip_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
-    """Pass 1: provisional labels into ``labels_path``; per-label pixels, area, probability sum; border pairs."""
-    pixels, area, psum, pairs = [np.zeros(1, np.int64)], [np.zeros(1)], [np.zeros(1)], []
+def _label_strips(binary_path: Path, value_paths: list[Path], labels_path: Path,
+                  strip_rows: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray, Any]:
+    """Pass 1: provisional labels into ``labels_path``; per-label pixels, area, sums of each value raster
+    (probability, uncertainty); border pairs."""
+    pixels, area, pairs = [np.zeros(1, np.int64)], [np.zeros(1)], []
+    sums: list[list[np.ndarray]] = [[np.zeros(1)] for _ in value_paths]
     next_id = 0
     previous_row: np.ndarray | None = None
     with rasterio.open(binary_path) as src:
         profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="int32", crs=src.crs,
                        transform=src.transform, tiled=True, blockxsize=256, blockysize=256, compress="deflate",
                        BIGTIFF="IF_SAFER")
-        prob_src = rasterio.open(probability_path) if probability_path is not None else None
+        value_srcs: list[Any] = []
         try:
+            for p in value_paths:
+                value_srcs.append(rasterio.open(p))
             with rasterio.open(labels_path, "w", **profile) as dst:
                 for r0 in range(0, src.height, strip_rows):
                     window = Window(0, r0, src.width, min(strip_rows, src.height - r0))
@@ -58,9 +62,9 @@ def _label_strips(binary_path: Path, probability_path: Path | None, labels_path:
                     local = np.where(labels > 0, labels - next_id, 0)
                     pixels.append(np.bincount(local.ravel(), minlength=n + 1)[1:])
                     area.append(region_areas(local, n, strip_transform, src.crs))
-                    if prob_src is not None:
-                        prob = np.nan_to_num(prob_src.read(1, window=window))
-                        psum.append(np.bincount(local.ravel(), weights=prob.ravel(), minlength=n + 1)[1:])
+                    for value_src, value_sums in zip(value_srcs, sums):
+                        values = np.nan_to_num(value_src.read(1, window=window))
+                        value_sums.append(np.bincount(local.ravel(), weights=values.ravel(), minlength=n + 1)[1:])
                     if previous_row is not None:  # 4-connectivity across the border: the pixel straight above
                         touch = (previous_row > 0) & (labels[0] > 0)
                         pairs.append(np.stack([previous_row[touch], labels[0][touch]]))
@@ -68,12 +72,11 @@ def _label_strips(binary_path: Path, probability_path: Path | None, labels_path:
                     dst.write(labels, 1, window=window)
                     next_id += n
         finally:
-            if prob_src is not None:
-                prob_src.close()
+            for value_src in value_srcs:
+                value_src.close()
         crs = src.crs
     edges = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), np.int64)
-    return (np.concatenate(pixels), np.concatenate(area), np.concatenate(psum) if probability_path else None,
-            edges, crs)
+    return np.concatenate(pixels), np.concatenate(area), [np.concatenate(v) for v in sums], edges, crs
 
 
 def _final_ids(n: int, edges: np.ndarray) -> np.ndarray:
@@ -103,28 +106,31 @@ def _relabel(labels_path: Path, mask_path: Path, ids: np.ndarray, strip_rows: in
 
 def write_polygons_streamed(binary_path: str | PathLike[str], gpkg_path: str | PathLike[str],
                             probability_path: str | PathLike[str] | None = None,
-                            strip_rows: int = 512) -> tuple[int, float]:
+                            strip_rows: int = 512,
+                            uncertainty_path: str | PathLike[str] | None = None) -> tuple[int, float]:
     """Write the landslide polygons of a binary GeoTIFF (1 = landslide) to a GeoPackage, atomically.
 
-    Fields as :func:`~slidemap.mapping.polygons.write_gpkg`: id, pixels, area_m2 (true pixel areas), and
-    mean_probability when ``probability_path`` is given. Returns (polygons, total area in m2).
+    Fields as :func:`~slidemap.mapping.polygons.write_gpkg`: id, pixels, area_m2 (true pixel areas),
+    mean_probability when ``probability_path`` is given and mean_uncertainty when ``uncertainty_path`` is.
+    Returns (polygons, total area in m2).
     """
     gpkg_path = Path(gpkg_path)
     with tempfile.TemporaryDirectory(prefix=".polygons-", dir=gpkg_path.parent) as tmp:
         labels_path = Path(tmp) / "labels.tif"
-        pixels, area, psum, edges, crs = _label_strips(Path(binary_path), probability_path and Path(probability_path),
-                                                       labels_path, strip_rows)
+        named = {k: Path(p) for k, p in (("mean_probability", probability_path),
+                                         ("mean_uncertainty", uncertainty_path)) if p is not None}
+        pixels, area, sums, edges, crs = _label_strips(Path(binary_path), list(named.values()), labels_path,
+                                                       strip_rows)
         n = len(pixels) - 1
         ids = _final_ids(n, edges)
         m = int(ids.max()) if n else 0
         total_pixels = np.bincount(ids, weights=pixels, minlength=m + 1)
         total_area = np.bincount(ids, weights=area, minlength=m + 1)
-        mean_p = None
-        if psum is not None:
-            mean_p = np.bincount(ids, weights=psum, minlength=m + 1) / np.maximum(total_pixels, 1)
+        means = {k: np.bincount(ids, weights=v, minlength=m + 1) / np.maximum(total_pixels, 1)
+                 for k, v in zip(named, sums)}
         mask_path = Path(tmp) / "mask.tif"
         _relabel(labels_path, mask_path, ids, strip_rows)
-        fields = ["id", "pixels", "area_m2"] + (["mean_probability"] if mean_p is not None else [])
+        fields = ["id", "pixels", "area_m2", *means]
         with atomic_path(gpkg_path) as out, rasterio.open(labels_path) as src, rasterio.open(mask_path) as msk:
             out.unlink()  # GDAL creates the GeoPackage itself
             band = rasterio.band(src, 1)
@@ -138,8 +144,7 @@ def write_polygons_streamed(binary_path: str | PathLike[str], gpkg_path: str | P
                     return
                 idx = np.asarray(batch_ids, np.int64)
                 data = [idx, total_pixels[idx].astype(np.int64), total_area[idx]]
-                if mean_p is not None:
-                    data.append(np.round(mean_p[idx], 4))
+                data += [np.round(mean[idx], 4) for mean in means.values()]
                 pyogrio.raw.write(out, np.array(batch_geoms, dtype=object), data, fields, driver="GPKG", layer=LAYER,
                                   geometry_type="Polygon", crs=crs.to_wkt(), append=written)
                 written = True

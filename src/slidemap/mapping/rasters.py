@@ -1,13 +1,15 @@
 """Probability and binary GeoTIFFs of a mapped area: tiled, compressed, with overviews, written atomically.
 
 Per area ``<name>``: ``<name>_probability.tif`` (float32, NaN nodata) and ``<name>_binary.tif`` (uint8: 1
-landslide, 0 none, 255 nodata), on the area's own grid. Training's test maps, eval.py and ``slidemap map`` all
-write through :func:`write_maps`, so every map opens alike.
+landslide, 0 none, 255 nodata), on the area's own grid; with an ensemble or test-time views also
+``<name>_uncertainty.tif`` (float32, NaN nodata: the per-pixel standard deviation of the probability). Training's
+test maps, eval.py and ``slidemap map`` all write through :func:`write_maps`, so every map opens alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -47,40 +49,58 @@ def overview_factors(width: int, height: int) -> list[int]:
     return [2**k for k in range(1, levels + 1)]
 
 
-def write_maps(out_dir: Path, name: str, chunks: Iterable[tuple[int, np.ndarray]], shape: tuple[int, int],
-               transform: Affine, crs: Any, threshold: float,
-               keep: bool = True) -> tuple[np.ndarray | None, np.ndarray | None, list[Path]]:
-    """Stream row chunks ``(row0, probabilities)`` into the probability and binary GeoTIFFs.
+LAYERS = {"probability": "landslide probability", "binary": "landslide (probability > {threshold:g})",
+          "uncertainty": "standard deviation of the landslide probability (ensemble members x test-time views)"}
+"""Each GeoTIFF layer of a map and its band description."""
+
+
+def layer_paths(out_dir: Path, name: str, uncertainty: bool = False) -> dict[str, Path]:
+    """The GeoTIFFs of area ``name`` by layer (probability, binary, and uncertainty when there is a spread)."""
+    kinds = [k for k in LAYERS if k != "uncertainty" or uncertainty]
+    return {k: out_dir / f"{name}_{k}.tif" for k in kinds}
+
+
+def write_maps(out_dir: Path, name: str, chunks: Iterable[tuple[int, np.ndarray] | tuple[int, np.ndarray, np.ndarray]],
+               shape: tuple[int, int], transform: Affine, crs: Any, threshold: float, keep: bool = True,
+               uncertainty: bool = False) -> tuple[np.ndarray | None, np.ndarray | None, list[Path]]:
+    """Stream row chunks ``(row0, probabilities)`` into the probability and binary GeoTIFFs; with
+    ``uncertainty``, chunks are ``(row0, probabilities, standard deviations)`` and the uncertainty GeoTIFF is
+    written too.
 
     Returns the full probability and binary arrays (the polygons and metrics of a test area need them; None
-    with ``keep=False``, for scenes too large to hold) and the paths.
+    with ``keep=False``, for scenes too large to hold) and the paths (probability, binary[, uncertainty]).
     """
     height, width = shape
     prob = np.full(shape, np.nan, np.float32) if keep else None
     binary = np.full(shape, 255, np.uint8) if keep else None
-    paths = [out_dir / f"{name}_probability.tif", out_dir / f"{name}_binary.tif"]
+    paths = layer_paths(out_dir, name, uncertainty)
     common = dict(driver="GTiff", width=width, height=height, count=1, crs=crs, transform=transform, tiled=True,
                   blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER")
-    with atomic_path(paths[0]) as tmp_p, atomic_path(paths[1]) as tmp_b:
-        with rasterio.open(tmp_p, "w", dtype="float32", nodata=float("nan"), predictor=3, **common) as dst_p, \
-                rasterio.open(tmp_b, "w", dtype="uint8", nodata=255, **common) as dst_b:
-            for r0, part in chunks:
-                part_binary = binarise(part, threshold)
-                window = Window(0, r0, width, part.shape[0])
-                dst_p.write(part, 1, window=window)
-                dst_b.write(part_binary, 1, window=window)
-                if keep:
-                    prob[r0:r0 + part.shape[0]] = part
-                    binary[r0:r0 + part.shape[0]] = part_binary
-            factors = overview_factors(width, height)
-            for dst, resampling in ((dst_p, Resampling.average), (dst_b, Resampling.mode)):
-                dst.build_overviews(factors, resampling)
-                dst.update_tags(ns="rio_overview", resampling=resampling.name)
-            dst_p.set_band_description(1, "landslide probability")
-            dst_b.set_band_description(1, f"landslide (probability > {threshold:g})")
-    for path in paths:
+    floats = dict(dtype="float32", nodata=float("nan"), predictor=3)
+    with ExitStack() as files:
+        tmp = {k: files.enter_context(atomic_path(p)) for k, p in paths.items()}
+        dst = {k: files.enter_context(rasterio.open(t, "w", **common, **(dict(dtype="uint8", nodata=255)
+                                                                          if k == "binary" else floats)))
+               for k, t in tmp.items()}
+        for r0, part, *spread in chunks:
+            part_binary = binarise(part, threshold)
+            window = Window(0, r0, width, part.shape[0])
+            dst["probability"].write(part, 1, window=window)
+            dst["binary"].write(part_binary, 1, window=window)
+            if uncertainty:
+                dst["uncertainty"].write(spread[0], 1, window=window)
+            if keep:
+                prob[r0:r0 + part.shape[0]] = part
+                binary[r0:r0 + part.shape[0]] = part_binary
+        factors = overview_factors(width, height)
+        for kind, d in dst.items():
+            resampling = Resampling.mode if kind == "binary" else Resampling.average
+            d.build_overviews(factors, resampling)
+            d.update_tags(ns="rio_overview", resampling=resampling.name)
+            d.set_band_description(1, LAYERS[kind].format(threshold=threshold))
+    for path in paths.values():  # every GeoTIFF is complete and in place here
         write_raster_style(path)  # a .qml sidecar by the file's name, so QGIS opens it styled
-    return prob, binary, paths
+    return prob, binary, list(paths.values())
 
 
 def stitch(patches: Patches, probs: np.ndarray, block: Block) -> np.ndarray:

@@ -21,6 +21,8 @@ numbers), always refuse:
 
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -176,15 +178,24 @@ def check_units(model: TrainedModel, scene: Distribution | None, source: object)
     return warnings
 
 
-def check_scene(model: TrainedModel, scene: SceneStrips) -> list[str]:
-    """:func:`check_units` on a sample of a whole scene read by strips (bounded memory)."""
-    return check_units(model, scene_distribution(scene, model.channels), scene.folder)
+def members(model: Any) -> list[TrainedModel]:
+    """The checkpoints behind a model: itself, or each member of an ensemble (each records its own units)."""
+    return list(getattr(model, "models", [model]))
 
 
-def check_areas(model: TrainedModel, areas: dict[str, tuple[Site, Block | None]]) -> list[str]:
-    """:func:`check_units` on each named area (a site and its block), before any of them is mapped."""
+def check_scene(model: Any, scene: SceneStrips) -> list[str]:
+    """:func:`check_units` of each checkpoint (one, or an ensemble's members) on one sample of a whole scene read
+    by strips (bounded memory)."""
+    sample = scene_distribution(scene, model.channels)
+    return [w for m in members(model) for w in check_units(m, sample, scene.folder)]
+
+
+def check_areas(model: Any, areas: dict[str, tuple[Site, Block | None]]) -> list[str]:
+    """:func:`check_units` of each checkpoint (one, or an ensemble's members) on each named area (a site and its
+    block), before any of them is mapped."""
     warnings = []
     for name, (site, block) in areas.items():
         source = f"{site.meta.get('path', name)} ({'test area' if block is not None else 'whole site'})"
-        warnings += check_units(model, area_distribution(site, block, model.channels), source)
+        sample = area_distribution(site, block, model.channels)
+        warnings += [w for m in members(model) for w in check_units(m, sample, source)]
     return warnings

@@ -19,6 +19,7 @@ from slidemap.reporting import figures as fig
 from slidemap.reporting.baselines import (BASELINE_COLUMNS, RULES, Baselines, baseline_for, baseline_rows,
                                           load_sites)
 from slidemap.reporting.claims import CLAIMS_COLUMNS, Claim, claims_section, judge_claims
+from slidemap.reporting.reliability import write_reliability
 from slidemap.reporting.sweep import Sweep, areas_of, input_sets, paper_runs, run_key, scan_sweep, transfer_summary
 from slidemap.reporting.tables import (SUMMARY_COLUMNS, largest_n, pct, pct_interval, scenario_tables, seeds_of,
                                        summary_rows, wide_table)
@@ -301,7 +302,7 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
             panels = fig.prediction_panels(sweep.runs, sites, splits, tmp)
             _write_csv(tmp / "claims.csv", CLAIMS_COLUMNS, [c.row() for c in claims])
             (tmp / "report.md").write_text(_markdown(sweep, baselines, bool(sites), data_note, data, figures, panels,
-                                                     claims))
+                                                     claims) + write_reliability(sweep.runs, tmp))
             log.info("tables and %d figure(s) written in %.2f s", len(figures) + len(panels), time.perf_counter() - t)
     except PermissionError as err:
         raise InputError(out, f"cannot write the report: {err.strerror}") from err

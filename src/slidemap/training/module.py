@@ -1,4 +1,9 @@
-"""LightningModule: masked binary cross-entropy, the configured optimiser, and pixel metrics per test area."""
+"""LightningModule: masked binary cross-entropy, the configured optimiser, and pixel metrics per test area.
+
+Its ``temperature`` (1 until :func:`slidemap.training.calibrate.calibrate` fits one on the validation area) divides
+the logits of every test and prediction probability, and is kept in the checkpoint's
+``hyper_parameters["calibration"]``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import torch
 from torch import nn
 from torchmetrics.classification import BinaryStatScores
 
-from slidemap.evaluation.scoring import area_results, scores
+from slidemap.evaluation.calibration import CalibrationBins, bins_record, ece, pool_bins
+from slidemap.evaluation.scoring import POOLED, area_results, scores
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 
@@ -60,7 +66,28 @@ class LandslideModule(pl.LightningModule):
         self.val_stats = BinaryStatScores(threshold=threshold, ignore_index=-1)
         self.test_stats = nn.ModuleList(BinaryStatScores(threshold=threshold, ignore_index=-1)
                                         for _ in self.test_areas)
+        self.calibrated_bins = nn.ModuleList(CalibrationBins() for _ in self.test_areas)
+        self.raw_bins = nn.ModuleList(CalibrationBins() for _ in self.test_areas)
+        self.temperature = 1.0
+        self.calibration: dict[str, Any] | None = None
         self.test_results: dict[str, dict[str, Any]] = {}
+        self.reliability: dict[str, dict[str, list[float]]] = {}
+
+    def set_calibration(self, record: dict[str, Any] | None) -> None:
+        """Use this calibration record (``{"temperature": T, ...}``; None = uncalibrated, T = 1)."""
+        self.calibration = dict(record) if record else None
+        self.temperature = float(record["temperature"]) if record else 1.0
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.calibration:
+            checkpoint.setdefault("hyper_parameters", {})["calibration"] = dict(self.calibration)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint with a calibration brings it; one without keeps the module's (DDP ranks may read the file
+        before rank 0 has rewritten it with the temperature every rank fitted alike)."""
+        record = (checkpoint.get("hyper_parameters") or {}).get("calibration")
+        if record:
+            self.set_calibration(record)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, H, W), float32 even under bf16 autocast (loss, metrics and maps want full precision)."""
@@ -96,24 +123,35 @@ class LandslideModule(pl.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
         _, y, valid = batch[:3]
-        probs = torch.sigmoid(self(batch[0]))
-        self.test_stats[dataloader_idx].update(probs, self._masked_target(y, valid))
+        logits = self(batch[0])
+        probs = torch.sigmoid(logits / self.temperature)
+        target = self._masked_target(y, valid)
+        self.test_stats[dataloader_idx].update(probs, target)
+        self.calibrated_bins[dataloader_idx].update(probs, target)
+        self.raw_bins[dataloader_idx].update(torch.sigmoid(logits), target)
 
     def on_test_epoch_end(self) -> None:
         """Metrics per area over every valid pixel, and "all" pooled from the areas' counts."""
-        counts = {}
-        for name, stat in zip(self.test_areas, self.test_stats):
+        counts, calibrated, raw = {}, {}, {}
+        for name, stat, cal, unc in zip(self.test_areas, self.test_stats, self.calibrated_bins, self.raw_bins):
             tp, fp, tn, fn, _ = (int(v) for v in stat.compute().tolist())
             counts[name] = {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
-            stat.reset()
+            calibrated[name], raw[name] = bins_record(cal.compute()), bins_record(unc.compute())
+            for metric in (stat, cal, unc):
+                metric.reset()
+        calibrated[POOLED], raw[POOLED] = pool_bins(list(calibrated.values())), pool_bins(list(raw.values()))
         results = area_results(counts)
+        for area in results:  # ECE of the probabilities the maps hold, and of the network's raw sigmoid
+            results[area]["ece"] = ece(calibrated[area])
+            results[area]["ece_uncalibrated"] = ece(raw[area])
         for area, metrics in results.items():
-            for key in ("precision", "recall", "f1", "iou"):
+            for key in ("precision", "recall", "f1", "iou", "ece"):
                 self.log(f"test/{area}/{key}", metrics[key], add_dataloader_idx=False, sync_dist=True)
         self.test_results = results
+        self.reliability = calibrated
 
     def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        return torch.sigmoid(self(batch[0]))
+        return torch.sigmoid(self(batch[0]) / self.temperature)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.optimizer_factory is None:

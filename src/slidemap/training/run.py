@@ -21,6 +21,7 @@ from slidemap.errors import InputError
 from slidemap.io import atomic_path
 from slidemap.models.build import build_net, net_config
 from slidemap.runs import METRICS_FILE, completed_run, output_dir, write_metrics
+from slidemap.training.calibrate import calibrate
 from slidemap.training.distributed import distributed_session, install_hydra_child_command
 from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_state, identity_record,
                                        relocate_resume_state, run_identity, stopped_by)
@@ -242,6 +243,8 @@ def run_job(cfg: DictConfig) -> float:
         ckpt_arg = ckpt if ckpt else None
         val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)
         val_f1 = float(val[0]["val/f1"]) if val else float("nan")
+        if not test_ckpt:  # the best weights are loaded: fit the temperature, store it in the checkpoint
+            calibrate(trainer, module, datamodule, ckpt_arg)
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)  # loads the best weights
         if not trainer.is_global_zero:  # DDP: rank 0 alone writes maps and results
             return val_f1
@@ -258,6 +261,7 @@ def run_job(cfg: DictConfig) -> float:
             **identity_record(identity),
             "stopped_by": ended,
             "areas": module.test_results,
+            "calibration": {**(module.calibration or {"temperature": 1.0}), "reliability": module.reliability},
         }
         log_predictions_to_wandb(loggers, module.test_results, previews)
         write_metrics(out, payload)  # last: its presence marks the run complete (resume skips it)

@@ -1,0 +1,68 @@
+"""Temperature scaling after training: fit ``T`` on the validation area, keep it in the module and the checkpoint.
+
+The validation area already drives early stopping, so it is held out from the weights but not from model selection;
+it is the only labelled area besides the test areas, which must stay untouched for the reported scores.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from slidemap.data.loaders import eval_loader
+from slidemap.evaluation.calibration import fit_temperature, temperature_nll
+from slidemap.io import atomic_path
+from slidemap.training.module import LandslideModule
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def validation_logits(trainer: pl.Trainer, module: LandslideModule,
+                      datamodule: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and 0/1 labels of every valid validation pixel (unsharded: every DDP rank fits the same ``T``)."""
+    module.eval()
+    logits, labels = [], []
+    with torch.inference_mode():
+        for x, y, valid in eval_loader(datamodule.data.val, datamodule.eval_batch_size, shard=False):
+            with trainer.precision_plugin.forward_context():
+                z = module(x.to(module.device)).float().cpu()
+            logits.append(z[valid].numpy())
+            labels.append(y[valid].numpy())
+    if not logits:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+def calibrate(trainer: pl.Trainer, module: LandslideModule, datamodule: Any, ckpt: str | None) -> dict[str, Any]:
+    """Fit the temperature on the validation area with the module's current (best) weights, set it on the module and
+    write it into ``ckpt`` (``hyper_parameters["calibration"]``, rewritten atomically by rank 0).
+
+    Returns the calibration record: temperature, where it was fitted, pixels, and the validation BCE before/after.
+    """
+    z, y = validation_logits(trainer, module, datamodule)
+    t = fit_temperature(z, y)
+    z64, y64 = z.astype(np.float64), y.astype(np.float64)
+    record = {"method": "temperature", "temperature": round(t, 6), "fitted_on": "validation", "pixels": int(z.size),
+              "val_bce_uncalibrated": round(temperature_nll(z64, y64, 1.0), 6) if z.size else None,
+              "val_bce": round(temperature_nll(z64, y64, t), 6) if z.size else None}
+    module.set_calibration(record)
+    if ckpt and trainer.is_global_zero:
+        rewrite_calibration(Path(ckpt), record)
+    trainer.strategy.barrier("calibration")
+    log.info("temperature %.3f fitted on %d validation pixels (BCE %s -> %s)", t, z.size,
+             record["val_bce_uncalibrated"], record["val_bce"])
+    return record
+
+
+def rewrite_calibration(path: Path, record: dict[str, Any]) -> None:
+    """Store ``record`` as the checkpoint's ``hyper_parameters["calibration"]`` (the file is replaced atomically)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt.setdefault("hyper_parameters", {})["calibration"] = dict(record)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
