@@ -92,6 +92,8 @@ REFUSED = [  # (id, argv with {tmp}/{ckpt}/{scene}, message part)
     ("describe-root-is-a-file", ["describe", "{tmp}/x/notes.txt"], "notes.txt"),
     ("describe-no-valid-pixel", ["describe", "{tmp}/blank"], "no pixel is valid"),
     ("describe-inventory-metres-as-lonlat", ["describe", "{tmp}/badinv"], "cannot be longitudes/latitudes"),
+    ("describe-float-digital-numbers", ["describe", "{tmp}/floatdn"], "values cannot be surface reflectance"),
+    ("map-float-digital-numbers", ["map", "--scene", "{tmp}/floatdn/a"], "add 'scale: 0.0001'"),
     ("baseline-unknown-site", ["baseline", "{tmp}/sites", "--sites", "mars"], "mars"),
     ("baseline-no-valid-pixel", ["baseline", "{tmp}/blank"], "no pixel is valid"),
     ("report-folder-missing", ["report", "{tmp}/nowhere"], "sweep folder not found"),
@@ -108,6 +110,8 @@ def test_refused_input_is_one_line_and_touches_nothing(capsys, tmp_path, ckpt, a
     user = _user_folder(tmp_path)
     (fs.make_site(tmp_path / "sites" / "a") / "notes.txt").write_text("keep")
     fs.make_site(tmp_path / "blank" / "a", bands=np.zeros((4, *fs.SHAPE), np.uint16))
+    fs.make_site(tmp_path / "floatdn" / "a", bands=fs.constant_bands((500.0, 600.0, 700.0, 3000.0), dtype=np.float32),
+                 nodata=None)  # digital numbers stored as floats, no site.yaml
     metres = fs.make_site(tmp_path / "badinv" / "a", labels=None)  # UTM metres in a GeoJSON (= lon/lat)
     fs.write_geojson(metres / "inventory.geojson", [fs.pixel_polygon(fs.s2_transform(), fs.SQUARE_PX)])
     scene = fs.make_site(tmp_path / "scene")

@@ -59,6 +59,19 @@ def test_float_reflectance_is_taken_as_is_and_nan_is_invalid(tmp_path):
     assert np.all(site.bands[:, 2, 3] == 0)
 
 
+def test_float_digital_numbers_without_a_scale_are_refused_in_one_line(tmp_path):
+    bands = fs.constant_bands((500.0, 600.0, 700.0, 3000.0), dtype=np.float32)  # DNs stored as floats
+    folder = fs.make_site(tmp_path / "s", bands=bands, nodata=None)
+    with pytest.raises(InputError, match=r"s2.tif: values cannot be surface reflectance \(median 650 after "
+                                         r"conversion.*add 'scale: 0.0001'"):
+        read_site(folder)
+    fs.write_yaml(folder, {"scale": 1e-4})  # said: read as DN x 1e-4
+    np.testing.assert_allclose(read_site(folder).bands[:, 0, 0], [0.05, 0.06, 0.07, 0.30], rtol=1e-6)
+    fs.write_yaml(folder, {"scale": 0.1})  # a wrong scale is named too
+    with pytest.raises(InputError, match=r"median 65 after conversion.*check site.yaml's 'scale' \(0.1\)"):
+        read_site(folder)
+
+
 def test_band_order_from_site_yaml_picks_b8_not_b8a(tmp_path):
     names = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
     bands = fs.constant_bands([100 * (k + 1) for k in range(13)])  # band k (1-based) holds DN 100 k

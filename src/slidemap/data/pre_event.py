@@ -19,7 +19,7 @@ from rasterio.windows import Window
 from slidemap.data.bands import S2Bands, pre_band_indexes
 from slidemap.data.grid import Grid, disjoint
 from slidemap.data.raster import covering_window, open_raster, own_bounds, read_valid, reproject_onto
-from slidemap.data.reflectance import to_reflectance
+from slidemap.data.reflectance import check_reflectance, to_reflectance
 from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
 
@@ -64,6 +64,7 @@ def read_pre_event(path: Path, meta: dict[str, Any], grid: Grid, s2: S2Bands) ->
                     reproject_onto(refl[k], src, window, grid, out[k])
     valid = np.isfinite(out).all(axis=0)
     out[:, ~valid] = np.nan
+    check_reflectance(out, valid, path, meta.get("pre_scale", meta.get("scale")))
     return out, valid
 
 

@@ -25,7 +25,7 @@ from slidemap.data.grid import Grid, disjoint, fmt_bounds
 from slidemap.data.labels import find_inventory, read_inventory, read_mask
 from slidemap.data.pre_event import PRE_FILE, check_coverage, read_pre_event
 from slidemap.data.raster import covering_window, open_raster, own_bounds, read_valid, reproject_onto
-from slidemap.data.reflectance import to_reflectance
+from slidemap.data.reflectance import check_reflectance, to_reflectance
 from slidemap.data.site import Site
 from slidemap.data.terrain import horn_slope, pixel_size_m
 from slidemap.errors import InputError
@@ -77,7 +77,9 @@ def read_s2(path: Path, meta: dict[str, Any],
         window = None if rows is None else Window(0, rows[0], src.width, rows[1] - rows[0])
         dn, valid = read_valid(src, held.indexes, window)
         grid = Grid.of(src)
-    return to_reflectance(dn, valid, meta.get("scale"), meta.get("offset")), valid, grid, held
+    refl = to_reflectance(dn, valid, meta.get("scale"), meta.get("offset"))
+    check_reflectance(refl, valid, path, meta.get("scale"))
+    return refl, valid, grid, held
 
 
 @contextmanager

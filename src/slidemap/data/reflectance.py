@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from slidemap.errors import InputError
+
 L2A_DN_SCALE = 1e-4
 """Integer L2A DNs are reflectance x 10000."""
+
+MAX_MEDIAN_REFLECTANCE = 2.0
+"""No scene's median surface reflectance comes near 2 (fresh snow and bright clouds stay below ~1.2); a median
+above it means the values are still digital numbers (x 10000) or otherwise not reflectance."""
 
 
 def conversion(dtype: np.dtype, scale: float | None, offset: float | None) -> tuple[float, float]:
@@ -33,3 +39,22 @@ def to_reflectance(dn: np.ndarray, valid: np.ndarray, scale: float | None = None
         refl += np.float32(offset)
     refl[:, ~valid] = fill
     return refl
+
+
+def check_reflectance(refl: np.ndarray, valid: np.ndarray, source: object, scale: float | None) -> None:
+    """Refuse values that cannot be surface reflectance (median above :data:`MAX_MEDIAN_REFLECTANCE`), naming the
+    file and what to set: float digital numbers without a ``scale`` in site.yaml would be read as reflectance
+    thousands of times too bright, and everything downstream would be silently wrong."""
+    if not valid.any():
+        return
+    values = refl[:, valid][:, :: max(1, int(valid.sum()) // 100_000)]  # a bounded sample of every band
+    median = float(np.median(values))
+    if median <= MAX_MEDIAN_REFLECTANCE:
+        return
+    if scale is None:
+        hint = ("they look like digital numbers: add 'scale: 0.0001' (and 'offset', e.g. -0.1 for processing "
+                "baseline 04.00 and later) to the site's site.yaml")
+    else:
+        hint = f"check site.yaml's 'scale' ({scale:g}) and 'offset'"
+    raise InputError(source, f"values cannot be surface reflectance (median {median:.4g} after conversion; "
+                             f"reflectance lies in 0-1): {hint}")
