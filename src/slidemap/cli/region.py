@@ -98,7 +98,7 @@ def region_command(args: argparse.Namespace) -> int:
     check_value("overlap", args.overlap, "--overlap")
     from slidemap.mapping.ensemble import check_tta
     from slidemap.region.jobs import DONE, Manifest, run_jobs
-    from slidemap.region.merge import JobMaps, clean_region_outputs, merge_region
+    from slidemap.region.merge import JobMaps, merge_region
     from slidemap.region.plan import plan_jobs
 
     check_tta(args.tta)
@@ -110,7 +110,6 @@ def region_command(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     options = map_options(args)
     manifest = Manifest.create_or_resume(out, _inputs(args, options), jobs)
-    clean_region_outputs(out)
     todo = manifest.pending()
     log.info("region: %d job(s), %d to run, %d worker(s)", len(manifest.record["jobs"]), len(todo), args.workers)
     with tqdm(total=len(todo), desc="region jobs", unit="job", disable=not todo) as bar:

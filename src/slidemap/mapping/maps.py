@@ -12,11 +12,9 @@ standard deviation is written as ``<name>_uncertainty.tif`` and averaged per pol
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from os import PathLike
 from pathlib import Path
 
 import numpy as np
@@ -152,20 +150,6 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
         log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", name, count, area / 1e6,
                  time.perf_counter() - start)
     return [*paths, gpkg]
-
-
-def writable_folder(path: str | PathLike[str]) -> Path:
-    """Create ``path`` if needed and make sure files can be written in it."""
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(folder, "output folder is an existing file")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise InputError(folder, f"output folder not writable: {err.strerror or err}") from err
-    return folder
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
-import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from slidemap.errors import InputError
-from slidemap.io import atomic_path
+from slidemap.io import atomic_path, scratch_dir
 from slidemap.mapping.polygons_streamed import write_polygons_streamed
 from slidemap.region.plan import Footprint
 from slidemap.styles import write_raster_style
@@ -102,7 +100,7 @@ def merge_region(jobs: Sequence[JobMaps], out: Path, crs: str | None = None) -> 
     log.info("merging %d job(s) into %d x %d px in %s (%s)", len(jobs), height, width, dst_crs.to_string(),
              ", ".join(layers))
     paths: list[Path] = []
-    with tempfile.TemporaryDirectory(prefix=".region-merge-", dir=out) as tmp:
+    with scratch_dir(out, "region-merge") as tmp:  # tagged: a killed merge's staging goes with the next write
         staged = {layer: Path(tmp) / f"region_{layer}.tif" for layer in layers}
         _merge_blocks(jobs, staged, centres, dst_crs, transform, width, height)
         for layer, path in staged.items():  # COG with overviews, then into place atomically
@@ -159,9 +157,3 @@ def _merge_window(window: Window, warped: list[dict[str, WarpedVRT]], dst: dict[
             pick = choice == k
             out[pick] = arr[pick]
         dst[layer].write(out, 1, window=window)
-
-
-def clean_region_outputs(out: Path) -> None:
-    """Remove a killed merge's staging folders (the finished outputs are replaced atomically anyway)."""
-    for stale in out.glob(".region-merge-*"):
-        shutil.rmtree(stale, ignore_errors=True)
