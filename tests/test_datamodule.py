@@ -61,7 +61,7 @@ def test_statistics_come_from_the_training_sites_train_block(sites):
     mean_b2 = 0.01 + 0.001 * 8.5 + 0.1 * 7.5
     std_b2 = math.sqrt((1e-6 * 35 + 0.01 * 255) / 12)
     n = data.normaliser
-    assert n.channels == ("B2", "B3", "B4", "B8", "slope")
+    assert n.channels == ("blue", "green", "red", "nir", "slope")  # the paper's B2, B3, B4, B8 by common name
     np.testing.assert_allclose(n.mean[:4], [mean_b2, 0.06, 0.07, 0.30], rtol=1e-5)
     np.testing.assert_allclose(n.std[0], std_b2, rtol=1e-5)
     assert n.mean[4] == pytest.approx(math.degrees(math.atan(0.1)), abs=0.01)  # the tilted plane

@@ -202,7 +202,10 @@ def test_checkpoint_round_trip_and_run_folder(tmp_path):
     path = save_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt", unet_config(5, 4), window=64)
     saved = torch.load(path, weights_only=True)["state_dict"]
     model = load_checkpoint(tmp_path / "run")  # a run folder stands for its best checkpoint
-    assert (model.model_name, model.channels, model.window, model.threshold) == ("unet", tuple(CHANNELS), 64, 0.5)
+    # the checkpoint records Sentinel-2 ids (B2, ...) as older slidemaps wrote them; they load as common names
+    assert CHANNELS == ["B2", "B3", "B4", "B8", "slope"]
+    assert (model.model_name, model.channels, model.window, model.threshold) == \
+        ("unet", ("blue", "green", "red", "nir", "slope"), 64, 0.5)
     assert model.path == path and not model.net.training
     assert isinstance(model.net, UNet) and model.net.encoder[0][0].out_channels == 4  # base_filters of the config
     for key, value in model.net.state_dict().items():  # the saved weights, not a fresh initialisation
@@ -412,7 +415,7 @@ def test_grid_inference_reproduces_training_predictions(trained, synthetic_root,
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides, message", [
     (["ckpt_path=/nowhere/best.ckpt"], "checkpoint not found"),
-    (["data.channels=[B2,B3,B4,B8,ndvi]"], "channel mismatch: trained on [B2, B3, B4, B8, slope]"),
+    (["data.channels=[B2,B3,B4,B8,ndvi]"], "channel mismatch: trained on [blue, green, red, nir, slope]"),
     (["scenario=china"], "normalisation mismatch"),
     (["inference=tiles"], "unknown inference 'tiles'; choose one of blend, grid"),
 ])

@@ -119,7 +119,7 @@ def test_statistics_come_from_train_data_valid_pixels_only(tmp_path):
     norm = dm.checkpoint_info()["normaliser"]
     b2, b3 = 824.63171476e-4, 663.41636217e-4
     std = math.sqrt(8) / 3
-    assert norm["channels"] == ["B2", "B3"]
+    assert norm["channels"] == ["blue", "green"]  # B2, B3 by their common names
     np.testing.assert_allclose(norm["mean"], [5 / 3 * b2, 10 / 3 * b3], rtol=1e-6)
     np.testing.assert_allclose(norm["std"], [std * b2, 2 * std * b3], rtol=1e-5)
     np.testing.assert_allclose(dm.data.test.x[0, 0], (100 - 5 / 3) / std, rtol=1e-5)  # the scale cancels
@@ -131,9 +131,9 @@ def test_statistics_come_from_train_data_valid_pixels_only(tmp_path):
 
 def test_checkpoint_info_records_what_mapping_needs(l4s_root):
     info = ready(l4s_root, window=64, channels=["B2", "dem"]).checkpoint_info()
-    assert (info["channels"], info["window"], info["train_sites"]) == (["B2", "dem"], 64, ["landslide4sense"])
+    assert (info["channels"], info["window"], info["train_sites"]) == (["blue", "dem"], 64, ["landslide4sense"])
     assert len(info["normaliser"]["mean"]) == len(info["normaliser"]["std"]) == 2
-    assert info["units"] == ["reflectance", "metres"] and info["distribution"]["channels"] == ["B2", "dem"]
+    assert info["units"] == ["reflectance", "metres"] and info["distribution"]["channels"] == ["blue", "dem"]
 
 
 # ---------------------------------------------------------------- tiles and scoring
@@ -225,7 +225,8 @@ BAD_INPUTS = {
                       ["mask_4.h5", "must be 0 or 1", "255"]),
     "not HDF5": (lambda r: (r / "TrainData" / "img" / "image_1.h5").write_text("not hdf5"), {},
                  ["image_1.h5", "cannot read HDF5 image"]),
-    "unknown channel": (lambda r: None, {"channels": ["B2", "B5"]}, ["unknown channel(s) ['B5']", "ndvi"]),
+    "unknown channel": (lambda r: None, {"channels": ["B2", "B13"]}, ["unknown channel 'B13'", "ndvi"]),
+    "channel it lacks": (lambda r: None, {"channels": ["B2", "lwir11"]}, ["has no lwir11 channel", "swir22, slope"]),
     "scenario": (lambda r: None, {"train_sites": ["taiwan"]}, ["L4S", "only scenario=all applies", "taiwan"]),
     "window": (lambda r: None, {"window": 48}, ["window 48 px does not tile"]),
 }
@@ -252,7 +253,7 @@ def test_config_refuses_a_regional_scenario(l4s_root):
         bad = compose("train", overrides=["data=landslide4sense", f"data.root={l4s_root}", "scenario=japan"])
     dm = instantiate(good.data)
     dm.setup()
-    assert (dm.window, dm.channels, dm.train_sites) == (128, ("B2", "B3", "B4", "B8", "slope"), None)
+    assert (dm.window, dm.channels, dm.train_sites) == (128, ("blue", "green", "red", "nir", "slope"), None)
     with pytest.raises(InputError, match=f"{l4s_root}: .*only scenario=all applies"):
         instantiate(bad.data).setup()
 

@@ -120,8 +120,9 @@ def test_change_channels_of_a_site_without_pre_image_name_it():
     for name in ("B4_pre", "ndvi_pre", "dndvi", "rdndvi"):
         text = one_line_error(lambda: site.channel(name))
         assert text.startswith("/data/japan: site 'japan' has no pre-event image (s2_pre.tif)") and name in text
+    assert "has no pre-event image" in one_line_error(lambda: site.channel("B5_pre"))  # rededge071: a real band
     with pytest.raises(KeyError):
-        site.channel("B5_pre")
+        site.channel("B13_pre")
 
 
 # ---------------------------------------------------------------- the site contract
@@ -229,7 +230,7 @@ def test_input_sets_set_the_channel_count_of_every_model(tmp_path, inputs, count
                 out = net(torch.zeros(1, count, 32, 32))
             assert tuple(out.shape) == (1, 1, 32, 32), model
     if inputs == "post":
-        assert list(cfg.data.channels) == ["B2", "B3", "B4", "B8", "slope"]  # the paper's: the headline run
+        assert list(cfg.data.channels) == ["blue", "green", "red", "nir", "slope"]  # the paper's B2, B3, B4, B8
 
 
 def test_change_inputs_on_a_site_without_pre_image_name_the_site(tmp_path):

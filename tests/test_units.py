@@ -24,9 +24,8 @@ from slidemap.cli import main
 from slidemap.data.landslide4sense import STORED, STORED_SCALE, to_physical
 from slidemap.data.patches import Normaliser
 from slidemap.data.reader import read_sites
-from slidemap.data.site import CHANNELS
 from slidemap.data.split import split_sites
-from slidemap.data.units import QUANTILES, UNITS, Distribution, sample_distribution, units_of
+from slidemap.data.units import QUANTILES, Distribution, sample_distribution, units_of
 from slidemap.errors import InputError
 from slidemap.evaluation.scoring import area_results, confusion_counts
 from slidemap.mapping.checkpoint import TrainedModel, load_checkpoint
@@ -44,9 +43,13 @@ POST = ("B2", "B3", "B4", "B8", "slope", "dem", "ndvi")
 
 
 def test_every_channel_has_a_unit():
-    assert set(UNITS) == set(CHANNELS)
     assert units_of(("B2", "B8_pre", "slope", "dem", "ndvi", "rdndvi")) == \
         ("reflectance", "reflectance", "degrees", "metres", "index", "index")
+    # a site's bands take its site.yaml 'units' (8-bit RGB imagery: brightness 0-1); terrain and indices never do
+    assert units_of(("red", "nir_pre", "slope", "dndvi"), "brightness") == \
+        ("brightness", "brightness", "degrees", "index")
+    with pytest.raises(ValueError, match="unknown channel 'B13'"):
+        units_of(("B13",))
 
 
 def test_the_stored_scale_is_the_authors_mean_vector():
@@ -129,7 +132,7 @@ def test_checkpoint_units_and_distribution_round_trip(tmp_path, caplog):
     ({"units": ["reflectance"], "distribution": None}, "malformed units record"),
     ({"units": list(units_of(POST[:5])), "distribution": {"channels": ["B2"]}}, "malformed training distribution"),
     ({"units": list(units_of(POST[:5])), "distribution": a_distribution(("B2", "B3", "B4", "B8", "dem")).to_dict()},
-     "training distribution of ['B2', 'B3', 'B4', 'B8', 'dem']"),
+     "training distribution of ['blue', 'green', 'red', 'nir', 'dem']"),
 ])
 def test_malformed_unit_records_are_one_line_errors(tmp_path, info, message):
     with pytest.raises(InputError) as err:
@@ -156,7 +159,7 @@ MISTAKES = {
     "digital numbers": (lambda s: dataclasses.replace(s, bands=s.bands * 1e4), "B2: median", "digital numbers"),
     "radians": (lambda s: dataclasses.replace(s, slope=np.deg2rad(s.slope)), "slope: p99", "radians"),
     "kilometres": (lambda s: dataclasses.replace(s, dem=s.dem / 1000), "dem: p99", "kilometres"),
-    "B4 <-> B8": (lambda s: dataclasses.replace(s, bands=s.bands[[0, 1, 3, 2]]), "B4 and B8 look swapped", ""),
+    "B4 <-> B8": (lambda s: dataclasses.replace(s, bands=s.bands[[0, 1, 3, 2]]), "red and nir look swapped", ""),
     "B2 <-> B8": (lambda s: dataclasses.replace(s, bands=s.bands[[3, 1, 2, 0]]), "B2 and B8 look swapped", ""),
 }
 
@@ -223,7 +226,7 @@ def spoilt_copy(src: Path, dst: Path, mistake: str) -> Path:
 
 @pytest.mark.parametrize("mistake, expected", [
     # digital numbers: refused by the site reader already (no scene can have a median reflectance above 2)
-    ("digital numbers", "s2.tif: values cannot be surface reflectance"), ("band order", "B4 and B8 look swapped"),
+    ("digital numbers", "s2.tif: values cannot be surface reflectance"), ("band order", "red and nir look swapped"),
     ("km", "slope: p99"),  # the model reads no DEM, but slope is derived from it: a DEM in km flattens it 1000x
 ])
 def test_map_refuses_a_scene_in_other_units_in_one_line(capsys, tiny_run, synthetic_root, tmp_path, mistake, expected):

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from slidemap.data.scene import SceneStrips
-from slidemap.data.site import PRE_CHANNELS
+from slidemap.data.channels import is_pre
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import load_checkpoint
 from slidemap.config_checks import check_file_name, check_value
@@ -85,7 +85,7 @@ def map_command(args: argparse.Namespace) -> int:
     device = pick_device("auto")
     autocast = inference_dtype(args.precision, device)
     model.to(device)
-    needs_pre = [c for c in model.channels if c in PRE_CHANNELS]
+    needs_pre = [c for c in model.channels if is_pre(c)]
     if source == "products" and needs_pre and not getattr(args, "s2_pre", None):
         raise InputError(model.path, f"the model reads {', '.join(needs_pre)}, which need a pre-event image: "
                                      "give pre-event products with --s2-pre PRODUCT...")

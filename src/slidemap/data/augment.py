@@ -16,13 +16,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from slidemap.data.site import BAND_NAMES, PRE_BAND_NAMES
+from slidemap.data.channels import PRE_SUFFIX, canonical, is_band
 from slidemap.errors import InputError
 
-POST_OPTICAL: frozenset[str] = frozenset(BAND_NAMES) | frozenset(f"B{i}" for i in range(1, 13)) | {"B8A"}
-"""Post-event optical bands (the sites' four and Landslide4Sense's twelve): reflectance, jittered together."""
-PRE_OPTICAL: frozenset[str] = frozenset(PRE_BAND_NAMES)
-"""Pre-event optical bands: another date, another atmosphere, so their own jitter."""
+
+def optical_groups(channels: tuple[str, ...]) -> tuple[list[int], list[int]]:
+    """Positions of the post-event bands (jittered together: one atmosphere) and of the pre-event bands (another
+    date, another atmosphere, so their own jitter); terrain and indices are never jittered."""
+    names = [canonical(c) for c in channels]
+    post = [i for i, c in enumerate(names) if is_band(c)]
+    pre = [i for i, c in enumerate(names) if c.endswith(PRE_SUFFIX) and is_band(c.removesuffix(PRE_SUFFIX))]
+    return post, pre
 
 D4 = 8
 """Elements of the dihedral group of the square: k quarter turns (0-3), each with or without a flip."""
@@ -125,8 +129,7 @@ def augment_batch(batch: tuple[torch.Tensor, ...] | list[torch.Tensor], aug: Aug
     x, *rest = batch
     valid = rest[1]
     if aug.gain > 0 or aug.haze > 0:
-        for group in (POST_OPTICAL, PRE_OPTICAL):
-            bands = [i for i, c in enumerate(channels) if c in group]
+        for bands in optical_groups(channels):
             x = jitter(x, valid, bands, mean, std, aug.gain, aug.haze, generator)
     tensors = [x, *rest]
     if aug.flips:

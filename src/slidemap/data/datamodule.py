@@ -13,13 +13,14 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from slidemap.data.augment import Augmentation, augment_batch, generator_for
+from slidemap.data.channels import canonical_all
 from slidemap.data.loaders import eval_loader, train_loader
 from slidemap.data.offsets import EpochSampler, OffsetWindows, TrainArea
 from slidemap.data.patches import Normaliser, Patches, cut_patches, fit_normaliser
 from slidemap.data.reader import read_sites
 from slidemap.data.site import DEFAULT_CHANNELS, Site
 from slidemap.data.split import Block, SiteSplit, split_sites
-from slidemap.data.units import Distribution, sample_distribution, units_of
+from slidemap.data.units import REFLECTANCE, Distribution, sample_distribution, units_of
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class PreparedData:
     test: dict[str, Patches]
     train_areas: list[TrainArea]
     distribution: Distribution | None = None
+    optical_unit: str = REFLECTANCE
 
 
 def check_window(sites: dict[str, Site], splits: dict[str, SiteSplit], window: int) -> None:
@@ -64,6 +66,9 @@ def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
     unknown = [s for s in train_sites if s not in sites]
     if unknown:
         raise InputError(None, f"unknown training site(s) {unknown}; known sites: {', '.join(sorted(sites))}")
+    for site in sites.values():
+        site.check_channels(channels)
+    optical_unit = common_optical_unit(sites)
     splits = split_sites(sites)
     check_window(sites, splits, window)
     train_blocks = [(sites[s], splits[s].train) for s in train_sites]
@@ -82,7 +87,17 @@ def prepare(sites: dict[str, Site], train_sites: list[str], window: int,
                                    site.valid[rows, cols].copy()))
         test[name] = cut_patches(stack, label, site.valid, splits[name].test, window)
     return PreparedData(sites, splits, normaliser, Patches.concat(train), Patches.concat(val), test, areas,
-                        distribution)
+                        distribution, optical_unit)
+
+
+def common_optical_unit(sites: dict[str, Site]) -> str:
+    """The one unit of every site's bands; sites in reflectance and in brightness cannot train one model."""
+    units = {name: site.optical_unit for name, site in sites.items()}
+    if len(set(units.values())) > 1:
+        listed = ", ".join(f"{name} {unit}" for name, unit in units.items())
+        raise InputError(None, f"the sites' bands are in different units ({listed}; site.yaml 'units'): one model "
+                               "takes one unit, so use sites of one kind (data.sites=[...])")
+    return next(iter(units.values()), REFLECTANCE)
 
 
 class PatchDataModule(pl.LightningDataModule):
@@ -113,7 +128,10 @@ class PatchDataModule(pl.LightningDataModule):
         self.root = Path(root)
         self.train_sites = list(train_sites) if train_sites is not None else None
         self.window = int(window)
-        self.channels = tuple(channels)
+        try:
+            self.channels = canonical_all(channels)
+        except ValueError as err:
+            raise InputError(None, f"inputs: {err}") from None
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -228,7 +246,7 @@ class SiteDataModule(PatchDataModule):
         assert self.data is not None, "call setup() first"
         return {"channels": list(self.channels), "window": self.window,
                 "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names,
-                "units": list(units_of(self.channels)), "distribution": self.data.distribution.to_dict()}
+                "units": list(units_of(self.channels, self.data.optical_unit)), "distribution": self.data.distribution.to_dict()}
 
     @property
     def validation_blocks(self) -> dict[str, dict[str, Any]]:

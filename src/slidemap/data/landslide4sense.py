@@ -28,7 +28,8 @@ from slidemap.data.datamodule import PatchDataModule
 from slidemap.data.indices import ndvi
 from slidemap.data.patches import Normaliser, Patches, fit_statistics
 from slidemap.data.reflectance import L2A_DN_SCALE, to_reflectance
-from slidemap.data.site import CHANNELS, DEFAULT_CHANNELS, PRE_CHANNELS
+from slidemap.data.channels import bands_needed, canonical_all, is_pre
+from slidemap.data.site import DEFAULT_CHANNELS
 from slidemap.data.units import Distribution, sample_distribution, units_of
 from slidemap.errors import InputError
 
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 STORED: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "slope", "dem")
 """The 14 channels of an ``image_N.h5``, in stored order (the official README: bands 13 = slope, 14 = DEM)."""
+
+STORED_CANONICAL: tuple[str, ...] = canonical_all(STORED)
+"""The same channels by their common names (coastal, blue, ..., swir22, slope, dem)."""
 
 STORED_SCALE: tuple[float, ...] = (
     1111.81236406, 824.63171476, 663.41636217, 445.17289745, 645.8582926, 1547.73508126, 1960.44401001,
@@ -64,26 +68,30 @@ class L4SSplit:
 
 
 def stored_indices(channels: tuple[str, ...], root: Path | None = None) -> tuple[int, ...]:
-    """The stored channels the chosen inputs need, in stored order; NDVI needs B4 and B8."""
-    unknown = [c for c in channels if c not in CHANNELS]
-    if unknown:
-        raise InputError(root, f"unknown channel(s) {unknown} for Landslide4Sense; known channels: "
-                               f"{', '.join(CHANNELS)}")
-    pre = [c for c in channels if c in PRE_CHANNELS]
+    """The stored channels the chosen inputs need, in stored order; NDVI needs red (B4) and nir (B8)."""
+    try:
+        names = canonical_all(channels)
+    except ValueError as err:
+        raise InputError(root, f"Landslide4Sense: {err}") from None
+    pre = [c for c in names if is_pre(c)]
     if pre:
         raise InputError(root, f"Landslide4Sense has no pre-event image: channel(s) {', '.join(pre)} need one; "
                                "use inputs=post")
-    needed = {n for c in channels for n in (("B4", "B8") if c == "ndvi" else (c,))}
-    return tuple(sorted(STORED.index(n) for n in needed))
+    needed = {n for c in names for n in (bands_needed(c) or (c,))}
+    lacking = sorted(needed - set(STORED_CANONICAL))
+    if lacking:
+        raise InputError(root, f"Landslide4Sense has no {', '.join(lacking)} channel; it holds "
+                               f"{', '.join(STORED_CANONICAL)}")
+    return tuple(sorted(STORED_CANONICAL.index(n) for n in needed))
 
 
 def derive(raw: np.ndarray, stored: tuple[int, ...], channels: tuple[str, ...]) -> np.ndarray:
     """The chosen channels (C, H, W) from the read stored channels, with NDVI as ``Site.channel`` computes it."""
     def band(name: str) -> np.ndarray:
-        return raw[stored.index(STORED.index(name))]
+        return raw[stored.index(STORED_CANONICAL.index(name))]
 
-    return np.stack([ndvi(band("B4"), band("B8")) if name == "ndvi" else band(name)
-                     for name in channels]).astype(np.float32, copy=False)
+    return np.stack([ndvi(band("red"), band("nir")) if name == "ndvi" else band(name)
+                     for name in canonical_all(channels)]).astype(np.float32, copy=False)
 
 
 def to_physical(raw: np.ndarray, stored: tuple[int, ...], valid: np.ndarray) -> np.ndarray:
@@ -275,7 +283,7 @@ class Landslide4SenseDataModule(PatchDataModule):
         root: Folder holding TrainData, ValidData and TestData.
         train_sites: The scenario's training sites; must be None (scenario ``all``): the benchmark has no regions.
         window: Tile size (32, 64 or 128 px) cut from each 128 px patch.
-        channels: Input channel names from ``slidemap.data.site.CHANNELS`` (default: the paper's).
+        channels: Input channel names (:mod:`slidemap.data.channels`; default: the paper's).
         Other arguments as in ``SiteDataModule``.
     """
 

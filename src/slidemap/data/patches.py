@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from slidemap.data.channels import canonical_all
 from slidemap.data.site import Site
 from slidemap.data.split import Block
 
@@ -51,7 +52,7 @@ class Normaliser:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Normaliser":
-        return cls(tuple(d["channels"]), np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
+        return cls(canonical_all(d["channels"]), np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
 
 
 def fit_statistics(channels: tuple[str, ...],

@@ -23,7 +23,8 @@ from slidemap.data.patches import Normaliser
 from slidemap.data.pre_event import MIN_COVERAGE, PRE_FILE, extent_share
 from slidemap.data.raster import reading
 from slidemap.data.reader import load_meta, masked_site, open_dem, read_inputs, read_s2
-from slidemap.data.site import PRE_CHANNELS, Site
+from slidemap.data.channels import canonical, is_pre
+from slidemap.data.site import Site
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class SceneStrips:
 
     def _check_pre(self, channels: Sequence[str] | None) -> bool:
         """Whether strips read s2_pre.tif; its header, bands and extent are checked here, before any strip."""
-        needed = [c for c in channels or () if c in PRE_CHANNELS]
+        needed = [c for c in channels or () if is_pre(canonical(c))]
         if not self.pre_path.is_file():
             if needed:
                 raise InputError(self.pre_path, f"missing: scene '{self.name}' has no pre-event image but channels "

@@ -15,27 +15,41 @@ from typing import Any
 
 import numpy as np
 
-from slidemap.data.site import BAND_NAMES, PRE_BAND_NAMES
+from slidemap.data.channels import OPTICAL_UNITS, canonical, canonical_all, is_band
 
-REFLECTANCE, DEGREES, METRES, INDEX = "reflectance", "degrees", "metres", "index"
+REFLECTANCE, BRIGHTNESS, DEGREES, METRES, INDEX = "reflectance", "brightness", "degrees", "metres", "index"
 
-UNITS: dict[str, str] = {
-    **{band: REFLECTANCE for band in BAND_NAMES + PRE_BAND_NAMES},
-    "slope": DEGREES, "dem": METRES,
-    "ndvi": INDEX, "ndvi_pre": INDEX, "dndvi": INDEX, "rdndvi": INDEX,  # ratios: no unit (rdNDVI is x 100)
-}
-"""The unit of every channel in :data:`slidemap.data.site.CHANNELS`."""
+DERIVED_UNITS: dict[str, str] = {"slope": DEGREES, "dem": METRES, "ndvi": INDEX, "ndvi_pre": INDEX, "dndvi": INDEX,
+                                 "rdndvi": INDEX}  # ratios: no unit (rdNDVI is x 100)
+"""The unit of every channel that is not a band; a band's unit is its site's (reflectance or brightness)."""
+
+
+def unit_of(channel: str, optical_unit: str = REFLECTANCE) -> str:
+    """The unit of one channel; bands (post- or pre-event) take the site's ``optical_unit``."""
+    c = canonical(channel)
+    if c in DERIVED_UNITS:
+        return DERIVED_UNITS[c]
+    if optical_unit not in OPTICAL_UNITS:
+        raise ValueError(f"unknown optical unit {optical_unit!r}; expected one of {', '.join(OPTICAL_UNITS)}")
+    return optical_unit
+
+
+def units_of(channels: Sequence[str], optical_unit: str = REFLECTANCE) -> tuple[str, ...]:
+    """The unit of each channel, in order."""
+    return tuple(unit_of(c, optical_unit) for c in channels)
+
+
+def is_optical(channel: str) -> bool:
+    """Whether a channel holds band values (post- or pre-event), whose unit is the site's optical unit."""
+    c = canonical(channel)
+    return is_band(c.removesuffix("_pre"))
+
 
 QUANTILES: tuple[int, ...] = (1, 10, 50, 90, 99)
 """Percentiles a :class:`Distribution` keeps: enough to tell a unit or a band order from the median and the tails."""
 
 SAMPLE_SIZE = 100_000
 """Pixels kept for the quantiles: a uniform sample, so memory does not grow with the area (a whole S2 tile too)."""
-
-
-def units_of(channels: Sequence[str]) -> tuple[str, ...]:
-    """The unit of each channel, in order."""
-    return tuple(UNITS[c] for c in channels)
 
 
 @dataclass(frozen=True)
@@ -66,7 +80,7 @@ class Distribution:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Distribution":
         """The inverse of :meth:`to_dict`; ValueError when the record is malformed."""
-        channels = tuple(d["channels"])
+        channels = canonical_all(d["channels"])
         if tuple(d["percentiles"]) != QUANTILES:
             raise ValueError(f"percentiles {d['percentiles']} recorded, expected {list(QUANTILES)}")
         mean, std = np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64)

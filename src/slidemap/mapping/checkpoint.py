@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from slidemap.data.patches import Normaliser
-from slidemap.data.site import CHANNELS
+from slidemap.data.channels import canonical_all
 from slidemap.data.units import Distribution
 from slidemap.errors import InputError
 from slidemap.models.build import IN_CHANNEL_ARGS, build_net, network_class
@@ -107,12 +107,12 @@ def load_checkpoint(path: str | PathLike[str]) -> TrainedModel:
     net_cfg = _require(model_cfg, "net", dict, path)
     name = str(model_cfg.get("name") or net_cfg.get("_target_"))
     info = _require(hp, "data_info", dict, path)
-    channels = tuple(_require(info, "channels", (list, tuple), path))
+    try:  # Sentinel-2 ids of older checkpoints (B2, ...) become the common names they mean (blue, ...)
+        channels = canonical_all(_require(info, "channels", (list, tuple), path))
+    except ValueError as err:
+        raise InputError(path, f"checkpoint asks for an {err}") from err
     window = _require(info, "window", int, path)
     normaliser = _normaliser(_require(info, "normaliser", dict, path), channels, path)
-    unknown = [c for c in channels if c not in CHANNELS]
-    if unknown:
-        raise InputError(path, f"checkpoint asks for unknown channel(s) {unknown}; known: {', '.join(CHANNELS)}")
     try:
         net_class = network_class(net_cfg)
     except ValueError as err:
@@ -185,7 +185,7 @@ def read_units(info: dict[str, Any], channels: tuple[str, ...],
 
 def check_channels(model: TrainedModel, channels: tuple[str, ...] | list[str], source: str) -> None:
     """Refuse data configured with other input channels than the checkpoint was trained on."""
-    channels = tuple(channels)
+    channels = canonical_all(channels)
     if channels != model.channels:
         raise InputError(model.path, f"channel mismatch: trained on [{', '.join(model.channels)}] but {source} "
                                      f"gives [{', '.join(channels)}]; set data.channels=[{','.join(model.channels)}]")

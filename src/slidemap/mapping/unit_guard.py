@@ -32,7 +32,8 @@ import numpy as np
 from slidemap.data.scene import SceneStrips
 from slidemap.data.site import Site
 from slidemap.data.split import Block
-from slidemap.data.units import DEGREES, METRES, REFLECTANCE, UNITS, Distribution, sample_distribution
+from slidemap.data.units import (BRIGHTNESS, DEGREES, METRES, REFLECTANCE, Distribution, is_optical,
+                                 sample_distribution, units_of)
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import TrainedModel
 
@@ -90,7 +91,7 @@ def _unit_problem(unit: str, data: Distribution, reference: Distribution, k: int
     scene; None when it can."""
     median, p99 = data.percentile(k, 50), data.percentile(k, 99)
     typical, high = reference.percentile(k, 50), reference.percentile(k, 90)
-    if unit == REFLECTANCE:
+    if unit in (REFLECTANCE, BRIGHTNESS):  # both lie in 0-1
         if median > REFLECTANCE_MAX_MEDIAN:
             return (f"median {median:.4g} is not reflectance ({other} median {typical:.4g}): digital numbers?",
                     " (reflectance x 10000: give the product's scale, e.g. site.yaml 'scale: 0.0001')")
@@ -121,7 +122,7 @@ def _swapped(channels: tuple[str, ...], scene: Distribution, trained: Distributi
     """The pair of reflectance channels that fit each other's training distribution best compared with their own,
     when that is far better; None when no pair does."""
     best, pair = SWAP_RATIO, None
-    bands = [k for k, c in enumerate(channels) if UNITS[c] == REFLECTANCE]
+    bands = [k for k, c in enumerate(channels) if is_optical(c)]
     for i in bands:
         for j in (j for j in bands if j > i):
             own = _misfit(scene, i, trained, i) + _misfit(scene, j, trained, j)
@@ -131,8 +132,12 @@ def _swapped(channels: tuple[str, ...], scene: Distribution, trained: Distributi
     return pair
 
 
-def check_units(model: TrainedModel, scene: Distribution | None, source: object) -> list[str]:
+def check_units(model: TrainedModel, scene: Distribution | None, source: object,
+                optical_unit: str = REFLECTANCE) -> list[str]:
     """Refuse (InputError on ``source``) a scene that cannot be in the checkpoint's units; warn when far.
+
+    ``optical_unit`` is what the scene's bands hold (its site.yaml ``units``): a model trained on reflectance
+    cannot map brightness, nor the other way round.
 
     Returns the warnings logged (one per far channel). Checkpoints written before units were recorded are not
     checked (a warning says so); neither is a scene without a valid pixel.
@@ -143,7 +148,12 @@ def check_units(model: TrainedModel, scene: Distribution | None, source: object)
         log.warning("%s records no channel units or training distribution (written by an older slidemap): the "
                     "units guard is skipped for %s; retrain to have scenes checked", model.path, source)
         return []
-    changed = [f"{c} ({u}, now {UNITS[c]})" for c, u in zip(channels, model.units) if UNITS[c] != u]
+    now = units_of(channels, optical_unit)
+    optical = [f"{c} ({u})" for c, u, n in zip(channels, model.units, now) if u != n and is_optical(c)]
+    if optical:
+        raise InputError(source, f"holds bands in {optical_unit} but the model was trained on "
+                                 f"{', '.join(optical)}: map scenes in the units it was trained on (site.yaml 'units')")
+    changed = [f"{c} ({u}, now {n})" for c, u, n in zip(channels, model.units, now) if u != n]
     if changed:
         raise InputError(model.path, f"trained on channels in other units than slidemap reads: {', '.join(changed)}; "
                                      "retrain with this version")
@@ -151,11 +161,11 @@ def check_units(model: TrainedModel, scene: Distribution | None, source: object)
         log.warning("%s: no valid pixel to check units on", source)
         return []
     problems = [f"{c}: {why[0]}{why[1]}" for k, c in enumerate(channels)
-                if (why := _unit_problem(UNITS[c], scene, trained, k))]
+                if (why := _unit_problem(now[k], scene, trained, k))]
     if problems:
         raise InputError(source, f"input cannot be in the checkpoint's units: {'; '.join(problems)}")
     stale = [f"{c}: {why[0]}" for k, c in enumerate(channels)
-             if (why := _unit_problem(UNITS[c], trained, scene, k, other="scene"))]
+             if (why := _unit_problem(now[k], trained, scene, k, other="scene"))]
     if stale:  # e.g. Landslide4Sense's stored values, before slidemap converted them (slope ~0.7, never above 2)
         raise InputError(model.path, f"was trained on inputs in other units than {source} holds: "
                                      f"{'; '.join(stale)}; retrain it with this version")
@@ -187,7 +197,8 @@ def check_scene(model: Any, scene: SceneStrips) -> list[str]:
     """:func:`check_units` of each checkpoint (one, or an ensemble's members) on one sample of a whole scene read
     by strips (bounded memory)."""
     sample = scene_distribution(scene, model.channels)
-    return [w for m in members(model) for w in check_units(m, sample, scene.folder)]
+    unit = str(scene.meta.get("units") or REFLECTANCE)
+    return [w for m in members(model) for w in check_units(m, sample, scene.folder, unit)]
 
 
 def check_areas(model: Any, areas: dict[str, tuple[Site, Block | None]]) -> list[str]:
@@ -197,5 +208,5 @@ def check_areas(model: Any, areas: dict[str, tuple[Site, Block | None]]) -> list
     for name, (site, block) in areas.items():
         source = f"{site.meta.get('path', name)} ({'test area' if block is not None else 'whole site'})"
         sample = area_distribution(site, block, model.channels)
-        warnings += [w for m in members(model) for w in check_units(m, sample, source)]
+        warnings += [w for m in members(model) for w in check_units(m, sample, source, site.optical_unit)]
     return warnings
