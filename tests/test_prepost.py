@@ -163,8 +163,10 @@ def test_pre_image_bands_are_found_by_name_in_any_order(tmp_path):
 
 @pytest.mark.parametrize("bands,descriptions,message", [
     ((400, 500, 300, 1000), ("B2", "B3", "B4", "B5"),
-     "band B8 not found (its band descriptions give [B2, B3, B4, B5]); pre- and post-event images must both hold"),
-    ((400, 500, 300), None, "3 unnamed band(s) but s2.tif has 4: pre- and post-event images must hold the same bands"),
+     "band nir (B8) not found (its band descriptions give [blue (B2), green (B3), red (B4), rededge071 (B5)]); "
+     "pre- and post-event images must both hold blue (B2), green (B3), red (B4), nir (B8)"),
+    ((400, 500, 300), None, "3 unnamed band(s) but the site's image has 4: pre- and post-event images must hold the "
+                            "same bands"),
 ])
 def test_pre_and_post_of_different_band_sets_are_refused(tmp_path, bands, descriptions, message):
     folder = fs.make_site(tmp_path / "a")

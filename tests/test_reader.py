@@ -264,7 +264,7 @@ def test_named_band_missing(tmp_path):
     folder = fs.make_site(tmp_path / "s")
     fs.write_yaml(folder, {"bands": ["B2", "B3", "B4", "B5"]})
     err = error_of(folder)
-    assert err.path.endswith("s2.tif") and "band B8 not found" in err.problem
+    assert err.path.endswith("s2.tif") and "band nir (B8) not found" in err.problem
 
 
 def test_s2_without_crs(tmp_path):

@@ -16,14 +16,12 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from slidemap.data.bands import S2Bands, pre_band_indexes
+from slidemap.data.bands import ImageBands, pre_band_indexes
 from slidemap.data.grid import Grid, disjoint
 from slidemap.data.raster import covering_window, open_raster, own_bounds, read_valid, reproject_onto
 from slidemap.data.reflectance import check_reflectance, to_reflectance
-from slidemap.data.site import BAND_NAMES
 from slidemap.errors import InputError
 
-PRE_FILE = "s2_pre.tif"
 MIN_COVERAGE = 0.95
 """Share of the site's usable pixels the pre-event image must observe (valid, cloud-free); below it the change
 channels would describe a different area than the labels, so the site is refused instead of silently shrunk."""
@@ -34,20 +32,22 @@ def pre_reflectance(meta: dict[str, Any], dn: np.ndarray, valid: np.ndarray) -> 
     ``scale``/``offset`` (pre and post usually come from the same source), else the defaults for the dtype."""
     scale = meta.get("pre_scale", meta.get("scale"))
     offset = meta.get("pre_offset", meta.get("offset"))
-    return to_reflectance(dn, valid, scale, offset, fill=np.nan)
+    return to_reflectance(dn, valid, scale, offset, fill=np.nan, unit=str(meta.get("units") or "reflectance"))
 
 
-def read_pre_event(path: Path, meta: dict[str, Any], grid: Grid, s2: S2Bands) -> tuple[np.ndarray, np.ndarray]:
-    """s2_pre.tif on ``grid`` (s2.tif's, or a strip of it): reflectance (4, H, W) float32, NaN where the image has
-    no valid observation, and that valid mask.
+def read_pre_event(path: Path, meta: dict[str, Any], grid: Grid,
+                   held: ImageBands) -> tuple[np.ndarray, np.ndarray]:
+    """The pre-event image (s2_pre.tif or image_pre.tif) on ``grid`` (the site image's, or a strip of it): the
+    site image's bands (C, H, W) float32 in its units, NaN where the image has no valid observation, and that
+    valid mask.
 
-    ``s2`` is what s2.tif holds (from :func:`~slidemap.data.reader.read_s2`), so an image without band names is
-    read like s2.tif.
+    ``held`` is what the site's image holds (from :func:`~slidemap.data.reader.read_image`), so an image without
+    band names is read like it.
     """
     h, w = grid.shape
-    out = np.full((len(BAND_NAMES), h, w), np.nan, np.float32)
+    out = np.full((len(held.names), h, w), np.nan, np.float32)
     with open_raster(path) as src:
-        idx = pre_band_indexes(path, src, s2)
+        idx = pre_band_indexes(path, src, held)
         lattice = Grid.of(src).offset_of(grid)
         if lattice is not None:  # same grid (e.g. the same tile before the event): copy pixels, no resampling
             col, row = lattice
@@ -60,11 +60,12 @@ def read_pre_event(path: Path, meta: dict[str, Any], grid: Grid, s2: S2Bands) ->
             if footprint is None or not disjoint(footprint, own_bounds(src)):
                 window = covering_window(src, footprint)
                 refl = pre_reflectance(meta, *read_valid(src, idx, window))
-                for k in range(len(BAND_NAMES)):
+                for k in range(len(held.names)):
                     reproject_onto(refl[k], src, window, grid, out[k])
     valid = np.isfinite(out).all(axis=0)
     out[:, ~valid] = np.nan
-    check_reflectance(out, valid, path, meta.get("pre_scale", meta.get("scale")))
+    check_reflectance(out, valid, path, meta.get("pre_scale", meta.get("scale")), str(meta.get("units") or
+                                                                                       "reflectance"))
     return out, valid
 
 

@@ -1,4 +1,8 @@
-"""Read a site folder (the README's site contract) into a Site: everything comes onto the s2 grid.
+"""Read a site folder (the README's site contract) into a Site: everything comes onto the grid of its image.
+
+The image is ``s2.tif`` (Sentinel-2 B2, B3, B4, B8) or ``image.tif`` (any sensor, any pixel size and number of
+bands, named by site.yaml ``bands``, its band descriptions or its colour interpretation; ``units`` in site.yaml
+says whether they are reflectance or brightness). ``dem.tif`` may be a DEM or a DSM in any CRS and resolution.
 
 Whole sites and the row strips of a scene (:class:`~slidemap.data.scene.SceneStrips`) are read by one function,
 :func:`read_inputs`, so a pixel gets the same inputs whichever way it is read. Bad input is an InputError naming
@@ -20,18 +24,20 @@ import numpy as np
 import yaml
 from rasterio.windows import Window
 
-from slidemap.data.bands import S2Bands, band_name, s2_band_indexes
+from slidemap.data.bands import (IMAGE_FILE, PRE_FILES, S2_FILE, ImageBands, band_name, image_band_indexes,
+                                 s2_band_indexes)
+from slidemap.data.channels import OPTICAL_UNITS
 from slidemap.data.grid import Grid, disjoint, fmt_bounds
 from slidemap.data.labels import find_inventory, read_inventory, read_mask
-from slidemap.data.pre_event import PRE_FILE, check_coverage, read_pre_event
+from slidemap.data.pre_event import check_coverage, read_pre_event
 from slidemap.data.raster import covering_window, open_raster, own_bounds, read_valid, reproject_onto
 from slidemap.data.reflectance import check_reflectance, to_reflectance
 from slidemap.data.site import Site
 from slidemap.data.terrain import horn_slope, pixel_size_m
 from slidemap.errors import InputError
 
-__all__ = ["SiteInputs", "band_name", "list_sites", "load_meta", "masked_site", "open_dem", "read_dem",
-           "read_inputs", "read_s2", "read_site", "read_sites"]
+__all__ = ["SiteInputs", "band_name", "image_path", "list_sites", "load_meta", "masked_site", "open_dem",
+           "read_dem", "read_image", "read_inputs", "read_site", "read_sites"]
 
 log = logging.getLogger(__name__)
 
@@ -59,27 +65,54 @@ def load_meta(folder: Path) -> dict[str, Any]:
         value = meta.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise InputError(path, f"'{key}' must be a number, got {value!r}")
+    units = meta.get("units")
+    if units is not None and units not in OPTICAL_UNITS:
+        raise InputError(path, f"'units' must be one of {', '.join(OPTICAL_UNITS)} (what the image's band values "
+                               f"are), got {units!r}")
+    if units == "brightness" and (folder / S2_FILE).exists():
+        raise InputError(path, "'units: brightness' is for uncalibrated imagery in image.tif; s2.tif holds "
+                               "Sentinel-2 reflectance")
     return meta
 
 
-def read_s2(path: Path, meta: dict[str, Any],
-            rows: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, Grid, S2Bands]:
-    """Reflectance (4, H, W) float32 (0 where invalid), valid mask, grid and band layout of s2.tif.
+def image_path(folder: Path) -> Path:
+    """The site's image: s2.tif (Sentinel-2) or image.tif (any sensor); one of them, not both."""
+    s2, image = folder / S2_FILE, folder / IMAGE_FILE
+    if s2.is_file() and image.is_file():
+        raise InputError(folder, f"holds both {S2_FILE} and {IMAGE_FILE}: keep one ({S2_FILE} is Sentinel-2 B2, B3, "
+                                 f"B4, B8; {IMAGE_FILE} any sensor's bands)")
+    return image if image.is_file() else s2
+
+
+def pre_path(folder: Path) -> Path:
+    """The pre-event image that goes with the site's image (s2_pre.tif or image_pre.tif)."""
+    return folder / PRE_FILES[image_path(folder).name]
+
+
+def read_image(path: Path, meta: dict[str, Any],
+               rows: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, Grid, ImageBands]:
+    """Band values (C, H, W) float32 in the site's units (0 where invalid), valid mask, grid and band layout of
+    s2.tif (its four bands) or image.tif (every named band).
 
     With ``rows`` (r0, r1) only those rows are read; the grid still describes the whole file.
     """
     if not path.is_file():
-        raise InputError(path, "missing: every site needs s2.tif (Sentinel-2 bands B2, B3, B4, B8)")
+        raise InputError(path, f"missing: every site needs {S2_FILE} (Sentinel-2 bands B2, B3, B4, B8) or "
+                               f"{IMAGE_FILE} (any sensor, bands named in site.yaml or the band descriptions)")
+    unit = str(meta.get("units") or "reflectance")
     with open_raster(path) as src:
-        if src.count < 4:
-            raise InputError(path, f"has {src.count} band(s); need at least 4 (B2, B3, B4, B8)")
-        held = s2_band_indexes(path, src, meta)
+        if path.name == S2_FILE:
+            if src.count < 4:
+                raise InputError(path, f"has {src.count} band(s); need at least 4 (B2, B3, B4, B8)")
+            held = s2_band_indexes(path, src, meta)
+        else:
+            held = image_band_indexes(path, src, meta)
         window = None if rows is None else Window(0, rows[0], src.width, rows[1] - rows[0])
         dn, valid = read_valid(src, held.indexes, window)
         grid = Grid.of(src)
-    refl = to_reflectance(dn, valid, meta.get("scale"), meta.get("offset"))
-    check_reflectance(refl, valid, path, meta.get("scale"))
-    return refl, valid, grid, held
+    values = to_reflectance(dn, valid, meta.get("scale"), meta.get("offset"), unit=unit)
+    check_reflectance(values, valid, path, meta.get("scale"), unit)
+    return values, valid, grid, held
 
 
 @contextmanager
@@ -91,13 +124,14 @@ def open_dem(path: Path) -> Iterator[Any]:
         yield src
 
 
-def read_dem(path: Path, grid: Grid) -> np.ndarray:
-    """dem.tif bilinearly resampled onto ``grid``; NaN where the DEM is nodata or does not reach."""
+def read_dem(path: Path, grid: Grid, image: str = S2_FILE) -> np.ndarray:
+    """dem.tif bilinearly resampled onto ``grid`` (that of the site's ``image``); NaN where the DEM is nodata or
+    does not reach."""
     with open_dem(path) as src:
         footprint = grid.bounds_in(src.crs)
         own = own_bounds(src)
         if footprint is not None and disjoint(footprint, own):
-            raise InputError(path, f"does not overlap s2.tif: DEM bounds {fmt_bounds(own, src.crs)} vs s2.tif bounds "
+            raise InputError(path, f"does not overlap {image}: DEM bounds {fmt_bounds(own, src.crs)} vs {image} bounds "
                                    f"{fmt_bounds(footprint, src.crs)} = {fmt_bounds(grid.bounds, grid.crs)}")
         window = covering_window(src, footprint)
         raw, valid = read_valid(src, [1], window)
@@ -107,10 +141,10 @@ def read_dem(path: Path, grid: Grid) -> np.ndarray:
         reproject_onto(data, src, window, grid, dem)
     missing = float(np.isnan(dem).mean())
     if missing >= 1.0:
-        raise InputError(path, f"has no elevation over s2.tif (bounds {fmt_bounds(grid.bounds, grid.crs)})")
+        raise InputError(path, f"has no elevation over {image} (bounds {fmt_bounds(grid.bounds, grid.crs)})")
     if missing > 0:
-        log.warning("%s: no elevation for %.1f%% of the s2.tif pixels (outside coverage or nodata); "
-                    "they are marked invalid", path, 100 * missing)
+        log.warning("%s: no elevation for %.1f%% of the %s pixels (outside coverage or nodata); "
+                    "they are marked invalid", path, 100 * missing, image)
     return dem
 
 
@@ -124,11 +158,13 @@ class SiteInputs:
     dem: np.ndarray
     slope: np.ndarray
     bands_pre: np.ndarray | None
+    band_names: tuple[str, ...]
 
 
 def read_inputs(folder: Path, meta: dict[str, Any], rows: tuple[int, int] | None = None,
                 with_pre: bool | None = None) -> SiteInputs:
-    """s2.tif, s2_pre.tif and dem.tif (and its slope) of rows ``[r0, r1)`` of the s2 grid, or of all of it.
+    """The image, its pre-event image and dem.tif (and its slope) of rows ``[r0, r1)`` of the image's grid, or
+    of all of it.
 
     Only the windows under the rows are read (memory grows with the rows, never with the scene), the DEM one row
     beyond on each side so that slope at a strip's edge uses real neighbours.
@@ -137,22 +173,22 @@ def read_inputs(folder: Path, meta: dict[str, Any], rows: tuple[int, int] | None
         folder: the site folder.
         meta: its ``site.yaml`` (:func:`load_meta`); a whole site records its pre-event coverage there.
         rows: (r0, r1), or None for the whole site.
-        with_pre: read s2_pre.tif; None reads it whenever there is one. A whole site's pre-event coverage is
+        with_pre: read the pre-event image; None reads it whenever there is one. A whole site's coverage is
             checked here; a scene's strips rely on the check :class:`~slidemap.data.scene.SceneStrips` made.
     """
-    s2_path = folder / "s2.tif"
-    bands, valid, full, held = read_s2(s2_path, meta, rows)
+    s2_path = image_path(folder)
+    bands, valid, full, held = read_image(s2_path, meta, rows)
     r0, r1 = rows or (0, full.shape[0])
     grid = full.rows(r0, r1)
     bands_pre, pre_valid = None, None
-    pre_path = folder / PRE_FILE
-    if pre_path.is_file() if with_pre is None else with_pre:
-        bands_pre, pre_valid = read_pre_event(pre_path, meta, grid, held)
+    pre = pre_path(folder)
+    if pre.is_file() if with_pre is None else with_pre:
+        bands_pre, pre_valid = read_pre_event(pre, meta, grid, held)
         if rows is None:
-            meta["pre_event_coverage"] = check_coverage(pre_path, pre_valid, valid)
+            meta["pre_event_coverage"] = check_coverage(pre, pre_valid, valid)
     h0, h1 = max(0, r0 - 1), min(full.shape[0], r1 + 1)  # one DEM row beyond the rows for Horn's 3x3 kernel
     halo = full.rows(h0, h1)
-    dem_halo = read_dem(folder / "dem.tif", halo)
+    dem_halo = read_dem(folder / "dem.tif", halo, s2_path.name)
     dx, dy = pixel_size_m(halo.crs, halo.transform, halo.shape, path=str(s2_path))
     inner = slice(r0 - h0, r1 - h0)
     slope = horn_slope(dem_halo, dx, dy)[inner]
@@ -160,7 +196,7 @@ def read_inputs(folder: Path, meta: dict[str, Any], rows: tuple[int, int] | None
     valid &= np.isfinite(dem) & np.isfinite(slope)
     if pre_valid is not None:  # one valid mask for every input set, so post and change models score the same pixels
         valid &= pre_valid
-    return SiteInputs(grid, bands, valid, dem, slope, bands_pre)
+    return SiteInputs(grid, bands, valid, dem, slope, bands_pre, held.names)
 
 
 def masked_site(name: str, inputs: SiteInputs, meta: dict[str, Any], label: np.ndarray | None = None,
@@ -176,7 +212,7 @@ def masked_site(name: str, inputs: SiteInputs, meta: dict[str, Any], label: np.n
         label[invalid] = 0
     return Site(name=name, bands=inputs.bands, dem=inputs.dem, slope=inputs.slope, label=label, valid=inputs.valid,
                 transform=inputs.grid.transform, crs=inputs.grid.crs, landslide_count=count, meta=meta,
-                bands_pre=inputs.bands_pre)
+                bands_pre=inputs.bands_pre, band_names=inputs.band_names)
 
 
 def read_site(folder: PathLikeStr, require_label: bool = True) -> Site:
@@ -217,7 +253,7 @@ def read_site(folder: PathLikeStr, require_label: bool = True) -> Site:
         meta["label_source"] = mask_path.name
 
     if not valid.any():
-        raise InputError(folder, "no pixel is valid in every input (s2.tif nodata, dem.tif coverage, mask nodata)")
+        raise InputError(folder, "no pixel is valid in every input (image nodata, dem.tif coverage, mask nodata)")
     site = masked_site(folder.name, inputs, meta, label, count)
     log.info("read site %s (%d x %d px, %.1f%% valid) in %.2f s", site.name, *site.shape,
              100 * float(valid.mean()), time.perf_counter() - start)
@@ -225,18 +261,19 @@ def read_site(folder: PathLikeStr, require_label: bool = True) -> Site:
 
 
 def list_sites(root: PathLikeStr) -> list[str]:
-    """Sorted names of the subfolders of ``root`` that hold an ``s2.tif``."""
+    """Sorted names of the subfolders of ``root`` that hold an image (``s2.tif`` or ``image.tif``)."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, "sites folder not found")
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "s2.tif").is_file())
+    return sorted(p.name for p in root.iterdir()
+                  if p.is_dir() and ((p / S2_FILE).is_file() or (p / IMAGE_FILE).is_file()))
 
 
 def read_sites(root: PathLikeStr, names: Sequence[str] | None = None, require_label: bool = True) -> dict[str, Site]:
     """Read several sites under ``root`` (all when ``names`` is None), keyed by name in the order asked."""
     known = list_sites(root)
     if not known:
-        raise InputError(root, "no sites: no subfolder holds an s2.tif")
+        raise InputError(root, f"no sites: no subfolder holds an {S2_FILE} or {IMAGE_FILE}")
     wanted = list(known if names is None else names)
     for name in wanted:
         if name not in known:

@@ -1,7 +1,10 @@
-"""Sentinel-2 digital numbers to surface reflectance: the one place that picks the scale and applies it.
+"""Stored band values to the site contract's units: the one place that picks the scale and applies it.
 
-s2.tif and s2_pre.tif both come through here, so a pre- and a post-event image of the same source get the same
-units (a change channel of two differently scaled images would be noise).
+Surface reflectance (Sentinel-2 and any calibrated sensor): integer DNs / 10000 unless site.yaml gives ``scale``
+and ``offset`` (the L2A convention, also PlanetScope's surface reflectance). Brightness (site.yaml ``units:
+brightness``: uncalibrated imagery such as 8-bit aerial or UAV RGB): integers divided by their type's maximum
+(255 for 8-bit) unless a ``scale`` is given, so values lie in 0-1. A site's image and its pre-event image both come
+through here, so both dates get the same units (a change channel of two differently scaled images would be noise).
 """
 
 from __future__ import annotations
@@ -18,20 +21,28 @@ MAX_MEDIAN_REFLECTANCE = 2.0
 above it means the values are still digital numbers (x 10000) or otherwise not reflectance."""
 
 
-def conversion(dtype: np.dtype, scale: float | None, offset: float | None) -> tuple[float, float]:
-    """(scale, offset) to reflectance: those given (site.yaml), else integer DN / 10000 and floats as they are."""
-    default_scale = 1.0 if np.dtype(dtype).kind == "f" else L2A_DN_SCALE
+def conversion(dtype: np.dtype, scale: float | None, offset: float | None,
+               unit: str = "reflectance") -> tuple[float, float]:
+    """(scale, offset) to ``unit``: those given (site.yaml), else floats as they are, integer reflectance DN /
+    10000 and integer brightness / the type's maximum (255 for uint8)."""
+    kind = np.dtype(dtype).kind
+    if kind == "f":
+        default_scale = 1.0
+    elif unit == "brightness":
+        default_scale = 1.0 / float(np.iinfo(np.dtype(dtype)).max)
+    else:
+        default_scale = L2A_DN_SCALE
     return float(default_scale if scale is None else scale), float(offset or 0.0)
 
 
 def to_reflectance(dn: np.ndarray, valid: np.ndarray, scale: float | None = None, offset: float | None = None,
-                   fill: float = 0.0) -> np.ndarray:
+                   fill: float = 0.0, unit: str = "reflectance") -> np.ndarray:
     """Bands (k, H, W) of DNs as float32 reflectance ``dn x scale + offset``; ``fill`` where ``valid`` is False.
 
     Scale and offset are applied in float32, each only when it changes something, so reflectance that is stored
     as such passes through bit for bit.
     """
-    scale, offset = conversion(dn.dtype, scale, offset)
+    scale, offset = conversion(dn.dtype, scale, offset, unit)
     refl = dn.astype(np.float32)
     if scale != 1.0:
         refl *= np.float32(scale)
@@ -41,7 +52,8 @@ def to_reflectance(dn: np.ndarray, valid: np.ndarray, scale: float | None = None
     return refl
 
 
-def check_reflectance(refl: np.ndarray, valid: np.ndarray, source: object, scale: float | None) -> None:
+def check_reflectance(refl: np.ndarray, valid: np.ndarray, source: object, scale: float | None,
+                      unit: str = "reflectance") -> None:
     """Refuse values that cannot be surface reflectance (median above :data:`MAX_MEDIAN_REFLECTANCE`), naming the
     file and what to set: float digital numbers without a ``scale`` in site.yaml would be read as reflectance
     thousands of times too bright, and everything downstream would be silently wrong."""
@@ -51,6 +63,9 @@ def check_reflectance(refl: np.ndarray, valid: np.ndarray, source: object, scale
     median = float(np.median(values))
     if median <= MAX_MEDIAN_REFLECTANCE:
         return
+    if unit == "brightness":
+        raise InputError(source, f"values cannot be brightness scaled to 0-1 (median {median:.4g} after "
+                                 f"conversion): set site.yaml 'scale' (e.g. {1 / 4095:.6g} for 12-bit imagery)")
     if scale is None:
         hint = ("they look like digital numbers: add 'scale: 0.0001' (and 'offset', e.g. -0.1 for processing "
                 "baseline 04.00 and later) to the site's site.yaml")

@@ -1,4 +1,4 @@
-"""A scene read by row strips: s2.tif and dem.tif come onto the s2 grid a strip at a time.
+"""A scene read by row strips: its image (s2.tif or image.tif) and dem.tif come onto its grid a strip at a time.
 
 A whole Sentinel-2 tile (10980 x 10980 px) holds 1.9 GB of float32 reflectance alone; mapping it must not
 hold it all. :class:`SceneStrips` reads the rows a mosaic asks for through the function that reads whole sites
@@ -20,9 +20,9 @@ import rasterio
 
 from slidemap.data.bands import pre_band_indexes
 from slidemap.data.patches import Normaliser
-from slidemap.data.pre_event import MIN_COVERAGE, PRE_FILE, extent_share
+from slidemap.data.pre_event import MIN_COVERAGE, extent_share
 from slidemap.data.raster import reading
-from slidemap.data.reader import load_meta, masked_site, open_dem, read_inputs, read_s2
+from slidemap.data.reader import image_path, load_meta, masked_site, open_dem, pre_path, read_image, read_inputs
 from slidemap.data.channels import canonical, is_pre
 from slidemap.data.site import Site
 from slidemap.errors import InputError
@@ -33,7 +33,7 @@ DEFAULT_STRIP_ROWS = 512
 
 
 class SceneStrips:
-    """Row strips of a site folder (``s2.tif`` + ``dem.tif``; labels are not read) on the s2 grid.
+    """Row strips of a site folder (``s2.tif`` or ``image.tif`` + ``dem.tif``; labels are not read) on the image grid.
 
     Args:
         folder: The scene's site folder.
@@ -49,11 +49,11 @@ class SceneStrips:
         if not self.folder.is_dir():
             raise InputError(self.folder, "scene folder not found")
         self.meta = {**load_meta(self.folder), "path": str(self.folder)}
-        self.s2_path, self.dem_path = self.folder / "s2.tif", self.folder / "dem.tif"
-        _, _, self.grid, self.s2_bands = read_s2(self.s2_path, self.meta, rows=(0, 1))  # checks bands and CRS
+        self.s2_path, self.dem_path = image_path(self.folder), self.folder / "dem.tif"
+        _, _, self.grid, self.s2_bands = read_image(self.s2_path, self.meta, rows=(0, 1))  # checks bands and CRS
         with open_dem(self.dem_path):  # missing or without CRS: refused before any strip
             pass
-        self.pre_path = self.folder / PRE_FILE
+        self.pre_path = pre_path(self.folder)
         self.with_pre = self._check_pre(channels)
         self.strip_rows = max(1, int(strip_rows))
         self._strip: tuple[int, Site] | None = None
