@@ -323,7 +323,8 @@ def test_mask_on_another_grid(tmp_path):
     shifted = fs.s2_transform((fs.ORIGIN[0] + 10, fs.ORIGIN[1]))
     fs.write_raster(folder / "mask.tif", np.zeros(fs.SHAPE, np.uint8), fs.S2_CRS, shifted)
     err = error_of(folder)
-    assert err.path.endswith("mask.tif") and "must be on the s2.tif grid" in err.problem
+    assert err.path.endswith("mask.tif")
+    assert "must be on the grid of the site's image (s2.tif or image.tif)" in err.problem
 
 
 def test_no_labels(tmp_path):

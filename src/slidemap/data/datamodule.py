@@ -119,11 +119,13 @@ class PatchDataModule(pl.LightningDataModule):
             still makes a few optimiser steps: with 128 px windows a small site holds only a handful of
             patches, and early stopping per epoch would otherwise end training after a dozen updates.
         augment: The ``augment`` group (:class:`~slidemap.data.augment.Augmentation`); None = the paper's none.
+        windows: The windows the data config accepts (``data.windows``), checked by train.py; kept for the record.
     """
 
     def __init__(self, root: str, train_sites: list[str] | None, window: int,
                  channels: list[str] | tuple[str, ...], batch_size: int, eval_batch_size: int, num_workers: int,
-                 seed: int, min_samples_per_epoch: int, augment: dict | None = None) -> None:
+                 seed: int, min_samples_per_epoch: int, augment: dict | None = None,
+                 windows: list[int] | None = None) -> None:
         super().__init__()
         self.root = Path(root)
         self.train_sites = list(train_sites) if train_sites is not None else None
@@ -138,6 +140,7 @@ class PatchDataModule(pl.LightningDataModule):
         self.seed = seed
         self.min_samples_per_epoch = int(min_samples_per_epoch)
         self.augment = Augmentation.from_config(augment)
+        self.windows = tuple(int(w) for w in windows) if windows else None
         self.data: Any = None
 
     @property
@@ -205,9 +208,10 @@ class SiteDataModule(PatchDataModule):
     def __init__(self, root: str, train_sites: list[str] | None = None, sites: list[str] | None = None,
                  window: int = 64, channels: list[str] | tuple[str, ...] = DEFAULT_CHANNELS, batch_size: int = 4,
                  eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0,
-                 synthetic: dict | None = None, min_samples_per_epoch: int = 0, augment: dict | None = None) -> None:
+                 synthetic: dict | None = None, min_samples_per_epoch: int = 0, augment: dict | None = None,
+                 windows: list[int] | None = None) -> None:
         super().__init__(root, train_sites, window, channels, batch_size, eval_batch_size, num_workers, seed,
-                         min_samples_per_epoch, augment)
+                         min_samples_per_epoch, augment, windows)
         self.site_names = list(sites) if sites is not None else None
         self.synthetic = dict(synthetic) if synthetic else None
 
@@ -246,7 +250,8 @@ class SiteDataModule(PatchDataModule):
         assert self.data is not None, "call setup() first"
         return {"channels": list(self.channels), "window": self.window,
                 "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names,
-                "units": list(units_of(self.channels, self.data.optical_unit)), "distribution": self.data.distribution.to_dict()}
+                "units": list(units_of(self.channels, self.data.optical_unit)),
+                "distribution": self.data.distribution.to_dict()}
 
     @property
     def validation_blocks(self) -> dict[str, dict[str, Any]]:

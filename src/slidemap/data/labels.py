@@ -109,8 +109,9 @@ def read_mask(path: Path, grid: Grid) -> tuple[np.ndarray, np.ndarray, int]:
         same = (same_crs and (src.height, src.width) == grid.shape
                 and all(abs(u - v) <= tol for u, v in zip(t[:6], g[:6], strict=True)))
         if not same:
-            raise InputError(path, f"must be on the s2.tif grid: got shape {(src.height, src.width)}, "
-                                   f"transform {tuple(t)[:6]}, CRS {src.crs}; s2.tif has shape {grid.shape}, "
+            raise InputError(path, f"must be on the grid of the site's image (s2.tif or image.tif): got shape "
+                                   f"{(src.height, src.width)}, "
+                                   f"transform {tuple(t)[:6]}, CRS {src.crs}; the image has shape {grid.shape}, "
                                    f"transform {tuple(g)[:6]}, CRS {grid.crs}")
         data = src.read(1)
         valid = valid_mask(src, 1, data)

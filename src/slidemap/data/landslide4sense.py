@@ -290,9 +290,10 @@ class Landslide4SenseDataModule(PatchDataModule):
     def __init__(self, root: str, train_sites: list[str] | None = None, window: int = 64,
                  channels: list[str] | tuple[str, ...] = DEFAULT_CHANNELS, batch_size: int = 4,
                  eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0,
-                 min_samples_per_epoch: int = 0, augment: dict | None = None) -> None:
+                 min_samples_per_epoch: int = 0, augment: dict | None = None,
+                 windows: list[int] | None = None) -> None:
         super().__init__(root, train_sites, window, channels, batch_size, eval_batch_size, num_workers, seed,
-                         min_samples_per_epoch, augment)
+                         min_samples_per_epoch, augment, windows)
 
     def setup(self, stage: str | None = None) -> None:
         """Check the settings, then read everything once (errors are raised here, not inside Hydra's instantiate)."""

@@ -69,7 +69,7 @@ def load_meta(folder: Path) -> dict[str, Any]:
     if units is not None and units not in OPTICAL_UNITS:
         raise InputError(path, f"'units' must be one of {', '.join(OPTICAL_UNITS)} (what the image's band values "
                                f"are), got {units!r}")
-    if units == "brightness" and (folder / S2_FILE).exists():
+    if units == "brightness" and (folder / S2_FILE).exists() and not (folder / IMAGE_FILE).exists():
         raise InputError(path, "'units: brightness' is for uncalibrated imagery in image.tif; s2.tif holds "
                                "Sentinel-2 reflectance")
     return meta
@@ -107,6 +107,10 @@ def read_image(path: Path, meta: dict[str, Any],
             held = s2_band_indexes(path, src, meta)
         else:
             held = image_band_indexes(path, src, meta)
+        if path.name == IMAGE_FILE and src.dtypes[0] == "uint8" and unit == "reflectance" and meta.get("scale") is None:
+            raise InputError(path, "8-bit values are no reflectance (x 10000 would need 16 bits): set 'units: "
+                                   "brightness' in site.yaml for uncalibrated imagery (values / 255), or the 'scale' "
+                                   "that makes them reflectance")
         window = None if rows is None else Window(0, rows[0], src.width, rows[1] - rows[0])
         dn, valid = read_valid(src, held.indexes, window)
         grid = Grid.of(src)
@@ -177,6 +181,7 @@ def read_inputs(folder: Path, meta: dict[str, Any], rows: tuple[int, int] | None
             checked here; a scene's strips rely on the check :class:`~slidemap.data.scene.SceneStrips` made.
     """
     s2_path = image_path(folder)
+    meta.setdefault("image", s2_path.name)
     bands, valid, full, held = read_image(s2_path, meta, rows)
     r0, r1 = rows or (0, full.shape[0])
     grid = full.rows(r0, r1)

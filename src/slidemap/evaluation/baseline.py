@@ -107,6 +107,12 @@ def run_baseline(sites: dict[str, Site], splits: dict[str, SiteSplit],
     """
     if method not in METHODS:
         raise InputError("--method", f"unknown rule {method!r}; choose one of {', '.join(METHODS)}")
+    no_index = [site for site in sites.values() if "ndvi" not in site.channels]
+    if no_index:  # a sensor without red or nir (an RGB orthophoto): no NDVI, so neither rule can run
+        site = no_index[0]
+        raise InputError(site.meta.get("path", site.name), f"the {method} rule cannot run on site '{site.name}': NDVI "
+                                                           f"needs red and nir bands, the site has "
+                                                           f"{', '.join(site.band_names)}")
     lacking = [name for name, site in sites.items() if site.bands_pre is None]
     if METHODS[method][0] is ChangeRuleThresholds and lacking:
         site = sites[lacking[0]]

@@ -38,10 +38,11 @@ RULES = {"ndvi": RuleInfo("rule baseline (NDVI)", "NDVI + slope", "ndvi_max", "N
 
 @dataclass
 class Baselines:
-    """The rules fitted for the report ({method: ``run_baseline`` result}) and why the rdNDVI rule is absent."""
+    """The rules fitted for the report ({method: ``run_baseline`` result}) and why a rule is absent."""
 
     rules: dict[str, dict] = field(default_factory=dict)
     rdndvi_absent: str = ""
+    ndvi_absent: str = ""
 
     def labelled(self) -> dict[str, dict]:
         """{table row label: result}, the shape the tables and figures take."""
@@ -107,6 +108,10 @@ def baseline_for(runs: list[dict[str, Any]], sites: dict[str, Site], splits: dic
     scenarios = _scenario_sites(runs, sites) if sites else {}
     if not scenarios:
         return Baselines()
+    no_index = [name for name, site in sites.items() if "ndvi" not in site.channels]
+    if no_index:  # e.g. RGB imagery: the rules cannot run, which the report says instead of failing
+        why = f"site(s) {', '.join(no_index)} have no red and nir bands for NDVI"
+        return Baselines(ndvi_absent=why, rdndvi_absent=why)
     out = Baselines({"ndvi": run_baseline(sites, splits, scenarios)})
     lacking = [name for name, site in sites.items() if site.bands_pre is None]
     if lacking:

@@ -18,7 +18,12 @@ def describe_sites(sites: dict[str, Site]) -> dict:
         slide_px = int(site.label[site.valid].sum()) if site.label is not None else 0
         count = site.landslide_count or 0
         split = splits[name]
+        image = site.meta.get("image", "s2.tif")
         out["sites"][name] = {
+            "sensor": site.meta.get("sensor") or ("Sentinel-2" if image == "s2.tif" else "unnamed (site.yaml sensor)"),
+            "image": image,
+            "bands": list(site.band_names),
+            "units": site.optical_unit,
             "crs": site.crs.to_string(),
             "pixel_size_m": site.pixel_size_m,
             "shape": [rows, cols],
@@ -45,6 +50,8 @@ def _pre_event(site: Site) -> dict | None:
     """The pre-event image (s2_pre.tif) in numbers a change study needs: coverage and the NDVI change."""
     if site.bands_pre is None:
         return None
+    if "dndvi" not in site.channels:  # no red and nir: no NDVI change to describe
+        return {"coverage": site.meta.get("pre_event_coverage")}
     v = site.valid
     post, pre, d = (site.channel(c)[v] for c in ("ndvi", "ndvi_pre", "dndvi"))
     out = {"coverage": site.meta.get("pre_event_coverage"), "mean_ndvi_post": float(post.mean()),
@@ -67,6 +74,9 @@ def format_description(desc: dict) -> str:
                      f" {s['area_km2']:>7.1f} {s['landslide_count']:>7} {100 * s['landslide_fraction']:>7.2f}"
                      f" {s['mean_landslide_px']:>8.1f} {s['mean_landslide_m2']:>9.0f}  {patches}")
     for name, s in desc["sites"].items():
+        lines.append(f"{name}: {s['sensor']} ({s['image']}), bands {', '.join(s['bands'])} in {s['units']}, "
+                     f"{s['pixel_size_m']:g} m pixels")
+    for name, s in desc["sites"].items():
         v = s.get("validation") or {}
         if v.get("short"):
             lines.append(f"{name}: the validation block {v['short']}; early stopping may follow noise")
@@ -75,7 +85,7 @@ def format_description(desc: dict) -> str:
                          f"to hold {v['valid_pixels']} valid and {v['landslide_pixels']} landslide pixels")
     for name, s in desc["sites"].items():
         pre = s.get("pre_event")
-        if pre:
+        if pre and "mean_dndvi" in pre:
             slides = pre.get("mean_dndvi_landslides")
             lines.append(f"{name}: pre-event image, mean NDVI {pre['mean_ndvi_pre']:.3f} before, "
                          f"{pre['mean_ndvi_post']:.3f} after; mean dNDVI {pre['mean_dndvi']:+.3f}"

@@ -108,6 +108,8 @@ def _missing_section(sweep: Sweep) -> list[str]:
 
 
 def _baseline_section(runs: list[dict[str, Any]], baselines: Baselines, sites_ok: bool, data_note: str) -> list[str]:
+    if not baselines.rules and baselines.ndvi_absent:
+        return [f"Not computed: both rules need NDVI, and {baselines.ndvi_absent}."]
     if not baselines.rules:
         return [f"Not computed: {'no scenario trained on sites that could be read' if sites_ok else data_note}."]
     areas = areas_of(runs)

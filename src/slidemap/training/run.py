@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from slidemap.config_checks import check_choice
+from slidemap.config_checks import check_choice, check_count
 from slidemap.data.split import WINDOWS
 from slidemap.errors import InputError
 from slidemap.io import atomic_path
@@ -103,9 +103,18 @@ def share_cores(processes: int = 1) -> int:
 
 
 def check_choices(cfg: DictConfig) -> None:
-    """Refuse a window other than the paper's (:data:`~slidemap.data.split.WINDOWS`) with the list of choices, as
-    Hydra does for config groups."""
-    check_choice("window", cfg.window, WINDOWS, word="unsupported")
+    """Refuse a window the data config does not accept (``data.windows``; the paper's
+    :data:`~slidemap.data.split.WINDOWS` by default) with the list of choices, as Hydra does for config groups.
+
+    Imagery of another resolution declares its own windows in config (e.g. ``data.windows=[256]`` for 0.5 m
+    orthophotos), without code changes.
+    """
+    windows = cfg.data.get("windows") if "data" in cfg else None
+    if windows is None:
+        windows = WINDOWS
+    for w in windows:
+        check_count("data.windows", w)
+    check_choice("window", cfg.window, tuple(int(w) for w in windows), word="unsupported")
 
 
 def resolve_precision(requested: str | int, accelerator: str) -> str | int:
