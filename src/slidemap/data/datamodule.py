@@ -19,7 +19,7 @@ from slidemap.data.offsets import EpochSampler, OffsetWindows, TrainArea
 from slidemap.data.patches import Normaliser, Patches, cut_patches, fit_normaliser
 from slidemap.data.reader import read_sites
 from slidemap.data.site import DEFAULT_CHANNELS, Site
-from slidemap.data.split import Block, SiteSplit, split_sites
+from slidemap.data.split import WINDOWS, Block, SiteSplit, split_sites
 from slidemap.data.units import REFLECTANCE, Distribution, sample_distribution, units_of
 from slidemap.errors import InputError
 
@@ -152,6 +152,18 @@ class PatchDataModule(pl.LightningDataModule):
     def validation_blocks(self) -> dict[str, dict[str, Any]]:
         """What each validation block holds (sources with their own validation split: nothing to say)."""
         return {}
+
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """The windows this source accepts (the training run refuses others): the paper's, unless a source's
+        data declares its own (a patch dataset of 256 px patches)."""
+        return WINDOWS
+
+    @property
+    def split(self) -> dict[str, Any] | None:
+        """How the source's train/val/test split was made, where metrics.json should state it; None = nothing
+        beyond ``validation_blocks``."""
+        return None
 
     def train_areas(self) -> list[TrainArea] | None:
         """The training areas whole, for windows at random offsets; None where the source has none."""

@@ -102,10 +102,10 @@ def share_cores(processes: int = 1) -> int:
     return threads
 
 
-def check_choices(cfg: DictConfig) -> None:
-    """Refuse a window other than the paper's (:data:`~slidemap.data.split.WINDOWS`) with the list of choices, as
-    Hydra does for config groups."""
-    check_choice("window", cfg.window, WINDOWS, word="unsupported")
+def check_choices(cfg: DictConfig, windows: tuple[int, ...] = WINDOWS) -> None:
+    """Refuse a window other than those the data accepts (the paper's :data:`~slidemap.data.split.WINDOWS`, or a
+    patch dataset's own) with the list of choices, as Hydra does for config groups."""
+    check_choice("window", cfg.window, windows, word="unsupported")
 
 
 def resolve_precision(requested: str | int, accelerator: str) -> str | int:
@@ -202,7 +202,8 @@ def run_job(cfg: DictConfig) -> float:
     finished run and continues an interrupted one from its last checkpoint (``resume=false`` starts afresh).
     """
     start = time.perf_counter()
-    check_choices(cfg)
+    datamodule: Any = instantiate(cfg.data)  # SiteDataModule, Landslide4SenseDataModule, ...: nothing read yet
+    check_choices(cfg, datamodule.windows)
     install_hydra_child_command()  # DDP ranks join this run's directory (no-op without DDP)
     threads = share_cores(local_processes(cfg.get("trainer")))
     out = output_dir(cfg)
@@ -220,7 +221,6 @@ def run_job(cfg: DictConfig) -> float:
     pl.seed_everything(cfg.seed, workers=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
-    datamodule: Any = instantiate(cfg.data)  # SiteDataModule, Landslide4SenseDataModule, ...
     datamodule.setup()  # reads and checks the data (e.g. window vs test area) before any training
     precision = run_precision(cfg)
     module = build_module(cfg, datamodule, precision)
@@ -258,6 +258,7 @@ def run_job(cfg: DictConfig) -> float:
             "threads": threads, "processes": int(trainer.world_size), "resumed_from": fit_from,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
             "val_f1": val_f1, "train_sites": train_sites, "validation_blocks": datamodule.validation_blocks,
+            **({"split": datamodule.split} if datamodule.split is not None else {}),
             **identity_record(identity),
             "stopped_by": ended,
             "areas": module.test_results,
