@@ -254,7 +254,7 @@ def to_inputs(path: Path, raw: np.ndarray, valid: np.ndarray, spec: PatchSpec,
         values = raw[i].astype(np.float32)
         if is_band(spec.channels[i]):
             values = values * np.float32(scale) + np.float32(offset)
-        stored[spec.channels[i]] = np.where(ok, values, np.nan)
+        stored[spec.channels[i]] = np.where(valid[i], values, np.nan)  # a DEM gap alone spreads to slope
     check_band_values(path, spec, stored, ok, scale, offset)
 
     def channel(c: str) -> np.ndarray:
