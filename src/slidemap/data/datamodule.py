@@ -258,7 +258,8 @@ class SiteDataModule(PatchDataModule):
         assert self.data is not None, "call setup() first"
         return {"channels": list(self.channels), "window": self.window,
                 "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names,
-                "units": list(units_of(self.channels, self.data.optical_unit)), "distribution": self.data.distribution.to_dict()}
+                "units": list(units_of(self.channels, self.data.optical_unit)),
+                "distribution": self.data.distribution.to_dict()}
 
     @property
     def validation_blocks(self) -> dict[str, dict[str, Any]]:
