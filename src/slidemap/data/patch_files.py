@@ -40,6 +40,9 @@ KEYS: tuple[str, ...] = ("channels", "units", "scale", "offset", "pixel_size", "
                          "mask_nodata")
 """The keys of dataset.yaml; any other is refused (a typo would otherwise be silently ignored)."""
 
+SIDECARS: tuple[str, ...] = (".aux.xml", ".ovr", ".msk", ".pgw", ".pngw", ".tfw", ".tifw", ".wld", ".prj")
+"""GDAL and world-file sidecars next to a patch (statistics, overviews, georeference): not patches, skipped."""
+
 BRIGHTNESS_UINT8_SCALE = 1.0 / 255.0
 
 
@@ -289,10 +292,10 @@ def natural_key(path: Path) -> tuple[Any, ...]:
 
 
 def _files(folder: Path) -> dict[str, Path]:
-    """The folder's files by stem (hidden files skipped); two files of one stem are refused."""
+    """The folder's files by stem (hidden files and sidecars skipped); two files of one stem are refused."""
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir(), key=natural_key):
-        if path.name.startswith(".") or not path.is_file():
+        if path.name.startswith(".") or path.name.lower().endswith(SIDECARS) or not path.is_file():
             continue
         if path.stem in found:
             raise InputError(path, f"two files of one patch: {found[path.stem].name} and {path.name}")

@@ -3,7 +3,8 @@ Landslide4Sense.
 
 ``DIR/{train,val,test}/{images,masks}/`` with ``DIR/dataset.yaml`` (:mod:`slidemap.data.patch_files`). A split that
 is missing is drawn from ``train/`` by patch: with only ``train/``, a seeded 3:1:1 train/val/test split (seed
-``data.seed``), the same for the same seed and files, recorded under ``split`` in metrics.json.
+``data.seed``, or ``data.split_seed`` to hold the split while a sweep varies the seed), the same for the same seed
+and files, recorded under ``split`` in metrics.json.
 """
 
 from __future__ import annotations
@@ -117,15 +118,17 @@ class PatchFolderDataModule(PatchSetDataModule):
             (dataset.yaml ``windows``, default the paper's 32, 64, 128).
         channels: Input channel names: the dataset's channels, slope from its dem, NDVI from its red and nir.
         seed: Seed of the training shuffle and of a split drawn from train/.
+        split_seed: Seed of a split drawn from train/ when it should not follow ``seed`` (None: ``seed``).
         Other arguments as in ``SiteDataModule``.
     """
 
     def __init__(self, root: str, train_sites: list[str] | None = None, window: int = 64,
                  channels: list[str] | tuple[str, ...] = DEFAULT_CHANNELS, batch_size: int = 4,
                  eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0,
-                 min_samples_per_epoch: int = 0, augment: dict | None = None) -> None:
+                 min_samples_per_epoch: int = 0, augment: dict | None = None, split_seed: int | None = None) -> None:
         super().__init__(root, train_sites, window, channels, batch_size, eval_batch_size, num_workers, seed,
                          min_samples_per_epoch, augment)
+        self.split_seed = int(seed if split_seed is None else split_seed)
         self._spec: PatchSpec | None = None
         self._split: dict[str, Any] | None = None
 
@@ -161,5 +164,5 @@ class PatchFolderDataModule(PatchSetDataModule):
         if self.window not in self.windows:
             raise InputError("window", f"window {self.window} px is not one {self.spec.path} accepts "
                                        f"({', '.join(map(str, self.windows))}; its 'windows' key)")
-        data, self._split = prepare(self.root, self.spec, self.window, self.channels, self.seed)
+        data, self._split = prepare(self.root, self.spec, self.window, self.channels, self.split_seed)
         return data
