@@ -205,6 +205,8 @@ BAD_INPUTS = {
                          {"channels": ["ndvi"]}, ["dataset.yaml", "no nir channel (channel ndvi needs nir)"]),
     "slope without pixel size": (lambda r: fx.write_spec(r, channels=["red", "green", "blue", "nir", "dem"]),
                                  {}, ["dataset.yaml", "slope", "pixel_size"]),
+    "slope without dem": (lambda r: fx.write_spec(r, channels=["red", "green", "blue", "nir", "ndvi"]), {},
+                          ["dataset.yaml", "no dem channel (channel slope needs dem)"]),
     "pre-event input": (lambda r: None, {"channels": ["red", "dndvi"]}, ["dataset.yaml", "no pre-event image"]),
     "channel count": (lambda r: _rewrite_image(r, np.zeros((3, 32, 32), np.float32)), {},
                       ["train/images/patch_2.tif", "has 3 channel(s)", "lists 5"]),

@@ -100,7 +100,7 @@ class PatchSpec:
             elif c == "ndvi" and all(b in self.channels for b in NDVI_BANDS):
                 need.extend(NDVI_BANDS)
             else:
-                lacking = [b for b in (bands_needed(c) or (c,)) if b not in self.channels]
+                lacking = ["dem"] if c == "slope" else [b for b in (bands_needed(c) or (c,)) if b not in self.channels]
                 needs = "" if lacking in ([c], []) else f" (channel {c} needs {', '.join(lacking)})"
                 raise InputError(self.path, f"the dataset has no {' or '.join(lacking or [c])} channel{needs}; "
                                             f"it gives {', '.join(self.available())}")
