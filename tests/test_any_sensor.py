@@ -12,6 +12,7 @@ import pytest
 import rasterio
 import torch
 import yaml
+from hydra.utils import instantiate
 
 from slidemap.cli import main as cli_main
 from slidemap.data.channels import canonical, canonical_all
@@ -216,8 +217,24 @@ def test_describe_shows_sensor_bands_units_and_pixel_size(rgb_root, planet_root)
 
 
 def test_windows_are_declared_in_config(tmp_path):
-    cfg = compose_config("train", tmp_path, ["window=256"])
-    assert "unsupported window 256; choose one of 32, 64, 128" in one_line(lambda: check_choices(cfg))
-    check_choices(compose_config("train", tmp_path, ["window=256", "data.windows=[256]"]))  # 0.5 m imagery
-    assert "must be an integer >= 1" in one_line(
-        lambda: check_choices(compose_config("train", tmp_path, ["window=64", "data.windows=[64,0]"])))
+    def check(*overrides: str) -> None:
+        cfg = compose_config("train", tmp_path, list(overrides))
+        check_choices(cfg, instantiate(cfg.data).windows)  # as train.py does, before anything is read
+
+    assert "unsupported window 256; choose one of 32, 64, 128" in one_line(lambda: check("window=256"))
+    check("window=256", "data.windows=[256]")  # 0.5 m imagery: no code change
+    with pytest.raises(Exception) as err:  # Hydra wraps a constructor's error; train.py prints the cause alone
+        check("window=64", "data.windows=[64,0]")
+    assert str(err.value.__cause__) == "data.windows: must be an integer >= 1, got 0"
+
+
+def test_bad_channels_and_windows_are_one_line_from_train_py(tmp_path):
+    import subprocess
+    import sys
+
+    for override, message in (("inputs.channels=[red,thermal]", "inputs: unknown channel 'thermal'"),
+                              ("data.windows=[64,-1]", "data.windows: must be an integer >= 1, got -1")):
+        done = subprocess.run([sys.executable, "train.py", override, "logger=none", f"hydra.run.dir={tmp_path}/r"],
+                              capture_output=True, text=True, timeout=120)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and "Traceback" not in done.stderr and message in lines[-1], done.stderr

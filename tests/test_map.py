@@ -129,8 +129,8 @@ def test_checkpoint_whose_channels_do_not_fit(capsys, scene, tmp_path):
     odd = save_checkpoint(tmp_path / "odd.ckpt", unet_config(5, 4),
                           channels=["B2", "B3", "B4", "B11", "slope"])
     # B11 is swir16, a real band the scene lacks: one line naming the scene and the band
-    assert "site 'event' has no swir16 band; its bands: blue, green, red, nir" in \
-        error_line(capsys, "--ckpt", str(odd), "--scene", str(scene), "--out", str(tmp_path / "maps"))
+    line = error_line(capsys, "--ckpt", str(odd), "--scene", str(scene), "--out", str(tmp_path / "maps"))
+    assert "site 'event' has no swir16 band; its bands: blue, green, red, nir" in line
 
 
 def test_scene_missing_a_band_the_dem_or_its_crs(capsys, ckpt, tmp_path):

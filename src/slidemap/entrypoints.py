@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
 import slidemap.runs  # noqa: F401 -- registers the run_suffix resolver that names sweep jobs
@@ -82,7 +83,10 @@ def run_reported(call: Callable[[], Any], prog: str = "") -> tuple[int, Any]:
             raise
         print(f"{prog}error: {err.filename}: {err.strerror or err}", file=sys.stderr)
         return 1, None
-    except Exception:
+    except Exception as err:
+        if isinstance(err, InstantiationException) and isinstance(err.__cause__, InputError):
+            print(f"{prog}error: {_one_line(str(err.__cause__))}", file=sys.stderr)  # refused by a constructor
+            return 2, None
         traceback.print_exc()
         print(f"{prog}internal error: {REPORT_HINT}", file=sys.stderr)
         return 1, None

@@ -12,6 +12,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from slidemap.config_checks import check_count
 from slidemap.data.augment import Augmentation, augment_batch, generator_for
 from slidemap.data.channels import canonical_all
 from slidemap.data.loaders import eval_loader, train_loader
@@ -19,7 +20,7 @@ from slidemap.data.offsets import EpochSampler, OffsetWindows, TrainArea
 from slidemap.data.patches import Normaliser, Patches, cut_patches, fit_normaliser
 from slidemap.data.reader import read_sites
 from slidemap.data.site import DEFAULT_CHANNELS, Site
-from slidemap.data.split import Block, SiteSplit, split_sites
+from slidemap.data.split import WINDOWS, Block, SiteSplit, split_sites
 from slidemap.data.units import REFLECTANCE, Distribution, sample_distribution, units_of
 from slidemap.errors import InputError
 
@@ -119,7 +120,8 @@ class PatchDataModule(pl.LightningDataModule):
             still makes a few optimiser steps: with 128 px windows a small site holds only a handful of
             patches, and early stopping per epoch would otherwise end training after a dozen updates.
         augment: The ``augment`` group (:class:`~slidemap.data.augment.Augmentation`); None = the paper's none.
-        windows: The windows the data config accepts (``data.windows``), checked by train.py; kept for the record.
+        windows: The windows the data config declares (``data.windows``); None = the source's own
+            (:attr:`windows`).
     """
 
     def __init__(self, root: str, train_sites: list[str] | None, window: int,
@@ -140,7 +142,7 @@ class PatchDataModule(pl.LightningDataModule):
         self.seed = seed
         self.min_samples_per_epoch = int(min_samples_per_epoch)
         self.augment = Augmentation.from_config(augment)
-        self.windows = tuple(int(w) for w in windows) if windows else None
+        self.declared_windows = tuple(check_count("data.windows", w) for w in windows) if windows else None
         self.data: Any = None
 
     @property
@@ -155,6 +157,18 @@ class PatchDataModule(pl.LightningDataModule):
     def validation_blocks(self) -> dict[str, dict[str, Any]]:
         """What each validation block holds (sources with their own validation split: nothing to say)."""
         return {}
+
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """The windows this source accepts (the training run refuses others): ``data.windows`` when the config
+        declares them (e.g. [256] for 0.5 m imagery), else the paper's (a patch dataset: its dataset.yaml's)."""
+        return self.declared_windows or WINDOWS
+
+    @property
+    def split(self) -> dict[str, Any] | None:
+        """How the source's train/val/test split was made, where metrics.json should state it; None = nothing
+        beyond ``validation_blocks``."""
+        return None
 
     def train_areas(self) -> list[TrainArea] | None:
         """The training areas whole, for windows at random offsets; None where the source has none."""

@@ -2,7 +2,8 @@
 
 The official layout is ``{TrainData,ValidData,TestData}/img/image_N.h5`` (key ``img``, (128, 128, 14): Sentinel-2
 B1..B12, then slope, then DEM) with ``.../mask/mask_N.h5`` (key ``mask``, 0/1, (128, 128)). It is not a site
-(no georeference, no regions), so it gets its own DataModule with the interface of ``SiteDataModule``:
+(no georeference, no regions): this module is its reader, and the patch-set DataModule
+(:mod:`slidemap.data.patch_set`, shared with ``data=patches``) serves it with the interface of ``SiteDataModule``:
 TrainData trains (and alone sets the normalisation), ValidData drives early stopping, TestData is one test area.
 
 The release does not store physical values: each channel is divided by a per-channel mean (:data:`STORED_SCALE`).
@@ -14,23 +15,16 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
-import torch
 
-from slidemap.data.datamodule import PatchDataModule
-from slidemap.data.indices import ndvi
-from slidemap.data.patches import Normaliser, Patches, fit_statistics
-from slidemap.data.reflectance import L2A_DN_SCALE, to_reflectance
 from slidemap.data.channels import bands_needed, canonical_all, is_pre
+from slidemap.data.indices import ndvi
+from slidemap.data.patch_set import PatchSetData, PatchSetDataModule, PatchSplit, prepare_splits, tiles_patch
+from slidemap.data.reflectance import L2A_DN_SCALE, to_reflectance
 from slidemap.data.site import DEFAULT_CHANNELS
-from slidemap.data.units import Distribution, sample_distribution, units_of
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -51,20 +45,13 @@ stored x STORED_SCALE = B1..B12 as digital numbers (reflectance x 10000), slope 
 PATCH = 128
 SPLITS = {"train": "TrainData", "val": "ValidData", "test": "TestData"}
 AREA = "landslide4sense"
-_STAT_CHUNK = 256  # images per step when fitting the normaliser: bounded float64 temporaries on 3799 patches
 
 
-@dataclass(frozen=True)
-class L4SSplit:
-    """One split in memory: the chosen channels (N, C, 128, 128) float32 (0 where invalid), masks, validity."""
+L4SSplit = PatchSplit
+"""One split in memory (the shared :class:`~slidemap.data.patch_set.PatchSplit`)."""
 
-    x: np.ndarray
-    y: np.ndarray
-    valid: np.ndarray
-    names: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
+L4SData = PatchSetData
+"""Everything a run needs (the shared :class:`~slidemap.data.patch_set.PatchSetData`)."""
 
 
 def stored_indices(channels: tuple[str, ...], root: Path | None = None) -> tuple[int, ...]:
@@ -199,84 +186,17 @@ def read_split(root: Path, split: str, channels: tuple[str, ...]) -> L4SSplit:
     return L4SSplit(x, y, valid, names)
 
 
-def _pieces(train: L4SSplit, channels: tuple[str, ...]) -> Iterator[tuple[Iterator[np.ndarray], np.ndarray]]:
-    """TrainData in chunks of images, as the statistics functions take them (bounded float64 temporaries)."""
-    for s in range(0, len(train), _STAT_CHUNK):
-        x = train.x[s:s + _STAT_CHUNK]
-        yield (x[:, k] for k in range(len(channels))), train.valid[s:s + _STAT_CHUNK]
-
-
-def fit_normaliser(train: L4SSplit, channels: tuple[str, ...]) -> Normaliser:
-    """Mean and standard deviation of each channel over the valid pixels of TrainData only."""
-    normaliser = fit_statistics(channels, _pieces(train, channels))
-    if normaliser is None:
-        raise InputError(None, "TrainData has no valid (finite) pixel: cannot fit the normalisation")
-    return normaliser
-
-
-def fit_distribution(train: L4SSplit, channels: tuple[str, ...]) -> Distribution:
-    """TrainData's per-channel distribution in physical units, for the checkpoint's units guard."""
-    distribution = sample_distribution(channels, _pieces(train, channels))
-    assert distribution is not None, "fit_normaliser refuses TrainData without a valid pixel first"
-    return distribution
-
-
-def normalise(split: L4SSplit, normaliser: Normaliser) -> None:
-    """Standardise a split in place, image by image (no second copy of TrainData), invalid pixels to 0."""
-    for i in range(len(split)):
-        split.x[i] = normaliser(split.x[i], split.valid[i])
-
-
-def cut_windows(split: L4SSplit, window: int) -> Patches:
-    """Non-overlapping ``window`` tiles of every 128 px image (128 keeps it whole); all-invalid tiles dropped.
-
-    ``origins`` holds (image index, row, col) of each tile, so predictions can be put back on their image.
-    """
-    k, n = PATCH // window, len(split)
-
-    def tiles(a: np.ndarray) -> np.ndarray:  # (n, ..., 128, 128) -> (n*k*k, ..., w, w), row-major tiles
-        lead = a.shape[1:-2]
-        a = a.reshape(n, *lead, k, window, k, window)
-        a = np.moveaxis(a, (-4, -2), (1, 2))
-        return a.reshape(n * k * k, *lead, window, window)
-
-    img, rows, cols = np.meshgrid(np.arange(n), np.arange(k) * window, np.arange(k) * window, indexing="ij")
-    origins = np.stack([img.ravel(), rows.ravel(), cols.ravel()], axis=1).astype(np.int64)
-    x, y, v = tiles(split.x), tiles(split.y), tiles(split.valid)
-    keep = v.reshape(len(v), -1).any(axis=1)
-    if keep.all():
-        return Patches(x=x, y=y, valid=v, origins=origins)
-    return Patches(x=x[keep], y=y[keep], valid=v[keep], origins=origins[keep])
-
-
-@dataclass(frozen=True)
-class L4SData:
-    """Everything a run needs, built by the pure functions above (testable without Lightning)."""
-
-    normaliser: Normaliser
-    train: Patches
-    val: Patches
-    test: Patches
-    test_split: L4SSplit
-    distribution: Distribution | None = None
-
-
-def prepare(root: Path, window: int, channels: tuple[str, ...] = DEFAULT_CHANNELS) -> L4SData:
+def prepare(root: Path, window: int, channels: tuple[str, ...] = DEFAULT_CHANNELS) -> PatchSetData:
     """Read the three splits, normalise with TrainData statistics and cut every split into windows."""
-    if window <= 0 or PATCH % window:
+    if not tiles_patch(window, (PATCH, PATCH)):
         raise InputError("window", f"window {window} px does not tile the {PATCH} px Landslide4Sense patches; "
                                    "use 32, 64 or 128")
     stored_indices(channels, root)  # an unknown channel fails before any file is read
     splits = {role: read_split(root, folder, channels) for role, folder in SPLITS.items()}
-    normaliser = fit_normaliser(splits["train"], channels)
-    distribution = fit_distribution(splits["train"], channels)  # before normalising: physical units
-    for split in splits.values():
-        normalise(split, normaliser)
-    return L4SData(normaliser, *(cut_windows(splits[r], window) for r in SPLITS), test_split=splits["test"],
-                   distribution=distribution)
+    return prepare_splits(splits, window, channels, what="TrainData")
 
 
-class Landslide4SenseDataModule(PatchDataModule):
+class Landslide4SenseDataModule(PatchSetDataModule):
     """Serves the Landslide4Sense benchmark with the interface of ``SiteDataModule`` (see ``training.run``).
 
     Args:
@@ -295,52 +215,16 @@ class Landslide4SenseDataModule(PatchDataModule):
         super().__init__(root, train_sites, window, channels, batch_size, eval_batch_size, num_workers, seed,
                          min_samples_per_epoch, augment, windows)
 
-    def setup(self, stage: str | None = None) -> None:
-        """Check the settings, then read everything once (errors are raised here, not inside Hydra's instantiate)."""
-        if self.data is not None:
-            return
+    @property
+    def area(self) -> str:
+        """One test area: the whole TestData split."""
+        return AREA
+
+    def read_data(self) -> PatchSetData:
+        """Check the settings, then read the three splits in physical units."""
         if self.train_sites is not None:
             raise InputError(self.root, f"Landslide4Sense is one ready train/valid/test split without regions: only "
                                         f"scenario=all applies (this scenario trains on {self.train_sites})")
         if not self.root.is_dir():
             raise InputError(self.root, "Landslide4Sense root not found (expected TrainData, ValidData, TestData)")
-        start = time.perf_counter()
-        self.data = prepare(self.root, self.window, self.channels)
-        log.info("Landslide4Sense ready in %.1f s: %d train, %d val, %d test windows of %d px",
-                 time.perf_counter() - start, len(self.data.train), len(self.data.val), len(self.data.test),
-                 self.window)
-
-    @property
-    def test_areas(self) -> list[str]:
-        """One test area: the whole TestData split."""
-        return [AREA]
-
-    @property
-    def train_site_names(self) -> list[str]:
-        return [AREA]
-
-    def checkpoint_info(self) -> dict[str, Any]:
-        """Channels, their units and TrainData distribution, window and normaliser: what mapping new data needs."""
-        assert self.data is not None, "call setup() first"
-        return {"channels": list(self.channels), "window": self.window,
-                "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names,
-                "units": list(units_of(self.channels)), "distribution": self.data.distribution.to_dict()}
-
-    def test_probabilities(self, predictions: list[list[torch.Tensor]] | list[torch.Tensor]) -> np.ndarray:
-        """Tile probabilities put back on their test images (N, 128, 128); NaN where no tile was scored.
-
-        ``training.run.predict_areas`` gives a list of batches per area; ``trainer.predict`` gives a flat list for
-        a single dataloader. Both are accepted.
-        """
-        assert self.data is not None, "call setup() first"
-        batches = predictions[0] if predictions and not isinstance(predictions[0], torch.Tensor) else predictions
-        probs = torch.cat(list(batches)).float().numpy() if batches else np.zeros((0, self.window, self.window))
-        out = np.full(self.data.test_split.y.shape, np.nan, np.float32)
-        for (i, r, c), p in zip(self.data.test.origins, probs):
-            out[i, r:r + self.window, c:c + self.window] = p
-        return np.where(self.data.test_split.valid, out, np.nan)
-
-    def test_patch_sets(self) -> list[Patches]:
-        """The benchmark's test tiles: one test area."""
-        assert self.data is not None
-        return [self.data.test]
+        return prepare(self.root, self.window, self.channels)

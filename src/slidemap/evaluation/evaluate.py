@@ -92,8 +92,8 @@ def run(cfg: DictConfig) -> float:
     datamodule = instantiate(cfg.data, window=model.window)  # the data settings, as training builds them
     if not isinstance(datamodule, SiteDataModule):
         raise InputError(getattr(datamodule, "root", None), "eval.py maps and scores site test areas; "
-                         "Landslide4Sense runs are scored by train.py (metrics.json): rescore a checkpoint with "
-                         "python train.py data=landslide4sense test_ckpt=CKPT")
+                         "patch datasets (Landslide4Sense, data=patches) are scored by train.py (metrics.json): "
+                         "rescore a checkpoint with python train.py data=landslide4sense test_ckpt=CKPT")
     check_channels(model, datamodule.channels, "data.channels")
     datamodule.prepare_data()
     sites = read_sites(datamodule.root, datamodule.site_names)

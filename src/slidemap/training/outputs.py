@@ -1,7 +1,8 @@
 """What a training run leaves besides its checkpoint: each test area's maps (through the mapping layer) and previews.
 
 Site test areas are stitched from their patch predictions and written as GeoTIFFs on the site's grid;
-Landslide4Sense patches carry no georeference, so only previews are made (metrics.json is the record).
+patch datasets (Landslide4Sense, ``data=patches``) get previews only: their patches need not carry a georeference,
+and metrics.json is the record.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from slidemap.data.datamodule import PreparedData
-from slidemap.data.landslide4sense import AREA, L4SData, Landslide4SenseDataModule
+from slidemap.data.patch_set import PatchSetData, PatchSetDataModule
 from slidemap.mapping.rasters import stitch, write_prediction
 
 PREDICTIONS_DIR = "predictions"
@@ -39,24 +40,24 @@ def write_site_maps(out_dir: Path, data: PreparedData, predictions: list[list[to
     return previews
 
 
-def l4s_previews(datamodule: Landslide4SenseDataModule, predictions: list[list[torch.Tensor]],
-                 count: int) -> dict[str, np.ndarray]:
+def patch_previews(datamodule: PatchSetDataModule, predictions: list[list[torch.Tensor]],
+                   count: int) -> dict[str, np.ndarray]:
     """Previews (mask | probability, 0..1) of the ``count`` test patches with the most landslide pixels."""
-    data: L4SData | None = datamodule.data
+    data: PatchSetData | None = datamodule.data
     assert data is not None, "call setup() first"
     prob = np.nan_to_num(datamodule.test_probabilities(predictions))
     split = data.test_split
     landslide = (split.y.astype(bool) & split.valid).reshape(len(split), -1).sum(axis=1)
     chosen = sorted(np.argsort(-landslide, kind="stable")[:count])
-    return {f"{AREA}/{split.names[i]}": np.concatenate([split.y[i].astype(np.float32), prob[i]], axis=1)
+    return {f"{datamodule.area}/{split.names[i]}": np.concatenate([split.y[i].astype(np.float32), prob[i]], axis=1)
             for i in chosen}
 
 
 def write_test_outputs(out_dir: Path, datamodule: object, predictions: list[list[torch.Tensor]], threshold: float,
                        previews: int = 4) -> dict[str, np.ndarray]:
-    """The run's test maps (site data) or previews only (Landslide4Sense); returns the previews for the logger."""
-    if isinstance(datamodule, Landslide4SenseDataModule):
-        return l4s_previews(datamodule, predictions, previews)
+    """The run's test maps (site data) or previews only (patch datasets); returns the previews for the logger."""
+    if isinstance(datamodule, PatchSetDataModule):
+        return patch_previews(datamodule, predictions, previews)
     data = getattr(datamodule, "data", None)
     if not isinstance(data, PreparedData):
         raise TypeError(f"no test outputs for {type(datamodule).__name__}: its data is not site patches")

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from slidemap.config_checks import check_choice, check_count
+from slidemap.config_checks import check_choice
 from slidemap.data.split import WINDOWS
 from slidemap.errors import InputError
 from slidemap.io import atomic_path
@@ -102,19 +102,11 @@ def share_cores(processes: int = 1) -> int:
     return threads
 
 
-def check_choices(cfg: DictConfig) -> None:
-    """Refuse a window the data config does not accept (``data.windows``; the paper's
-    :data:`~slidemap.data.split.WINDOWS` by default) with the list of choices, as Hydra does for config groups.
-
-    Imagery of another resolution declares its own windows in config (e.g. ``data.windows=[256]`` for 0.5 m
-    orthophotos), without code changes.
-    """
-    windows = cfg.data.get("windows") if "data" in cfg else None
-    if windows is None:
-        windows = WINDOWS
-    for w in windows:
-        check_count("data.windows", w)
-    check_choice("window", cfg.window, tuple(int(w) for w in windows), word="unsupported")
+def check_choices(cfg: DictConfig, windows: tuple[int, ...] = WINDOWS) -> None:
+    """Refuse a window other than those the data accepts (``data.windows`` when the config declares them, a patch
+    dataset's own, else the paper's :data:`~slidemap.data.split.WINDOWS`) with the list of choices, as Hydra does
+    for config groups. Imagery of another resolution declares its windows in config, without code changes."""
+    check_choice("window", cfg.window, tuple(windows), word="unsupported")
 
 
 def resolve_precision(requested: str | int, accelerator: str) -> str | int:
@@ -211,7 +203,8 @@ def run_job(cfg: DictConfig) -> float:
     finished run and continues an interrupted one from its last checkpoint (``resume=false`` starts afresh).
     """
     start = time.perf_counter()
-    check_choices(cfg)
+    datamodule: Any = instantiate(cfg.data)  # SiteDataModule, Landslide4SenseDataModule, ...: nothing read yet
+    check_choices(cfg, datamodule.windows)
     install_hydra_child_command()  # DDP ranks join this run's directory (no-op without DDP)
     threads = share_cores(local_processes(cfg.get("trainer")))
     out = output_dir(cfg)
@@ -229,7 +222,6 @@ def run_job(cfg: DictConfig) -> float:
     pl.seed_everything(cfg.seed, workers=True)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
-    datamodule: Any = instantiate(cfg.data)  # SiteDataModule, Landslide4SenseDataModule, ...
     datamodule.setup()  # reads and checks the data (e.g. window vs test area) before any training
     precision = run_precision(cfg)
     module = build_module(cfg, datamodule, precision)
@@ -267,6 +259,7 @@ def run_job(cfg: DictConfig) -> float:
             "threads": threads, "processes": int(trainer.world_size), "resumed_from": fit_from,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
             "val_f1": val_f1, "train_sites": train_sites, "validation_blocks": datamodule.validation_blocks,
+            **({"split": datamodule.split} if datamodule.split is not None else {}),
             **identity_record(identity),
             "stopped_by": ended,
             "areas": module.test_results,

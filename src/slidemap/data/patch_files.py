@@ -1,0 +1,323 @@
+"""A patch folder's files: dataset.yaml, image/mask pairs in GeoTIFF, PNG or NumPy, read into physical units.
+
+The common layout of public landslide patch datasets (Bijie, CAS Landslide, GVLM, HR-GLDD, ...) is
+``DIR/{train,val,test}/{images,masks}/`` with an image and its mask paired by file stem. The files say nothing of
+what their channels are, so ``DIR/dataset.yaml`` does (:class:`PatchSpec`); this module turns one pair into the
+chosen input channels in the contract's units (bands as reflectance or brightness 0-1, slope in degrees, DEM in
+metres), deriving slope (Horn, at the dataset's pixel size, from the patch's own DEM) and NDVI where asked.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import yaml
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning
+
+from slidemap.data.channels import NDVI_BANDS, OPTICAL_UNITS, bands_needed, canonical_all, is_band, is_pre
+from slidemap.data.indices import ndvi
+from slidemap.data.raster import reading, valid_mask
+from slidemap.data.reflectance import MAX_MEDIAN_REFLECTANCE, conversion
+from slidemap.data.terrain import horn_slope
+from slidemap.data.units import REFLECTANCE
+from slidemap.errors import InputError
+
+SPEC_FILE = "dataset.yaml"
+FORMATS: dict[str, str] = {".tif": "GeoTIFF", ".tiff": "GeoTIFF", ".png": "PNG", ".npy": "NumPy"}
+"""File suffixes read (case-insensitive); PNG goes through GDAL like GeoTIFF, so no new dependency."""
+
+STORABLE: tuple[str, ...] = ("slope", "dem", "ndvi")
+"""Channels other than bands that a dataset may store (as they are: degrees, metres, index)."""
+
+KEYS: tuple[str, ...] = ("channels", "units", "scale", "offset", "pixel_size", "windows", "name", "npy_layout",
+                         "mask_nodata")
+"""The keys of dataset.yaml; any other is refused (a typo would otherwise be silently ignored)."""
+
+SIDECARS: tuple[str, ...] = (".aux.xml", ".ovr", ".msk", ".pgw", ".pngw", ".tfw", ".tifw", ".wld", ".prj")
+"""GDAL and world-file sidecars next to a patch (statistics, overviews, georeference): not patches, skipped."""
+
+BRIGHTNESS_UINT8_SCALE = 1.0 / 255.0
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """What dataset.yaml says about the patches: channels in file order and how to read them.
+
+    Attributes:
+        path: The dataset.yaml (named in every error about the dataset as a whole).
+        channels: Stored channels in file order, canonical (``B4`` -> ``red``).
+        units: What the band values are: 'reflectance' or 'brightness'.
+        scale, offset: band value = stored x scale + offset; None = the default of the file's dtype
+            (:func:`band_conversion`).
+        pixel_size: Metres per pixel; slope derived from ``dem`` needs it.
+        windows: Windows this dataset accepts (each must tile the patch size); None = the paper's.
+        name: The test area's name.
+        hwc: NumPy images are (H, W, C) instead of (C, H, W).
+        mask_nodata: Mask value of pixels without a label (no loss, no score); None = every pixel is labelled.
+    """
+
+    path: Path
+    channels: tuple[str, ...]
+    units: str = REFLECTANCE
+    scale: float | None = None
+    offset: float | None = None
+    pixel_size: float | None = None
+    windows: tuple[int, ...] | None = None
+    name: str = ""
+    hwc: bool = False
+    mask_nodata: float | None = None
+
+    def available(self) -> tuple[str, ...]:
+        """Every channel the dataset can give: its own, slope from a DEM, NDVI from red and nir."""
+        names = self.channels
+        if "dem" in names and "slope" not in names:
+            names += ("slope",)
+        if all(b in names for b in NDVI_BANDS) and "ndvi" not in names:
+            names += ("ndvi",)
+        return names
+
+    def check_inputs(self, inputs: tuple[str, ...]) -> tuple[int, ...]:
+        """The stored channels (indexes in file order) the inputs need; one line for a channel it cannot give."""
+        need: list[str] = []
+        for c in inputs:
+            if is_pre(c):
+                raise InputError(self.path, f"a patch dataset has no pre-event image: channel {c} needs one; use "
+                                            "inputs=post, rgb or rgbn")
+            if c in self.channels:
+                need.append(c)
+            elif c == "slope" and "dem" in self.channels:
+                if self.pixel_size is None:
+                    raise InputError(self.path, "channel slope is derived from the dem channel at the true pixel "
+                                                "size: give 'pixel_size' (metres)")
+                need.append("dem")
+            elif c == "ndvi" and all(b in self.channels for b in NDVI_BANDS):
+                need.extend(NDVI_BANDS)
+            else:
+                lacking = ["dem"] if c == "slope" else [b for b in (bands_needed(c) or (c,)) if b not in self.channels]
+                needs = "" if lacking in ([c], []) else f" (channel {c} needs {', '.join(lacking)})"
+                raise InputError(self.path, f"the dataset has no {' or '.join(lacking or [c])} channel{needs}; "
+                                            f"it gives {', '.join(self.available())}")
+        return tuple(sorted({self.channels.index(c) for c in need}))
+
+
+def _number(path: Path, key: str, value: Any, positive: bool = False) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or (positive and not value > 0):
+        raise InputError(path, f"'{key}' must be a {'positive ' if positive else ''}number, got {value!r}")
+    return float(value)
+
+
+def load_spec(root: Path) -> PatchSpec:
+    """``root/dataset.yaml`` checked key by key; every problem is one line naming the file."""
+    path = root / SPEC_FILE
+    if not path.is_file():
+        raise InputError(path, "missing: a patch dataset needs dataset.yaml naming its channels in file order, "
+                               "e.g. 'channels: [red, green, blue]' and 'units: brightness'")
+    try:
+        meta = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise InputError(path, f"malformed YAML: {' '.join(str(err).split())[:200]}") from err
+    if not isinstance(meta, dict):
+        raise InputError(path, f"must be a mapping ({', '.join(KEYS)}), got {type(meta).__name__}")
+    unknown = sorted(str(k) for k in meta if k not in KEYS)
+    if unknown:
+        raise InputError(path, f"unknown key(s) {', '.join(unknown)}; the keys are {', '.join(KEYS)}")
+    listed = meta.get("channels")
+    if not isinstance(listed, list) or not listed or not all(isinstance(c, str) for c in listed):
+        raise InputError(path, "'channels' must list the image channels in file order, e.g. [red, green, blue, dem]")
+    try:
+        channels = canonical_all(listed)
+    except ValueError as err:
+        raise InputError(path, f"channels: {err}") from None
+    odd = [c for c in channels if not (is_band(c) or c in STORABLE)]
+    if odd or len(set(channels)) < len(channels):
+        what = f"{', '.join(odd)} cannot be stored" if odd else "a channel is listed twice"
+        raise InputError(path, f"channels: {what}; list bands (common names or Sentinel-2 ids), dem, slope, ndvi")
+    units = str(meta.get("units", REFLECTANCE))
+    if units not in OPTICAL_UNITS:
+        raise InputError(path, f"'units' must be one of {', '.join(OPTICAL_UNITS)}, got {units!r}")
+    windows = meta.get("windows")
+    if windows is not None and (not isinstance(windows, list) or not windows or
+                                not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in windows)):
+        raise InputError(path, f"'windows' must list window sizes in pixels, e.g. [256], got {windows!r}")
+    layout = str(meta.get("npy_layout", "chw")).lower()
+    if layout not in ("chw", "hwc"):
+        raise InputError(path, f"'npy_layout' must be chw or hwc, got {meta.get('npy_layout')!r}")
+    name = str(meta.get("name") or root.resolve().name)
+    if name == "all":
+        raise InputError(path, "'name' cannot be 'all': metrics.json pools every test area under that name")
+    return PatchSpec(path, channels, units, _number(path, "scale", meta.get("scale"), positive=True),
+                     _number(path, "offset", meta.get("offset")),
+                     _number(path, "pixel_size", meta.get("pixel_size"), positive=True),
+                     tuple(windows) if windows is not None else None, name, layout == "hwc",
+                     _number(path, "mask_nodata", meta.get("mask_nodata")))
+
+
+def band_conversion(dtype: np.dtype, spec: PatchSpec, source: Path) -> tuple[float, float]:
+    """(scale, offset) from stored band values to the dataset's unit.
+
+    dataset.yaml's ``scale``/``offset`` when given. Otherwise floats are taken as they are; integer reflectance is
+    DN / 10000 (Sentinel-2 L2A, as the site reader has it); uint8 brightness is / 255 (8-bit imagery to 0-1). Any
+    other integer brightness (12- or 16-bit) has no safe default and needs a ``scale``.
+    """
+    dtype = np.dtype(dtype)
+    if spec.scale is not None or dtype.kind == "f" or spec.units == REFLECTANCE:
+        return conversion(dtype, spec.scale, spec.offset)
+    if dtype == np.uint8:
+        return BRIGHTNESS_UINT8_SCALE, float(spec.offset or 0.0)
+    raise InputError(source, f"{dtype} brightness has no default scale (uint8 is / 255): give 'scale' in "
+                             f"{spec.path}, e.g. {1 / 4095:.6g} for 12-bit values")
+
+
+def _fmt(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(path, f"unknown format {path.suffix or '(no suffix)'}: patches are "
+                               f"{', '.join(sorted(set(FORMATS.values())))} ({', '.join(FORMATS)})")
+    return fmt
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"cannot read NumPy array: {' '.join(str(err).split())[:200]}") from err
+
+
+def read_raw(path: Path, spec: PatchSpec) -> tuple[np.ndarray, np.ndarray]:
+    """An image as stored (C, H, W) and the pixels valid in each channel (C, H, W): nodata, NaN, alpha honoured."""
+    if _fmt(path) == "NumPy":
+        data = _load_npy(path)
+        if data.ndim == 2:
+            data = data[None]
+        elif data.ndim == 3 and spec.hwc:
+            data = np.moveaxis(data, -1, 0)
+        if data.ndim != 3 or data.dtype.kind not in "uif":
+            raise InputError(path, f"an image must be a numeric ({'H, W, C' if spec.hwc else 'C, H, W'}) array, "
+                                   f"got {data.dtype} {data.shape}")
+        valid = np.isfinite(data) if data.dtype.kind == "f" else np.ones(data.shape, bool)
+        return data, valid
+    with reading(path), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            count = src.count
+            alpha = count == len(spec.channels) + 1 and src.colorinterp[-1] == ColorInterp.alpha
+            indexes = list(range(1, count + (0 if alpha else 1)))
+            data = src.read(indexes)
+            valid = np.stack([valid_mask(src, i, data[i - 1]) for i in indexes])
+            if alpha:
+                valid &= src.read(count)[None] > 0
+    return data, valid
+
+
+def read_mask(path: Path, shape: tuple[int, int], nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """A 0/1 mask (H, W) uint8 and its labelled pixels; other values than 0, 1 and ``nodata`` are refused."""
+    if _fmt(path) == "NumPy":
+        mask = _load_npy(path)
+    else:
+        with reading(path), warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                mask = src.read()
+    mask = mask[0] if mask.ndim == 3 and mask.shape[0] == 1 else mask
+    mask = mask[..., 0] if mask.ndim == 3 and mask.shape[-1] == 1 else mask
+    if mask.shape != shape:
+        raise InputError(path, f"mask is {' x '.join(map(str, mask.shape))} px, its image {shape[0]} x {shape[1]} px")
+    labelled = np.ones(shape, bool) if nodata is None else mask != nodata
+    if not np.isin(mask[labelled], (0, 1)).all():
+        found = np.unique(mask[labelled])[:10].tolist()
+        also = "" if nodata is None else f" (or mask_nodata {nodata:g})"
+        raise InputError(path, f"mask values must be 0 or 1{also}; found {found}")
+    return np.where(labelled, mask, 0).astype(np.uint8), labelled
+
+
+def to_inputs(path: Path, raw: np.ndarray, valid: np.ndarray, spec: PatchSpec,
+              inputs: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The chosen input channels (C, H, W) float32 in physical units (0 where invalid) and the valid pixels.
+
+    A pixel is valid where every stored channel the inputs read is; slope also needs the DEM's 3 x 3
+    neighbourhood (Horn), so it is NaN, hence invalid, next to a missing elevation.
+    """
+    if raw.shape[0] != len(spec.channels):
+        raise InputError(path, f"has {raw.shape[0]} channel(s); {spec.path} lists {len(spec.channels)} "
+                               f"({', '.join(spec.channels)})")
+    used = spec.check_inputs(inputs)
+    ok = np.logical_and.reduce(valid[list(used)])
+    scale, offset = band_conversion(raw.dtype, spec, path)
+    stored: dict[str, np.ndarray] = {}
+    for i in used:
+        values = raw[i].astype(np.float32)
+        if is_band(spec.channels[i]):
+            values = values * np.float32(scale) + np.float32(offset)
+        stored[spec.channels[i]] = np.where(valid[i], values, np.nan)  # a DEM gap alone spreads to slope
+    check_band_values(path, spec, stored, ok, scale, offset)
+
+    def channel(c: str) -> np.ndarray:
+        if c in stored:
+            return stored[c]
+        if c == "slope":
+            return horn_slope(stored["dem"], spec.pixel_size, spec.pixel_size)
+        return ndvi(stored["red"], stored["nir"])
+
+    x = np.stack([channel(c) for c in inputs]).astype(np.float32, copy=False)
+    ok &= np.isfinite(x).all(axis=0)
+    x[:, ~ok] = 0.0
+    return x, ok
+
+
+def check_band_values(path: Path, spec: PatchSpec, stored: dict[str, np.ndarray], valid: np.ndarray, scale: float,
+                      offset: float) -> None:
+    """Refuse band values that cannot be reflectance or brightness 0-1 (median above 2): a wrong or missing
+    ``scale`` would otherwise train on values in another unit than the checkpoint records."""
+    bands = [v[valid] for c, v in stored.items() if is_band(c)]
+    if not bands or not valid.any():
+        return
+    median = float(np.median(np.concatenate(bands)))
+    if median > MAX_MEDIAN_REFLECTANCE:
+        raise InputError(path, f"band values cannot be {spec.units} (median {median:.4g} after scale {scale:g}, "
+                               f"offset {offset:g}; {spec.units} lies in 0-1): set 'scale' in {spec.path}")
+
+
+def natural_key(path: Path) -> tuple[Any, ...]:
+    """Sort key: patch_2 before patch_10, as numbered releases list them."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.stem))
+
+
+def _files(folder: Path) -> dict[str, Path]:
+    """The folder's files by stem (hidden files and sidecars skipped); two files of one stem are refused."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir(), key=natural_key):
+        if path.name.startswith(".") or path.name.lower().endswith(SIDECARS) or not path.is_file():
+            continue
+        if path.stem in found:
+            raise InputError(path, f"two files of one patch: {found[path.stem].name} and {path.name}")
+        found[path.stem] = path
+    return found
+
+
+def list_pairs(split: Path) -> list[tuple[Path, Path]]:
+    """``(image, mask)`` of one split folder, paired by stem and naturally sorted; refuses unpaired files."""
+    images, masks = split / "images", split / "masks"
+    for folder in (images, masks):
+        if not folder.is_dir():
+            raise InputError(folder, "missing: a split holds images/ and masks/ (paired by file stem)")
+    image_files, mask_files = _files(images), _files(masks)
+    if not image_files:
+        raise InputError(images, f"empty split: no patches ({', '.join(FORMATS)})")
+    for stem, path in image_files.items():
+        _fmt(path)
+        if stem not in mask_files:
+            raise InputError(path, f"has no mask: expected {masks}/{stem}.* (same stem)")
+    for stem, path in mask_files.items():
+        if stem not in image_files:
+            raise InputError(path, f"has no image: expected {images}/{stem}.* (same stem)")
+    return [(path, mask_files[stem]) for stem, path in image_files.items()]
+

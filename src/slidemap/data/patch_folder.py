@@ -1,0 +1,168 @@
+"""``data=patches``: a folder of image/mask patch pairs served as one patch-set DataModule, trained and scored like
+Landslide4Sense.
+
+``DIR/{train,val,test}/{images,masks}/`` with ``DIR/dataset.yaml`` (:mod:`slidemap.data.patch_files`). A split that
+is missing is drawn from ``train/`` by patch: with only ``train/``, a seeded 3:1:1 train/val/test split (seed
+``data.seed``, or ``data.split_seed`` to hold the split while a sweep varies the seed), the same for the same seed
+and files, recorded under ``split`` in metrics.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slidemap.data.patch_files import PatchSpec, list_pairs, load_spec, read_mask, read_raw, to_inputs
+from slidemap.data.patch_set import ROLES, PatchSetData, PatchSetDataModule, PatchSplit, prepare_splits, tiles_patch
+from slidemap.data.site import DEFAULT_CHANNELS
+from slidemap.data.split import WINDOWS
+from slidemap.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SHARES: dict[str, int] = {"train": 3, "val": 1, "test": 1}
+"""Patches of train/ per role when a split is drawn from it: 3:1:1 (the paper's 3:2 train:test, a fifth of it
+validating), restricted to the roles that are missing (train/ and test/ only: 3:1 train:val)."""
+
+
+def draw_split(count: int, missing: tuple[str, ...], seed: int, source: Path) -> dict[str, list[int]]:
+    """Which of ``count`` train/ patches (in file order) go to train and to each missing role.
+
+    A seeded permutation: each missing role takes its share (at least one patch), train keeps the rest; every
+    role's patches stay in file order.
+    """
+    roles = ("train", *missing)
+    total = sum(SHARES[r] for r in roles)
+    sizes = {r: max(1, round(count * SHARES[r] / total)) for r in missing}
+    if count - sum(sizes.values()) < 1:
+        raise InputError(source, f"{count} patch(es): too few to draw {' and '.join(missing)} from train/ "
+                                 f"({':'.join(str(SHARES[r]) for r in roles)} by patch); add patches or the folders")
+    order = np.random.default_rng(seed).permutation(count)
+    drawn, start = {}, 0
+    for role in missing:
+        drawn[role] = sorted(order[start:start + sizes[role]].tolist())
+        start += sizes[role]
+    drawn["train"] = sorted(order[start:].tolist())
+    return drawn
+
+
+def plan_splits(root: Path, seed: int) -> tuple[dict[str, list[tuple[Path, Path]]], dict[str, Any]]:
+    """The (image, mask) pairs of each role and the record metrics.json shows of where they came from."""
+    if not (root / "train").is_dir():
+        raise InputError(root / "train", "missing: a patch dataset needs train/{images,masks}/ (val/ and test/ are "
+                                         "drawn from it when absent)")
+    present = {r: list_pairs(root / r) for r in ROLES if (root / r).is_dir()}
+    missing = tuple(r for r in ROLES if r not in present)
+    record: dict[str, Any] = {"drawn_from_train": list(missing)}
+    if missing:
+        pairs = present["train"]
+        drawn = draw_split(len(pairs), missing, seed, root / "train")
+        present.update({r: [pairs[i] for i in drawn[r]] for r in drawn})
+        record.update({"ratio": ":".join(str(SHARES[r]) for r in ("train", *missing)), "seed": seed,
+                       **{r: [image.stem for image, _ in present[r]] for r in missing}})
+    record["patches"] = {r: len(present[r]) for r in ROLES}
+    return {r: present[r] for r in ROLES}, record
+
+
+def read_patches(pairs: list[tuple[Path, Path]], spec: PatchSpec, inputs: tuple[str, ...],
+                 shape: tuple[int, int]) -> PatchSplit:
+    """One role's patches in physical units, into one preallocated array; every patch must be ``shape``."""
+    n = len(pairs)
+    x = np.empty((n, len(inputs), *shape), np.float32)
+    y = np.empty((n, *shape), np.uint8)
+    valid = np.empty((n, *shape), bool)
+    for i, (image, mask) in enumerate(pairs):
+        raw, raw_valid = read_raw(image, spec)
+        if raw.shape[1:] != shape:
+            raise InputError(image, f"is {raw.shape[1]} x {raw.shape[2]} px; the dataset's patches are "
+                                    f"{shape[0]} x {shape[1]} px (the first training image's)")
+        x[i], ok = to_inputs(image, raw, raw_valid, spec, inputs)
+        y[i], labelled = read_mask(mask, shape, spec.mask_nodata)
+        valid[i] = ok & labelled  # unlabelled pixels: no loss, no score; the normaliser zeroes their inputs
+    return PatchSplit(x, y, valid, tuple(image.stem for image, _ in pairs))
+
+
+def patch_shape(pairs: list[tuple[Path, Path]], spec: PatchSpec) -> tuple[int, int]:
+    """(rows, cols) of the dataset's patches: the first training image's."""
+    raw, _ = read_raw(pairs[0][0], spec)
+    return int(raw.shape[1]), int(raw.shape[2])
+
+
+def prepare(root: Path, spec: PatchSpec, window: int, inputs: tuple[str, ...],
+            seed: int) -> tuple[PatchSetData, dict[str, Any]]:
+    """Plan and read the splits, normalise with the train split's statistics, cut windows; and the split record."""
+    spec.check_inputs(inputs)  # a channel the dataset lacks fails before any file is read
+    plan, record = plan_splits(root, seed)
+    shape = patch_shape(plan["train"], spec)
+    if not tiles_patch(window, shape):
+        raise InputError("window", f"window {window} px does not tile the {shape[0]} x {shape[1]} px patches of "
+                                   f"{root}; use a window that divides the patch size")
+    splits = {r: read_patches(plan[r], spec, inputs, shape) for r in ROLES}
+    for role, split in splits.items():
+        pixels = split.valid.size
+        log.info("%s: %d patches of %d x %d px, invalid share %.3f%%", role, len(split), *shape,
+                 100.0 * (pixels - int(split.valid.sum())) / max(pixels, 1))
+    return prepare_splits(splits, window, inputs, spec.units, what=f"{root}/train"), record
+
+
+class PatchFolderDataModule(PatchSetDataModule):
+    """Serves a patch folder (``data=patches data.root=DIR``) with the interface of ``SiteDataModule``.
+
+    Args:
+        root: Folder holding dataset.yaml and train/ (val/, test/ optional).
+        train_sites: Must be None (scenario ``all``): a patch dataset has no regions.
+        window: Tile size cut from each patch; must divide the patch size and be one the dataset accepts
+            (dataset.yaml ``windows``, default the paper's 32, 64, 128).
+        channels: Input channel names: the dataset's channels, slope from its dem, NDVI from its red and nir.
+        seed: Seed of the training shuffle and of a split drawn from train/.
+        split_seed: Seed of a split drawn from train/ when it should not follow ``seed`` (None: ``seed``).
+        Other arguments as in ``SiteDataModule``.
+    """
+
+    def __init__(self, root: str, train_sites: list[str] | None = None, window: int = 64,
+                 channels: list[str] | tuple[str, ...] = DEFAULT_CHANNELS, batch_size: int = 4,
+                 eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0,
+                 min_samples_per_epoch: int = 0, augment: dict | None = None, split_seed: int | None = None) -> None:
+        super().__init__(root, train_sites, window, channels, batch_size, eval_batch_size, num_workers, seed,
+                         min_samples_per_epoch, augment)
+        self.split_seed = int(seed if split_seed is None else split_seed)
+        self._spec: PatchSpec | None = None
+        self._split: dict[str, Any] | None = None
+
+    @property
+    def spec(self) -> PatchSpec:
+        """dataset.yaml, read once."""
+        if self._spec is None:
+            if not self.root.is_dir():
+                raise InputError(self.root, "patch dataset root not found (expected dataset.yaml and train/)")
+            self._spec = load_spec(self.root)
+        return self._spec
+
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """The windows this dataset accepts: ``data.windows``, else dataset.yaml's ``windows``, else the paper's."""
+        return self.declared_windows or self.spec.windows or WINDOWS
+
+    @property
+    def area(self) -> str:
+        """The test area's name: dataset.yaml's ``name``, else the folder's."""
+        return self.spec.name
+
+    @property
+    def split(self) -> dict[str, Any] | None:
+        """Where each split came from (metrics.json): drawn roles with ratio, seed and patch names; counts."""
+        return self._split
+
+    def read_data(self) -> PatchSetData:
+        """Check the settings, then read the splits in physical units."""
+        if self.train_sites is not None:
+            raise InputError(self.root, f"a patch dataset is one train/val/test split without regions: only "
+                                        f"scenario=all applies (this scenario trains on {self.train_sites})")
+        if self.window not in self.windows:
+            raise InputError("window", f"window {self.window} px is not one {self.spec.path} accepts "
+                                       f"({', '.join(map(str, self.windows))}; its 'windows' key)")
+        data, self._split = prepare(self.root, self.spec, self.window, self.channels, self.split_seed)
+        return data
