@@ -76,7 +76,8 @@ def test_describe_text_table(capsys, root):
     code, out, _ = run(capsys, "describe", str(root))
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("site") and len(lines) == 4
+    assert lines[0].startswith("site") and len(lines) == 6  # header, 2 sites, 2 sensor lines, totals
+    assert lines[3] == "a: Sentinel-2 (s2.tif), bands blue, green, red, nir in reflectance, 10 m pixels"
     assert lines[1].split()[:2] == ["a", "EPSG:32651"]
     assert "1/1/1 | 1/1/1 | 1/1/1" in lines[1]
     assert lines[-1].startswith("total patches: 32px: 6, 64px: 6, 128px: 6")
@@ -142,7 +143,7 @@ def test_folder_without_sites(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes").mkdir()
     assert (one_error_line(capsys, "describe", str(tmp_path / "empty"))
-            == f"{tmp_path / 'empty'}: no sites: no subfolder holds an s2.tif")
+            == f"{tmp_path / 'empty'}: no sites: no subfolder holds an s2.tif or image.tif")
 
 
 @pytest.mark.parametrize("command", ["describe", "baseline"])

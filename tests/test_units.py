@@ -36,7 +36,7 @@ from slidemap.training.module import LandslideModule
 from checkpoints import unet_config
 from conftest import compose_config, run_training
 
-POST = ("B2", "B3", "B4", "B8", "slope", "dem", "ndvi")
+POST = ("blue", "green", "red", "nir", "slope", "dem", "ndvi")  # the paper's B2, B3, B4, B8 + terrain
 
 
 # ---------------------------------------------------------------- the unit table and Landslide4Sense's vector
@@ -156,11 +156,11 @@ def model_of(distribution: Distribution) -> TrainedModel:
 
 
 MISTAKES = {
-    "digital numbers": (lambda s: dataclasses.replace(s, bands=s.bands * 1e4), "B2: median", "digital numbers"),
+    "digital numbers": (lambda s: dataclasses.replace(s, bands=s.bands * 1e4), "blue: median", "digital numbers"),
     "radians": (lambda s: dataclasses.replace(s, slope=np.deg2rad(s.slope)), "slope: p99", "radians"),
     "kilometres": (lambda s: dataclasses.replace(s, dem=s.dem / 1000), "dem: p99", "kilometres"),
     "B4 <-> B8": (lambda s: dataclasses.replace(s, bands=s.bands[[0, 1, 3, 2]]), "red and nir look swapped", ""),
-    "B2 <-> B8": (lambda s: dataclasses.replace(s, bands=s.bands[[3, 1, 2, 0]]), "B2 and B8 look swapped", ""),
+    "B2 <-> B8": (lambda s: dataclasses.replace(s, bands=s.bands[[3, 1, 2, 0]]), "blue and nir look swapped", ""),
 }
 
 
