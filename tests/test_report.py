@@ -159,7 +159,7 @@ def test_missing_runs_are_listed(report: Path, tmp_path: Path, synthetic_root: P
     assert listed == MISSING
     assert "| model=unet window=64 scenario=taiwan | incomplete: no metrics.json" in section
     assert "| model=resunet window=64 scenario=taiwan | absent" in section
-    assert "6 complete run(s)** of 12 expected" in md
+    assert "6 complete run(s)** in 6 of 12 expected cell(s)" in md
     sweep = scan_sweep(report.parent.parent, progress=False)
     assert {name for name, _ in sweep.missing()} == MISSING
 

@@ -52,8 +52,10 @@ class Baselines:
 def data_root(runs: list[dict[str, Any]]) -> tuple[Path | None, list[str] | None, str]:
     """The sites folder the runs trained on (their saved Hydra config's ``data.root``), its site list, or why not.
 
-    A relative root is taken from the folder the sweep was launched in (``hydra.runtime.cwd``).
+    A relative root is taken from the folder the sweep was launched in (``hydra.runtime.cwd``). The first root
+    that still exists wins: a sweep resumed from another clone records another path for its later runs.
     """
+    first: tuple[Path | None, list[str] | None, str] | None = None
     for run in runs:
         hydra_dir = Path(run["dir"]) / ".hydra"
         try:
@@ -70,8 +72,11 @@ def data_root(runs: list[dict[str, Any]]) -> tuple[Path | None, list[str] | None
                 root = Path(str(OmegaConf.load(hydra_dir / "hydra.yaml").hydra.runtime.cwd)) / root
             except Exception:  # noqa: BLE001 -- fall back to the current folder
                 root = root.resolve()
-        return root, (list(sites) if sites else None), ""
-    return None, None, "no run's .hydra/config.yaml names a readable `data.root`"
+        found = (root, (list(sites) if sites else None), "")
+        if root.is_dir():
+            return found
+        first = first or found
+    return first or (None, None, "no run's .hydra/config.yaml names a readable `data.root`")
 
 
 def load_sites(runs: list[dict[str, Any]]) -> tuple[dict[str, Site], dict[str, SiteSplit], str]:
