@@ -28,7 +28,7 @@ from slidemap.data.split import Block
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import TrainedModel
 from slidemap.mapping.ensemble import Ensemble
-from slidemap.mapping.mosaic import iter_mosaic, site_reader, tile_count
+from slidemap.mapping.mosaic import default_overlap, iter_mosaic, site_reader, tile_count
 from slidemap.mapping.polygons import Landslides, vectorise, write_gpkg
 from slidemap.mapping.polygons_streamed import write_polygons_streamed
 from slidemap.mapping.rasters import write_maps
@@ -115,7 +115,7 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
-def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path, overlap: float = 0.5,
+def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path, overlap: float | None = None,
               tile: int | None = None, threshold: float | None = None, batch_size: int = 32,
               progress: bool | None = None, autocast: torch.dtype | None = None,
               name: str | None = None) -> list[Path]:
@@ -123,10 +123,12 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
 
     The same blended mosaic and GeoTIFF writer as :func:`map_area`; the polygons come from the written binary
     map (:func:`~slidemap.mapping.polygons_streamed.write_polygons_streamed`), so no full-scene array or
-    geometry list is ever held.
+    geometry list is ever held. ``tile`` defaults to the training window, ``overlap`` to
+    :func:`~slidemap.mapping.mosaic.default_overlap` of the tile.
     """
     model = as_ensemble(model)
     tile = int(tile or model.window)
+    overlap = default_overlap(tile) if overlap is None else overlap
     threshold = model.threshold if threshold is None else float(threshold)
     name = name or scene.name
     check_scene(model, scene)  # a scene in other units than the checkpoint's is refused before anything is written
@@ -141,8 +143,8 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
                                  uncertainty=model.spread)
         elapsed = time.perf_counter() - start
         mpx = scene.shape[0] * scene.shape[1] / 1e6
-        log.info("%s: %d x %d px mosaic predicted and written in %.1f s (%.2f Mpx/s)", name, *scene.shape,
-                 elapsed, mpx / max(elapsed, 1e-9))
+        log.info("%s: %d x %d px mosaic (%d px tiles, overlap %.3g) predicted and written in %.1f s (%.2f Mpx/s)",
+                 name, *scene.shape, tile, overlap, elapsed, mpx / max(elapsed, 1e-9))
         start = time.perf_counter()
         gpkg = out_dir / f"{name}_landslides.gpkg"
         count, area = write_polygons_streamed(paths[1], gpkg, paths[0],
