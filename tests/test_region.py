@@ -224,6 +224,7 @@ def test_submitit_local_maps_the_region_as_the_local_pool_and_force_starts_over(
     jobs = json.loads((array / "manifest.json").read_text())["jobs"]
     assert [(j["name"], j["status"]) for j in jobs] == [("T51QTF", "done"), ("T51QUF", "done")]
     assert all(j["job_id"] for j in jobs) and len({j["job_id"] for j in jobs}) == 2  # submitit's own job ids
+    assert all(0.05 < j["peak_gib"] < 8 and j["seconds"] > 0 for j in jobs)  # each job's own peak memory
     assert list((array / ".submitit").glob("*_log.out"))  # submitit's logs under OUT/.submitit/
     for layer in ("probability", "binary"):
         with rasterio.open(local / f"region_{layer}.tif") as a, rasterio.open(array / f"region_{layer}.tif") as b:

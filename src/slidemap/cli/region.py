@@ -75,6 +75,7 @@ def print_status(out: Path) -> int:
     record = read_manifest(out)
     for job in record["jobs"]:
         took = f" {job['seconds']:.0f} s" if job.get("seconds") is not None else ""
+        took += f" {job['peak_gib']:.2f} GiB" if job.get("peak_gib") is not None else ""
         error = f": {job['error']}" if job.get("error") else ""
         print(f"{job['name']:<24} {job['status']:<8}{took}{error}")
     counts: dict[str, int] = {}
@@ -147,8 +148,11 @@ def region_command(args: argparse.Namespace) -> int:
     from slidemap.region.jobs import footprint_of, job_dir
 
     done = [JobMaps(j["name"], job_dir(out, j["name"]), footprint_of(j)) for j in manifest.record["jobs"]]
+    merge_start = time.perf_counter()
     paths = merge_region(done, out, args.crs)
-    log.info("region of %d job(s) mapped and merged in %.1f s", len(done), time.perf_counter() - start)
+    merged = time.perf_counter() - merge_start
+    log.info("region of %d job(s) mapped and merged in %.1f s (merge %.1f s)", len(done),
+             time.perf_counter() - start, merged)
     for path in paths:
         print(path)
     return 0

@@ -28,7 +28,7 @@ from slidemap.data.split import Block
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import TrainedModel
 from slidemap.mapping.ensemble import Ensemble
-from slidemap.mapping.mosaic import default_overlap, iter_mosaic, site_reader, tile_count
+from slidemap.mapping.mosaic import default_overlap, fit_tile, iter_mosaic, site_reader, tile_count
 from slidemap.mapping.polygons import Landslides, vectorise, write_gpkg
 from slidemap.mapping.polygons_streamed import write_polygons_streamed
 from slidemap.mapping.rasters import write_maps
@@ -36,6 +36,9 @@ from slidemap.mapping.unit_guard import check_scene
 
 log = logging.getLogger(__name__)
 
+BATCH_PIXELS = 32 * 64 * 64
+"""Pixels per forward pass of a scene map: 32 tiles of 64 px, or one of 512 px (a 512 px tile's activations in the
+paper's U-Net take about 40 MiB per feature map of 32 channels: a batch of 32 would take gigabytes)."""
 MAP_GDAL_CACHE_MB = 256
 """GDAL block cache while a scene map is written: dirty tiles wait there, so it bounds part of the map's memory."""
 
@@ -116,7 +119,7 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path, overlap: float | None = None,
-              tile: int | None = None, threshold: float | None = None, batch_size: int = 32,
+              tile: int | None = None, threshold: float | None = None, batch_size: int | None = None,
               progress: bool | None = None, autocast: torch.dtype | None = None,
               name: str | None = None) -> list[Path]:
     """Map a whole scene read strip by strip: memory stays bounded whatever its size (a full S2 tile too).
@@ -124,11 +127,13 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
     The same blended mosaic and GeoTIFF writer as :func:`map_area`; the polygons come from the written binary
     map (:func:`~slidemap.mapping.polygons_streamed.write_polygons_streamed`), so no full-scene array or
     geometry list is ever held. ``tile`` defaults to the training window, ``overlap`` to
-    :func:`~slidemap.mapping.mosaic.default_overlap` of the tile.
+    :func:`~slidemap.mapping.mosaic.default_overlap` of the tile, ``batch_size`` to :data:`BATCH_PIXELS` worth of
+    tiles.
     """
     model = as_ensemble(model)
     tile = int(tile or model.window)
     overlap = default_overlap(tile) if overlap is None else overlap
+    batch_size = batch_size or max(1, BATCH_PIXELS // fit_tile(tile, scene.shape) ** 2)
     threshold = model.threshold if threshold is None else float(threshold)
     name = name or scene.name
     check_scene(model, scene)  # a scene in other units than the checkpoint's is refused before anything is written

@@ -113,7 +113,8 @@ def run_submitit(manifest: Manifest, out: Path, dem: Sequence[str], ckpt: Sequen
     """Run every job not yet done as one submitit job array and record the results; returns how many failed."""
     from submitit.helpers import as_completed
 
-    todo = [dict(job) for job in manifest.pending()]
+    # absolute paths: a cluster's task may start in another folder
+    todo = [dict(job, s2=[str(Path(p).resolve()) for p in job["s2"]]) for job in manifest.pending()]
     if not todo:
         return 0
     executor = make_executor(kind, out / SUBMITIT, config)

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -67,7 +68,8 @@ class Manifest:
         else:
             record = {"inputs": inputs, "jobs": [
                 {"name": j.name, "s2": list(j.s2), "date": j.date, "footprint": asdict(j.footprint),
-                 "out": f"{JOBS}/{j.name}", "status": PENDING, "error": None, "seconds": None} for j in jobs]}
+                 "out": f"{JOBS}/{j.name}", "status": PENDING, "error": None, "seconds": None, "peak_gib": None}
+                for j in jobs]}
         manifest = cls(path, record)
         manifest.save()
         return manifest
@@ -139,6 +141,8 @@ class JobResult:
     ok: bool
     error: str | None = None
     seconds: float | None = None
+    peak_gib: float | None = None
+    """The peak resident memory of the job's ``slidemap map`` process (to size a cluster's ``mem_gb``)."""
 
 
 def execute_job(job: dict[str, Any], out: Path, dem: Sequence[str], ckpt: Sequence[str], options: Sequence[str],
@@ -155,18 +159,30 @@ def execute_job(job: dict[str, Any], out: Path, dem: Sequence[str], ckpt: Sequen
     final.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    done = subprocess.run(map_command(job, dem, ckpt, options, partial), capture_output=True, text=True, env=env)
-    seconds = round(time.perf_counter() - start, 1)
-    if done.returncode != 0:
+    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: wait4 below gives the child's own peak memory
+        child = subprocess.Popen(map_command(job, dem, ckpt, options, partial), stdout=subprocess.DEVNULL,
+                                 stderr=stderr, text=True, env=env)
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        except BaseException:  # interrupted: the child goes too, the job stays to be rerun
+            child.kill()
+            child.wait()
+            raise
+        child.returncode = os.waitstatus_to_exitcode(status)
+        stderr.seek(0)
+        errors = stderr.read()
+    seconds, peak = round(time.perf_counter() - start, 1), round(usage.ru_maxrss / 2**20, 3)  # KiB -> GiB
+    if child.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
-        return JobResult(job["name"], False, last_error_line(done.stderr), seconds)
+        return JobResult(job["name"], False, last_error_line(errors), seconds, peak)
     os.replace(partial, final)
-    return JobResult(job["name"], True, None, seconds)
+    return JobResult(job["name"], True, None, seconds, peak)
 
 
 def record(manifest: Manifest, result: JobResult) -> None:
     """A finished job's status in the manifest."""
-    manifest.set(result.name, status=DONE if result.ok else FAILED, error=result.error, seconds=result.seconds)
+    manifest.set(result.name, status=DONE if result.ok else FAILED, error=result.error, seconds=result.seconds,
+                 peak_gib=result.peak_gib)
 
 
 def run_job(manifest: Manifest, job: dict[str, Any], out: Path, dem: Sequence[str], ckpt: Sequence[str],
