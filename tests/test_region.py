@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import ingest_fixtures as fx
 from checkpoints import save_checkpoint
 from slidemap.cli import main
 from slidemap.errors import InputError
+from slidemap.io import tmp_prefix
 from slidemap.region.merge import JobMaps
 from slidemap.region.plan import Footprint, job_name, plan_jobs
 
@@ -67,7 +69,7 @@ def test_a_region_is_mapped_merged_and_resumed(capsys, caplog, region_inputs, tm
     manifest = json.loads((out / "manifest.json").read_text())
     assert [(j["name"], j["status"]) for j in manifest["jobs"]] == [("T51QTF", "done"), ("T51QUF", "done"),
                                                                       ("T50QRL", "done")]
-    assert sorted(p.name for p in (out / "jobs").iterdir()) == ["T50QRL", "T51QTF", "T51QUF"]  # no .partial left
+    assert sorted(p.name for p in (out / "jobs").iterdir()) == ["T50QRL", "T51QTF", "T51QUF"]  # no partial left
     assert {Path(line).name for line in stdout.split()} == {"region_probability.tif", "region_binary.tif",
                                                             "region_landslides.gpkg"}
     with rasterio.open(out / "region_probability.tif") as src:
@@ -110,7 +112,10 @@ def test_a_region_is_mapped_merged_and_resumed(capsys, caplog, region_inputs, tm
     # a job killed in flight (status running, its folder never renamed into place) runs again, alone
     manifest["jobs"][1]["status"] = "running"
     (out / "manifest.json").write_text(json.dumps(manifest))
-    os.rename(out / "jobs" / "T51QUF", out / "jobs" / ".T51QUF.partial")
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # the pid of a process that no longer runs: the killed run's
+    partial = tmp_prefix("T51QUF").replace(f"-{os.getpid()}-", f"-{dead.pid}-") + "partial"
+    os.rename(out / "jobs" / "T51QUF", out / "jobs" / partial)
     caplog.clear()
     code, _, _ = run(capsys, *args)
     assert code == 0 and "3 job(s), 1 to run" in caplog.text

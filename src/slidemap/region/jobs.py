@@ -1,6 +1,7 @@
 """Run a region's jobs on this machine and keep ``manifest.json`` true at every moment.
 
-Each job is the ``slidemap map`` command itself, run as a child process into ``jobs/.<job>.partial`` and renamed to
+Each job is the ``slidemap map`` command itself, run as a child process into a tagged temporary folder in ``jobs/``
+(:func:`slidemap.io.tmp_prefix`: this host and process, so a killed run's are recognised and removed) renamed to
 ``jobs/<job>`` when it succeeds: the same readers, masks and options as mapping one product, and a job folder is
 either complete or absent. The manifest is rewritten atomically on every status change, so a SIGKILL at any moment
 loses at most the jobs in flight: the next run finds them ``running`` with no complete folder, and runs them again.
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from slidemap.errors import InputError
-from slidemap.io import write_json
+from slidemap.io import remove_stale, signals_deferred, tmp_prefix, write_json
 from slidemap.region.plan import Footprint, Job
 
 MANIFEST = "manifest.json"
@@ -147,16 +148,17 @@ class JobResult:
 
 def execute_job(job: dict[str, Any], out: Path, dem: Sequence[str], ckpt: Sequence[str], options: Sequence[str],
                 threads: int) -> JobResult:
-    """Map one job into ``jobs/.<name>.partial`` and rename it to ``jobs/<name>`` when it succeeded.
+    """Map one job into a temporary ``jobs/.<name>.slidemap-tmp-<host>-<pid>-partial``, renamed to ``jobs/<name>``
+    when it succeeded.
 
     The one per-job function of every engine (a pool thread here, a submitit array task on a node), so a job's
     outputs do not depend on where it ran. It touches no manifest: the parent records the result it returns.
     """
     final = job_dir(out, job["name"])
-    partial = final.with_name(f".{job['name']}.partial")
-    shutil.rmtree(partial, ignore_errors=True)  # a killed run's leftovers
-    shutil.rmtree(final, ignore_errors=True)  # not done (the manifest says so): an incomplete earlier try
+    partial = final.with_name(f"{tmp_prefix(job['name'])}partial")  # this process's own: never another try's
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(final.parent)  # the partial folders of killed runs on this host
+    shutil.rmtree(final, ignore_errors=True)  # not done (the manifest says so): an incomplete earlier try
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: wait4 below gives the child's own peak memory
@@ -175,7 +177,10 @@ def execute_job(job: dict[str, Any], out: Path, dem: Sequence[str], ckpt: Sequen
     if child.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
         return JobResult(job["name"], False, last_error_line(errors), seconds, peak)
-    os.replace(partial, final)
+    with signals_deferred():
+        if final.exists():  # a try orphaned by a killed parent finished meanwhile: same inputs, same maps
+            shutil.rmtree(final)
+        os.replace(partial, final)
     return JobResult(job["name"], True, None, seconds, peak)
 
 
