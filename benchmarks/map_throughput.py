@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import shlex
 import subprocess
 import sys
@@ -101,23 +100,25 @@ def make_checkpoint(path: Path, model: str, base_filters: int, window: int) -> N
 def run_map(ckpt: Path, scene: Path, out: Path, args: argparse.Namespace,
             tile: int | None = None) -> tuple[float, float, dict[str, float]]:
     """Wall seconds, peak RSS (GiB) and the logged step times of one `slidemap map` child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     cmd = [sys.executable, "-m", "slidemap.cli", "map", "--ckpt", str(ckpt), "--scene", str(scene), "--out",
            str(out), "--precision", args.precision]
     cmd += ["--overlap", str(args.overlap)] if args.overlap is not None else []
     cmd += ["--tile", str(tile)] if tile is not None else []
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"slidemap map failed:\n{done.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        print(f"note: peak RSS of this child is not above an earlier child's ({before} KiB)", file=sys.stderr)
+    with tempfile.TemporaryFile("w+") as err:  # wait4: this child's own peak RSS, not the largest child's so far
+        start = time.perf_counter()
+        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read()
+    if child.returncode != 0:
+        raise SystemExit(f"slidemap map failed:\n{stderr[-3000:]}")
+    peak = usage.ru_maxrss
     steps = {}
     mosaic = re.search(r"mosaic \((\d+) px tiles, overlap ([0-9.]+)\) predicted and written in ([0-9.]+) s",
-                       done.stderr)
-    polygons = re.search(r"(\d+) landslide polygon\(s\), [0-9.]+ km2, written in ([0-9.]+) s", done.stderr)
+                       stderr)
+    polygons = re.search(r"(\d+) landslide polygon\(s\), [0-9.]+ km2, written in ([0-9.]+) s", stderr)
     if mosaic:
         steps["tile"], steps["overlap"], steps["mosaic_s"] = (float(g) for g in mosaic.groups())
     if polygons:
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.ckpt:
             make_checkpoint(ckpt, args.model, args.base_filters, args.window)
         rows = []
-        for size in sorted(args.sizes):  # smallest first: ru_maxrss of children only grows
+        for size in sorted(args.sizes):
             scene = root / f"scene{size}"
             start = time.perf_counter()
             fabricate_scene(scene, size)
