@@ -15,7 +15,7 @@ from slidemap.config_checks import check_file_name, check_value
 from slidemap.io import output_folder, scratch_dir
 from slidemap.mapping.ensemble import Ensemble, check_tta
 from slidemap.mapping.maps import inference_dtype, map_scene, pick_device
-from slidemap.mapping.mosaic import BLEND_MARGIN, MAP_TILE, TILE_MULTIPLE
+from slidemap.mapping.mosaic import BLEND_MARGIN, FAST_TILE, TILE_MULTIPLE
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,9 @@ def add_map_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="output file prefix (default: the scene folder's or product's name)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--tile", type=int, default=MAP_TILE,
-                   help=f"tile size in px, a multiple of {TILE_MULTIPLE} (default {MAP_TILE}; the checkpoint's "
-                        "training window maps as train.py's test maps do, at about a third of the speed)")
+    p.add_argument("--tile", type=int, default=None,
+                   help=f"tile size in px, a multiple of {TILE_MULTIPLE} (default: the checkpoint's training window, "
+                        f"as train.py's test maps; {FAST_TILE} maps about 2.8x faster at the same F1)")
     p.add_argument("--overlap", type=float, default=None,
                    help=f"tile overlap fraction of the blended mosaic (default: a {BLEND_MARGIN} px ramp, at most "
                         "0.5: 0.125 at 512 px tiles, 0.5 at the training windows)")
@@ -92,7 +92,8 @@ def map_command(args: argparse.Namespace) -> int:
     check_value("threshold", args.threshold, "--threshold")
     if args.overlap is not None:
         check_value("overlap", args.overlap, "--overlap")
-    check_tile(args.tile)
+    if args.tile is not None:
+        check_tile(args.tile)
     if args.name is not None:
         check_file_name("--name", args.name)
     check_tta(args.tta)

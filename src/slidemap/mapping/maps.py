@@ -133,7 +133,9 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
     model = as_ensemble(model)
     tile = int(tile or model.window)
     overlap = default_overlap(tile) if overlap is None else overlap
-    batch_size = batch_size or max(1, BATCH_PIXELS // fit_tile(tile, scene.shape) ** 2)
+    if tile > model.window:  # a large tile on a small scene: no more than the scene (the window's tiles as always)
+        tile = fit_tile(tile, scene.shape)
+    batch_size = batch_size or max(1, BATCH_PIXELS // tile ** 2)
     threshold = model.threshold if threshold is None else float(threshold)
     name = name or scene.name
     check_scene(model, scene)  # a scene in other units than the checkpoint's is refused before anything is written

@@ -36,9 +36,10 @@ from slidemap.data.site import Site
 from slidemap.data.split import Block
 
 MODES = ("blend", "grid")
-MAP_TILE = 512
-"""`slidemap map`'s default tile: large tiles cost far less per pixel than the training window's (fewer overlaps, larger
-convolutions); the networks are fully convolutional and pad any size to their stride."""
+FAST_TILE = 512
+"""The large tile ``slidemap map --tile`` suggests: it costs far less per pixel than the training window's (fewer
+overlaps, larger convolutions; the networks are fully convolutional and pad any size to their stride). Measured on 2
+cores: 2.8x the mosaic's Mpx/s at the same F1 (benchmarks/README.md), short of the 3x that would make it the default."""
 BLEND_MARGIN = 64
 """Pixels over which a blended tile's weight ramps up from 0 at an inner border (:func:`default_overlap`)."""
 TILE_MULTIPLE = 32
@@ -170,8 +171,7 @@ def iter_mosaic(net: nn.Module | Predictor, read: RowReader, shape: tuple[int, i
         read: Reader of normalised input rows and their valid mask (:data:`RowReader`); invalid pixels come out
             NaN, and tiles without a valid pixel are skipped.
         shape: (H, W) of the area.
-        tile: Tile size in pixels (the training window, or larger); blended tiles shrink to a smaller area
-            (:func:`fit_tile`).
+        tile: Tile size in pixels (the training window, or larger).
         mode: ``blend`` or ``grid``.
         overlap: Share of a tile shared with its neighbour in ``blend`` mode.
         batch_size: Tiles per forward pass.
@@ -183,7 +183,6 @@ def iter_mosaic(net: nn.Module | Predictor, read: RowReader, shape: tuple[int, i
     predict = as_predictor(net)
     spread = bool(predict.spread)
     rows, cols = shape
-    tile = fit_tile(tile, shape) if mode == "blend" else tile
     r_starts = tile_starts(rows, tile, mode, overlap)
     c_starts = tile_starts(cols, tile, mode, overlap)
     r_w = _profiles(rows, r_starts, tile, mode, overlap)
@@ -274,5 +273,4 @@ def site_reader(site: Site, normaliser: Normaliser, block: Block | None = None) 
 
 def tile_count(shape: tuple[int, int], tile: int, mode: str = "blend", overlap: float = 0.5) -> int:
     """Number of tiles a mosaic of ``shape`` runs (for logs)."""
-    tile = fit_tile(tile, shape) if mode == "blend" else tile
     return math.prod(len(tile_starts(n, tile, mode, overlap)) for n in shape)
