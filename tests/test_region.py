@@ -156,6 +156,9 @@ def test_bad_region_commands_are_one_line(capsys, region_inputs, tmp_path):
                            *region_inputs["dem"], "--out", str(busy), *force)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "holds notes.txt" in err
         assert sorted(p.name for p in busy.iterdir()) == ["manifest.json", "notes.txt"]
+    code, _, err = run(capsys, "--ckpt", *region_inputs["ckpt"], "--s2", *region_inputs["s2"], "--dem",
+                       *region_inputs["dem"], "--out", str(tmp_path / "new"), "--tile", "100")
+    assert code == 2 and "--tile: must be a multiple of 32 px" in err and not (tmp_path / "new").exists()
     code, _, err = run(capsys, "--status", str(tmp_path))
     assert code == 2 and "not a region folder" in err
     code, _, err = run(capsys, "--s2", *region_inputs["s2"], "--dem", *region_inputs["dem"], "--out", str(tmp_path))

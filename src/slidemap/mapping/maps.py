@@ -37,8 +37,9 @@ from slidemap.mapping.unit_guard import check_scene
 log = logging.getLogger(__name__)
 
 BATCH_PIXELS = 32 * 64 * 64
-"""Pixels per forward pass of a scene map: 32 tiles of 64 px, or one of 512 px (a 512 px tile's activations in the
-paper's U-Net take about 40 MiB per feature map of 32 channels: a batch of 32 would take gigabytes)."""
+"""Pixels per forward pass of a scene map (at most 32 tiles): 32 tiles of 64 px, 8 of 128 px, one of 512 px (a
+512 px tile's activations in the paper's U-Net take about 32 MiB per feature map of 32 channels in fp32: a batch of
+32 such tiles would take gigabytes)."""
 MAP_GDAL_CACHE_MB = 256
 """GDAL block cache while a scene map is written: dirty tiles wait there, so it bounds part of the map's memory."""
 
@@ -135,7 +136,7 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
     overlap = default_overlap(tile) if overlap is None else overlap
     if tile > model.window:  # a large tile on a small scene: no more than the scene (the window's tiles as always)
         tile = fit_tile(tile, scene.shape)
-    batch_size = batch_size or max(1, BATCH_PIXELS // tile ** 2)
+    batch_size = batch_size or max(1, min(32, BATCH_PIXELS // tile ** 2))  # 32 tiles of 32 or 64 px, as before
     threshold = model.threshold if threshold is None else float(threshold)
     name = name or scene.name
     check_scene(model, scene)  # a scene in other units than the checkpoint's is refused before anything is written
