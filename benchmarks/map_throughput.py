@@ -7,6 +7,7 @@ are random (speed and memory do not depend on them); `--base-filters 32` is the 
 
     python benchmarks/map_throughput.py                                  # 2745 px and 10980 px (a whole tile)
     python benchmarks/map_throughput.py --sizes 1024 --base-filters 32   # the paper U-Net on a small scene
+    python benchmarks/map_throughput.py --sizes 2745 --tiles 64 512 --ckpt best.ckpt  # old vs new default tile
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import shlex
 import subprocess
 import sys
@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="unet")
     p.add_argument("--base-filters", type=int, default=8, help="32 = the paper's U-Net (16x the FLOPs of 8)")
     p.add_argument("--window", type=int, default=64)
-    p.add_argument("--overlap", type=float, default=0.5)
+    p.add_argument("--tiles", nargs="+", type=int, default=[None],
+                   help="slidemap map --tile values to compare (default: its default, 512)")
+    p.add_argument("--overlap", type=float, default=None, help="default: slidemap map's (a 64 px ramp, at most 0.5)")
     p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"])
     p.add_argument("--ckpt", default=None, help="map with this checkpoint instead of random weights")
     p.add_argument("--workdir", default=None, help="where scenes are written (default: a temporary folder)")
@@ -95,24 +97,30 @@ def make_checkpoint(path: Path, model: str, base_filters: int, window: int) -> N
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
 
 
-def run_map(ckpt: Path, scene: Path, out: Path, args: argparse.Namespace) -> tuple[float, float, dict[str, float]]:
+def run_map(ckpt: Path, scene: Path, out: Path, args: argparse.Namespace,
+            tile: int | None = None) -> tuple[float, float, dict[str, float]]:
     """Wall seconds, peak RSS (GiB) and the logged step times of one `slidemap map` child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     cmd = [sys.executable, "-m", "slidemap.cli", "map", "--ckpt", str(ckpt), "--scene", str(scene), "--out",
-           str(out), "--overlap", str(args.overlap), "--precision", args.precision]
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"slidemap map failed:\n{done.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        print(f"note: peak RSS of this child is not above an earlier child's ({before} KiB)", file=sys.stderr)
+           str(out), "--precision", args.precision]
+    cmd += ["--overlap", str(args.overlap)] if args.overlap is not None else []
+    cmd += ["--tile", str(tile)] if tile is not None else []
+    with tempfile.TemporaryFile("w+") as err:  # wait4: this child's own peak RSS, not the largest child's so far
+        start = time.perf_counter()
+        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read()
+    if child.returncode != 0:
+        raise SystemExit(f"slidemap map failed:\n{stderr[-3000:]}")
+    peak = usage.ru_maxrss
     steps = {}
-    mosaic = re.search(r"mosaic predicted and written in ([0-9.]+) s", done.stderr)
-    polygons = re.search(r"(\d+) landslide polygon\(s\), [0-9.]+ km2, written in ([0-9.]+) s", done.stderr)
+    mosaic = re.search(r"mosaic \((\d+) px tiles, overlap ([0-9.]+)\) predicted and written in ([0-9.]+) s",
+                       stderr)
+    polygons = re.search(r"(\d+) landslide polygon\(s\), [0-9.]+ km2, written in ([0-9.]+) s", stderr)
     if mosaic:
-        steps["mosaic_s"] = float(mosaic.group(1))
+        steps["tile"], steps["overlap"], steps["mosaic_s"] = (float(g) for g in mosaic.groups())
     if polygons:
         steps["polygons"], steps["polygons_s"] = float(polygons.group(1)), float(polygons.group(2))
     return wall, peak / 2**20, steps  # ru_maxrss is in KiB on Linux
@@ -128,26 +136,29 @@ def main(argv: list[str] | None = None) -> None:
         if not args.ckpt:
             make_checkpoint(ckpt, args.model, args.base_filters, args.window)
         rows = []
-        for size in sorted(args.sizes):  # smallest first: ru_maxrss of children only grows
+        for size in sorted(args.sizes):
             scene = root / f"scene{size}"
             start = time.perf_counter()
             fabricate_scene(scene, size)
             made = time.perf_counter() - start
-            wall, peak, steps = run_map(ckpt, scene, root / f"maps{size}", args)
-            mpx = size * size / 1e6
-            mosaic = steps.get("mosaic_s", float("nan"))
-            rows.append((size, mpx, made, wall, mosaic, mpx / mosaic, 100 * mpx / mosaic,
-                         int(steps.get("polygons", -1)), steps.get("polygons_s", float("nan")), peak))
-            for p in (scene, root / f"maps{size}"):
-                subprocess.run(["rm", "-rf", str(p)], check=True)
+            for tile in args.tiles:
+                load = os.getloadavg()[0]
+                wall, peak, steps = run_map(ckpt, scene, root / f"maps{size}-{tile}", args, tile)
+                mpx = size * size / 1e6
+                mosaic = steps.get("mosaic_s", float("nan"))
+                rows.append((size, int(steps.get("tile", -1)), steps.get("overlap", float("nan")), mpx, made, wall,
+                             mosaic, mpx / mosaic, 100 * mpx / mosaic, int(steps.get("polygons", -1)),
+                             steps.get("polygons_s", float("nan")), peak, load))
+                subprocess.run(["rm", "-rf", str(root / f"maps{size}-{tile}")], check=True)
+            subprocess.run(["rm", "-rf", str(scene)], check=True)
     model = f"checkpoint {args.ckpt}" if args.ckpt else f"{args.model} (base_filters {args.base_filters}, random)"
-    print(f"\nmodel {model}, window {args.window}, overlap {args.overlap}, precision {args.precision}\n")
-    print("| scene px | Mpx | fabricate s | map wall s | mosaic s | mosaic Mpx/s | mosaic km2/s | polygons | "
-          "polygons s | peak RSS GiB |")
-    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for size, mpx, made, wall, mosaic, rate, km2s, n_poly, poly_s, peak in rows:
-        print(f"| {size} x {size} | {mpx:.1f} | {made:.1f} | {wall:.1f} | {mosaic:.1f} | {rate:.3f} | {km2s:.1f} | "
-              f"{n_poly} | {poly_s:.1f} | {peak:.2f} |")
+    print(f"\nmodel {model}, window {args.window}, precision {args.precision}\n")
+    print("| scene px | tile | overlap | Mpx | fabricate s | map wall s | mosaic s | mosaic Mpx/s | mosaic km2/s | "
+          "polygons | polygons s | peak RSS GiB | load avg |")
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for size, tile, overlap, mpx, made, wall, mosaic, rate, km2s, n_poly, poly_s, peak, load in rows:
+        print(f"| {size} x {size} | {tile} | {overlap:g} | {mpx:.1f} | {made:.1f} | {wall:.1f} | {mosaic:.1f} | "
+              f"{rate:.3f} | {km2s:.1f} | {n_poly} | {poly_s:.1f} | {peak:.2f} | {load:.2f} |")
 
 
 if __name__ == "__main__":

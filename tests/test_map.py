@@ -182,7 +182,7 @@ def test_nothing_half_written_when_prediction_fails(capsys, ckpt, monkeypatch, t
 
     monkeypatch.setattr("slidemap.mapping.mosaic.predict_tiles", flaky)
     out = tmp_path / "maps"
-    assert main(["map", "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(out)]) == 1  # a bug: traceback
+    assert main(["map", "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(out), "--tile", "32"]) == 1  # a bug
     assert "out of memory" in capsys.readouterr().err
     assert len(calls) == 2 and leftovers(out) == [] and not out.exists()
 
@@ -190,6 +190,7 @@ def test_nothing_half_written_when_prediction_fails(capsys, ckpt, monkeypatch, t
 @pytest.mark.parametrize("flag, value, message", [
     ("--threshold", "1.5", "--threshold: must lie in (0, 1), got 1.5"),
     ("--overlap", "1", "--overlap: must lie in [0, 1), got 1.0"),
+    ("--tile", "100", "--tile: must be a multiple of 32 px (e.g. 256, 512, 1024), got 100"),
 ])
 def test_bad_threshold_or_overlap(capsys, ckpt, scene, tmp_path, flag, value, message):
     assert error_line(capsys, "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(tmp_path / "m"),
@@ -265,12 +266,13 @@ def test_map_streams_a_scene_larger_than_one_strip(capsys, ckpt, tmp_path, monke
     # a post-event model does not read s2_pre.tif (nor mask its clouds): compare with a scene that has none
     (folder / "s2_pre.tif").unlink()
     out = tmp_path / "maps"
-    code, _, _ = run_map(capsys, "--ckpt", str(ckpt), "--scene", str(folder), "--out", str(out), "--precision", "32")
+    code, _, _ = run_map(capsys, "--ckpt", str(ckpt), "--scene", str(folder), "--out", str(out), "--precision", "32",
+                         "--tile", "64")  # several rows of tiles across the strips
     assert code == 0
     model = load_checkpoint(ckpt)
     site = read_site(folder, require_label=False)
     read, valid = site_reader(site, model.normaliser)
-    expected = predict_mosaic(model.net, read(0, site.shape[0])[0], valid, model.window)
+    expected = predict_mosaic(model.net, read(0, site.shape[0])[0], valid, 64, overlap=0.5)
     with rasterio.open(out / "china_probability.tif") as src:
         np.testing.assert_allclose(src.read(1), expected, rtol=1e-5, atol=1e-5, equal_nan=True)
     info = pyogrio.read_info(out / "china_landslides.gpkg")

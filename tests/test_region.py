@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from pyproj import Transformer
 import ingest_fixtures as fx
 from checkpoints import save_checkpoint
 from slidemap.cli import main
+from slidemap.errors import InputError
+from slidemap.io import tmp_prefix
 from slidemap.region.merge import JobMaps
 from slidemap.region.plan import Footprint, job_name, plan_jobs
 
@@ -66,7 +69,7 @@ def test_a_region_is_mapped_merged_and_resumed(capsys, caplog, region_inputs, tm
     manifest = json.loads((out / "manifest.json").read_text())
     assert [(j["name"], j["status"]) for j in manifest["jobs"]] == [("T51QTF", "done"), ("T51QUF", "done"),
                                                                       ("T50QRL", "done")]
-    assert sorted(p.name for p in (out / "jobs").iterdir()) == ["T50QRL", "T51QTF", "T51QUF"]  # no .partial left
+    assert sorted(p.name for p in (out / "jobs").iterdir()) == ["T50QRL", "T51QTF", "T51QUF"]  # no partial left
     assert {Path(line).name for line in stdout.split()} == {"region_probability.tif", "region_binary.tif",
                                                             "region_landslides.gpkg"}
     with rasterio.open(out / "region_probability.tif") as src:
@@ -109,7 +112,10 @@ def test_a_region_is_mapped_merged_and_resumed(capsys, caplog, region_inputs, tm
     # a job killed in flight (status running, its folder never renamed into place) runs again, alone
     manifest["jobs"][1]["status"] = "running"
     (out / "manifest.json").write_text(json.dumps(manifest))
-    os.rename(out / "jobs" / "T51QUF", out / "jobs" / ".T51QUF.partial")
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # the pid of a process that no longer runs: the killed run's
+    partial = tmp_prefix("T51QUF").replace(f"-{os.getpid()}-", f"-{dead.pid}-") + "partial"
+    os.rename(out / "jobs" / "T51QUF", out / "jobs" / partial)
     caplog.clear()
     code, _, _ = run(capsys, *args)
     assert code == 0 and "3 job(s), 1 to run" in caplog.text
@@ -143,7 +149,16 @@ def test_bad_region_commands_are_one_line(capsys, region_inputs, tmp_path):
     (busy / "notes.txt").write_text("keep")
     code, _, err = run(capsys, "--ckpt", *region_inputs["ckpt"], "--s2", *region_inputs["s2"], "--dem",
                        *region_inputs["dem"], "--out", str(busy))
-    assert code == 2 and "holds other files and no region manifest" in err and (busy / "notes.txt").read_text()
+    assert code == 2 and "holds notes.txt, which slidemap region did not write" in err.strip()
+    (busy / "manifest.json").write_text(json.dumps({"inputs": {}, "jobs": []}))  # a manifest does not make it ours
+    for force in ([], ["--force"]):
+        code, _, err = run(capsys, "--ckpt", *region_inputs["ckpt"], "--s2", *region_inputs["s2"], "--dem",
+                           *region_inputs["dem"], "--out", str(busy), *force)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "holds notes.txt" in err
+        assert sorted(p.name for p in busy.iterdir()) == ["manifest.json", "notes.txt"]
+    code, _, err = run(capsys, "--ckpt", *region_inputs["ckpt"], "--s2", *region_inputs["s2"], "--dem",
+                       *region_inputs["dem"], "--out", str(tmp_path / "new"), "--tile", "100")
+    assert code == 2 and "--tile: must be a multiple of 32 px" in err and not (tmp_path / "new").exists()
     code, _, err = run(capsys, "--status", str(tmp_path))
     assert code == 2 and "not a region folder" in err
     code, _, err = run(capsys, "--s2", *region_inputs["s2"], "--dem", *region_inputs["dem"], "--out", str(tmp_path))
@@ -192,3 +207,142 @@ def test_a_landslide_cut_by_a_tile_edge_is_one_polygon_counted_once(tmp_path):
     assert len(fields[0]) == 1  # one polygon across the seam at x 800
     assert fields[1][0] == 200 and fields[2][0] == pytest.approx(200 * 100.0)  # 10 rows x 20 columns, once
     assert fields[3][0] == pytest.approx((100 * 0.9 + 100 * 0.7) / 200, abs=1e-4)  # mean over the whole polygon
+
+
+# ---------------------------------------------------------------- engines, --force, --tile
+
+
+def engine_config(path: Path, **params: object) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.slow
+def test_submitit_local_maps_the_region_as_the_local_pool_and_force_starts_over(capsys, region_inputs, tmp_path):
+    common = ["--ckpt", *region_inputs["ckpt"], "--s2", *region_inputs["s2"][:2], "--dem", *region_inputs["dem"]]
+    local, array = tmp_path / "local", tmp_path / "array"
+    code, _, err = run(capsys, *common, "--out", str(local))
+    assert code == 0, err[-2000:]
+    config = engine_config(tmp_path / "engine.yaml", timeout_min=10, cpus_per_task=1)
+    code, _, err = run(capsys, *common, "--out", str(array), "--executor", "submitit-local",
+                       "--executor-config", str(config))
+    assert code == 0, err[-2000:]
+    jobs = json.loads((array / "manifest.json").read_text())["jobs"]
+    assert [(j["name"], j["status"]) for j in jobs] == [("T51QTF", "done"), ("T51QUF", "done")]
+    assert all(j["job_id"] for j in jobs) and len({j["job_id"] for j in jobs}) == 2  # submitit's own job ids
+    assert all(0.05 < j["peak_gib"] < 8 and j["seconds"] > 0 for j in jobs)  # each job's own peak memory
+    assert list((array / ".submitit").glob("*_log.out"))  # submitit's logs under OUT/.submitit/
+    for layer in ("probability", "binary"):
+        with rasterio.open(local / f"region_{layer}.tif") as a, rasterio.open(array / f"region_{layer}.tif") as b:
+            assert a.transform == b.transform and a.crs == b.crs
+            np.testing.assert_array_equal(a.read(1), b.read(1))  # pixel for pixel, NaN where NaN
+    assert pyogrio.raw.read(local / "region_landslides.gpkg")[3][1].tolist() == \
+        pyogrio.raw.read(array / "region_landslides.gpkg")[3][1].tolist()
+
+    # the same folder for another command line: refused in one line, then started over with --force
+    code, _, err = run(capsys, *common, "--out", str(array), "--threshold", "0.6")
+    assert code == 2 and "holds another region" in err and "--force" in err
+    stamps = {p.name: p.stat().st_mtime_ns for p in (array / "jobs").iterdir()}
+    code, _, err = run(capsys, *common, "--out", str(array), "--threshold", "0.6", "--force")
+    assert code == 0, err[-2000:]
+    assert not (array / ".submitit").exists()  # the earlier engine's files went with it
+    record = json.loads((array / "manifest.json").read_text())
+    assert "0.6" in record["inputs"]["map_options"] and all("job_id" not in j for j in record["jobs"])
+    assert all(p.stat().st_mtime_ns != stamps[p.name] for p in (array / "jobs").iterdir())  # mapped again
+
+
+def test_force_removes_only_the_region_files(tmp_path):
+    from slidemap.region.jobs import remove_region_files
+
+    out = tmp_path / "region"
+    for folder in ("jobs/T51QTF", ".submitit/123_0", "notes"):
+        (out / folder).mkdir(parents=True)
+    for name in ("manifest.json", "region_probability.tif", "region_probability.qml", "region_landslides.gpkg",
+                 "jobs/T51QTF/T51QTF_binary.tif", "notes/keep.txt", "my_region.tif", "manifest.json.bak"):
+        (out / name).write_text("x")
+    removed = remove_region_files(out)
+    assert removed == [".submitit", "jobs", "manifest.json", "region_landslides.gpkg", "region_probability.qml",
+                       "region_probability.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json.bak", "my_region.tif", "notes"]
+    assert (out / "notes" / "keep.txt").read_text() == "x"
+
+
+def test_slurm_parameters_come_from_the_yaml(monkeypatch, tmp_path):
+    import shutil
+
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    from slidemap.region.engines import check_executor, default_config, make_executor
+
+    monkeypatch.setattr(shutil, "which", lambda name: f"/opt/slurm/bin/{name}")  # a login node's sbatch and srun
+    config = check_executor("slurm", str(engine_config(tmp_path / "slurm.yaml", partition="landslide", timeout_min=90,
+                                                       cpus_per_task=4, mem_gb=12, array_parallelism=2,
+                                                       account="geo")))
+    executor = make_executor("slurm", tmp_path / ".submitit", config)
+    params = executor._executor.parameters
+    assert params == {"job_name": "slidemap-region", "partition": "landslide", "time": 90, "cpus_per_task": 4,
+                      "mem": "12GB", "array_parallelism": 2, "account": "geo"}
+    sbatch = _make_sbatch_string(command="python -m submitit.core._submit x", folder=tmp_path, map_count=3, **params)
+    for line in ("--partition=landslide", "--time=90", "--cpus-per-task=4", "--mem=12GB", "--array=0-2%2",
+                 "--account=geo", "--job-name=slidemap-region"):
+        assert f"#SBATCH {line}\n" in sbatch
+    assert check_executor("slurm", None) == {k: v for k, v in
+                                             __import__("yaml").safe_load(default_config("slurm").read_text()).items()
+                                             if v is not None}  # the shipped default parses
+    bad = engine_config(tmp_path / "bad.yaml", partition="cpu", cpu_per_task=4)
+    with pytest.raises(InputError, match="unknown executor parameter.*cpu_per_task"):
+        check_executor("slurm", str(bad))
+    with pytest.raises(InputError, match="timeout_min: expected a number"):
+        check_executor("slurm", str(engine_config(tmp_path / "t.yaml", timeout_min="2h")))
+
+
+def test_slurm_without_sbatch_is_one_line_and_writes_nothing(capsys, monkeypatch, region_inputs, tmp_path):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    out = tmp_path / "new"
+    code, stdout, err = run(capsys, "--ckpt", *region_inputs["ckpt"], "--s2", *region_inputs["s2"], "--dem",
+                            *region_inputs["dem"], "--out", str(out), "--executor", "slurm")
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1
+    assert "slurm: no sbatch on this machine" in err and not out.exists()
+    code, _, err = run(capsys, "--ckpt", *region_inputs["ckpt"], "--s2", *region_inputs["s2"], "--dem",
+                       *region_inputs["dem"], "--out", str(out), "--executor", "ray")
+    assert code == 2 and "unknown executor 'ray'" in err and not out.exists()
+
+
+def test_tile_defaults_and_their_reasons():
+    from slidemap.mapping.mosaic import default_overlap, fit_tile, stride_px
+
+    assert [default_overlap(t) for t in (32, 64, 128)] == [0.5, 0.5, 0.5]  # the training windows: as before
+    assert default_overlap(512) == 0.125 and 512 - stride_px(512, 0.125) == 64  # a 64 px ramp
+    # pixels computed per pixel of a large scene: (tile / stride)^2, 4 at the old tiles, 1.31 at 512 px
+    assert (512 / stride_px(512, default_overlap(512))) ** 2 == pytest.approx(1.306, abs=1e-3)
+    assert fit_tile(512, (120, 120)) == 128 and fit_tile(512, (100, 600)) == 512 and fit_tile(64, (20, 16)) == 32
+
+
+@pytest.mark.slow
+def test_large_tiles_map_closer_to_the_whole_scene_than_the_training_window(tiny_run, synthetic_root):
+    """Blended tiles against the network run once over the whole area (no tile border anywhere): 128 px tiles with
+    their 64 px ramps come closer than the training window's tiles, the old default of slidemap map."""
+    import torch
+
+    from slidemap.data.reader import read_site
+    from slidemap.mapping.checkpoint import load_checkpoint
+    from slidemap.mapping.mosaic import default_overlap, predict_mosaic, site_reader
+
+    model = load_checkpoint(tiny_run / "checkpoints" / "best.ckpt")
+    site = read_site(synthetic_root / "china", require_label=False)
+    read, valid = site_reader(site, model.normaliser)
+    stack = read(0, 192)[0][:, :, :416]  # multiples of 32: the network pads nothing, so `whole` is exact
+    with torch.no_grad():
+        whole = torch.sigmoid(model.net.eval()(torch.from_numpy(np.ascontiguousarray(stack))[None]))[0, 0].numpy()
+    errors = {}
+    for tile in (model.window, 128):
+        mosaic = predict_mosaic(model.net, stack, np.ones(stack.shape[1:], bool), tile, overlap=default_overlap(tile))
+        errors[tile] = np.abs(mosaic - whole)
+    old, new = errors[model.window], errors[128]
+    # measured: median 0.061 -> 0.005, 99th percentile 0.32 -> 0.09, max 0.60 -> 0.34 (a 2-epoch net, not smooth)
+    assert np.median(new) < 0.25 * np.median(old) and np.percentile(new, 99) < 0.5 * np.percentile(old, 99)
+    assert new.max() < old.max()

@@ -15,6 +15,7 @@ from slidemap.config_checks import check_file_name, check_value
 from slidemap.io import output_folder, scratch_dir
 from slidemap.mapping.ensemble import Ensemble, check_tta
 from slidemap.mapping.maps import inference_dtype, map_scene, pick_device
+from slidemap.mapping.mosaic import BLEND_MARGIN, FAST_TILE, TILE_MULTIPLE
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,22 @@ def add_map_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="output file prefix (default: the scene folder's or product's name)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction of the blended mosaic")
+    p.add_argument("--tile", type=int, default=None,
+                   help=f"tile size in px, a multiple of {TILE_MULTIPLE} (default: the checkpoint's training window, "
+                        f"as train.py's test maps; {FAST_TILE} maps about 2.8x faster at the same F1)")
+    p.add_argument("--overlap", type=float, default=None,
+                   help=f"tile overlap fraction of the blended mosaic (default: a {BLEND_MARGIN} px ramp, at most "
+                        "0.5: 0.125 at 512 px tiles, 0.5 at the training windows)")
     p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"],
                    help="network precision: auto = bf16 where the CPU/GPU has bf16 units, else fp32")
     p.set_defaults(func=map_command)
+
+
+def check_tile(tile: int) -> int:
+    """A tile size every network takes whole: a positive multiple of :data:`TILE_MULTIPLE`."""
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < TILE_MULTIPLE or tile % TILE_MULTIPLE:
+        raise InputError("--tile", f"must be a multiple of {TILE_MULTIPLE} px (e.g. 256, 512, 1024), got {tile!r}")
+    return tile
 
 
 def _product_name(path: str) -> str:
@@ -77,7 +90,10 @@ def map_command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     source = _scene_source(args)
     check_value("threshold", args.threshold, "--threshold")
-    check_value("overlap", args.overlap, "--overlap")
+    if args.overlap is not None:
+        check_value("overlap", args.overlap, "--overlap")
+    if args.tile is not None:
+        check_tile(args.tile)
     if args.name is not None:
         check_file_name("--name", args.name)
     check_tta(args.tta)
@@ -106,8 +122,8 @@ def map_command(args: argparse.Namespace) -> int:
             folder = Path(args.scene)
             name = args.name or folder.name
         scene = SceneStrips(folder, channels=model.channels)
-        paths = map_scene(model, scene, out, overlap=args.overlap, threshold=args.threshold, autocast=autocast,
-                          name=name)
+        paths = map_scene(model, scene, out, overlap=args.overlap, tile=args.tile, threshold=args.threshold,
+                          autocast=autocast, name=name)
     log.info("mapped %s (%d x %d px) with %s in %.2f s: maps in %s", name, *scene.shape, model.model_name,
              time.perf_counter() - start, args.out)
     for path in paths:

@@ -24,7 +24,8 @@ def add_region_parser(sub: argparse._SubParsersAction) -> None:
                                       "footprint, resumable, merged into one map",
                        description="Plans one `slidemap map` job per Sentinel-2 product footprint (tiles of the "
                                    "same date and orbit together), runs them on this machine (a pool dividing its "
-                                   "cores), records them in OUT/manifest.json, and merges the maps into "
+                                   "cores) or as a submitit job array (--executor submitit-local | slurm), records "
+                                   "them in OUT/manifest.json, and merges the maps into "
                                    "OUT/region_*.tif and OUT/region_landslides.gpkg. The same command again skips "
                                    "finished jobs and reruns failed or interrupted ones.")
     p.add_argument("--status", metavar="OUT", default=None, help="print the jobs of a region folder and exit")
@@ -33,9 +34,20 @@ def add_region_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="the region's folder (new, or one this command wrote before)")
     p.add_argument("--crs", default=None, help="CRS of the merged map (default: the one covering most of the region)")
     p.add_argument("--workers", type=int, default=1,
-                   help="jobs at a time on this machine; its cores are divided among them (default 1)")
+                   help="jobs at a time with --executor local; the cores are divided among them (default 1)")
+    p.add_argument("--executor", default="local", help="where the jobs run: local (a pool on this machine), "
+                                                       "submitit-local (a submitit job array here) or slurm (a "
+                                                       "SLURM job array through submitit; run on the login node)")
+    p.add_argument("--executor-config", default=None, metavar="FILE",
+                   help="the submitit/SLURM parameters (default: conf/region/<executor>.yaml)")
+    p.add_argument("--force", action="store_true",
+                   help="start over: remove this region's own files in --out (manifest, jobs, region_* maps, "
+                        ".submitit), never other files")
+    p.add_argument("--tile", type=int, default=None,
+                   help="tile size of every job's mosaic, as for slidemap map")
     p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--overlap", type=float, default=0.5, help="tile overlap fraction of the blended mosaic")
+    p.add_argument("--overlap", type=float, default=None,
+                   help="tile overlap fraction of the blended mosaic, as for slidemap map")
     p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"])
     p.add_argument("--tta", default="none", help="test-time views of every job, as for slidemap map (none|flips|d4)")
     p.set_defaults(func=region_command)
@@ -43,8 +55,9 @@ def add_region_parser(sub: argparse._SubParsersAction) -> None:
 
 def map_options(args: argparse.Namespace) -> list[str]:
     """The options every job's ``slidemap map`` gets (the products and the output folder are per job)."""
-    opts = ["--threshold", str(args.threshold), "--overlap", str(args.overlap), "--precision", args.precision,
-            "--tta", args.tta]
+    opts = ["--threshold", str(args.threshold), "--precision", args.precision, "--tta", args.tta]
+    opts += ["--overlap", str(args.overlap)] if args.overlap is not None else []
+    opts += ["--tile", str(args.tile)] if args.tile is not None else []
     if args.s2_pre:
         opts += ["--s2-pre", *[str(Path(p).resolve()) for p in args.s2_pre]]
     if args.bounds:
@@ -62,6 +75,7 @@ def print_status(out: Path) -> int:
     record = read_manifest(out)
     for job in record["jobs"]:
         took = f" {job['seconds']:.0f} s" if job.get("seconds") is not None else ""
+        took += f" {job['peak_gib']:.2f} GiB" if job.get("peak_gib") is not None else ""
         error = f": {job['error']}" if job.get("error") else ""
         print(f"{job['name']:<24} {job['status']:<8}{took}{error}")
     counts: dict[str, int] = {}
@@ -71,14 +85,6 @@ def print_status(out: Path) -> int:
         else "not merged"
     print(f"{len(record['jobs'])} job(s): " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"; {merged}")
     return 0
-
-
-def _check_out(out: Path) -> None:
-    """A new folder, or one holding this command's own files only (its manifest): nothing else is touched."""
-    if out.exists() and not out.is_dir():
-        raise InputError(out, "--out is an existing file")
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        raise InputError(out, "--out holds other files and no region manifest; give an empty or new folder")
 
 
 def _inputs(args: argparse.Namespace, options: list[str]) -> dict[str, Any]:
@@ -95,26 +101,44 @@ def region_command(args: argparse.Namespace) -> int:
             raise InputError(flag, "missing (or give --status OUT to see a region's jobs)")
     check_count("--workers", args.workers)
     check_value("threshold", args.threshold, "--threshold")  # checked here once, not in every job
-    check_value("overlap", args.overlap, "--overlap")
+    if args.overlap is not None:
+        check_value("overlap", args.overlap, "--overlap")
+    if args.tile is not None:
+        from slidemap.cli.map import check_tile
+
+        check_tile(args.tile)
+    from slidemap.io import check_replaceable
     from slidemap.mapping.ensemble import check_tta
-    from slidemap.region.jobs import DONE, Manifest, run_jobs
+    from slidemap.region.engines import check_executor, run_submitit
+    from slidemap.region.jobs import DONE, REGION_FILES, Manifest, remove_region_files, run_jobs
     from slidemap.region.merge import JobMaps, merge_region
     from slidemap.region.plan import plan_jobs
 
     check_tta(args.tta)
+    config = check_executor(args.executor, args.executor_config)
 
     start = time.perf_counter()
     out = Path(args.out)
-    _check_out(out)
+    check_replaceable(out, REGION_FILES, "slidemap region")  # foreign files: refused, with or without a manifest
     jobs = plan_jobs(args.s2, allow_l1c=args.allow_l1c)
-    out.mkdir(parents=True, exist_ok=True)
+    if args.force and out.is_dir():
+        removed = remove_region_files(out)
+        log.info("--force: removed %s from %s", ", ".join(removed) or "nothing", out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(out, f"output folder not writable: {err.strerror or err}") from err
     options = map_options(args)
     manifest = Manifest.create_or_resume(out, _inputs(args, options), jobs)
     todo = manifest.pending()
-    log.info("region: %d job(s), %d to run, %d worker(s)", len(manifest.record["jobs"]), len(todo), args.workers)
+    dem, ckpt = [str(Path(d).resolve()) for d in args.dem], [str(Path(c).resolve()) for c in args.ckpt]
+    log.info("region: %d job(s), %d to run, executor %s%s", len(manifest.record["jobs"]), len(todo), args.executor,
+             f" ({args.workers} worker(s))" if args.executor == "local" else "")
     with tqdm(total=len(todo), desc="region jobs", unit="job", disable=not todo) as bar:
-        failed = run_jobs(manifest, out, [str(Path(d).resolve()) for d in args.dem],
-                          [str(Path(c).resolve()) for c in args.ckpt], options, args.workers, bar.update)
+        if args.executor == "local":
+            failed = run_jobs(manifest, out, dem, ckpt, options, args.workers, bar.update)
+        else:
+            failed = run_submitit(manifest, out.resolve(), dem, ckpt, options, args.executor, config, bar.update)
     if failed:
         for job in manifest.record["jobs"]:
             if job["status"] != DONE:
@@ -124,8 +148,11 @@ def region_command(args: argparse.Namespace) -> int:
     from slidemap.region.jobs import footprint_of, job_dir
 
     done = [JobMaps(j["name"], job_dir(out, j["name"]), footprint_of(j)) for j in manifest.record["jobs"]]
+    merge_start = time.perf_counter()
     paths = merge_region(done, out, args.crs)
-    log.info("region of %d job(s) mapped and merged in %.1f s", len(done), time.perf_counter() - start)
+    merged = time.perf_counter() - merge_start
+    log.info("region of %d job(s) mapped and merged in %.1f s (merge %.1f s)", len(done),
+             time.perf_counter() - start, merged)
     for path in paths:
         print(path)
     return 0

@@ -28,7 +28,7 @@ from slidemap.data.split import Block
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import TrainedModel
 from slidemap.mapping.ensemble import Ensemble
-from slidemap.mapping.mosaic import iter_mosaic, site_reader, tile_count
+from slidemap.mapping.mosaic import default_overlap, fit_tile, iter_mosaic, site_reader, tile_count
 from slidemap.mapping.polygons import Landslides, vectorise, write_gpkg
 from slidemap.mapping.polygons_streamed import write_polygons_streamed
 from slidemap.mapping.rasters import write_maps
@@ -36,6 +36,10 @@ from slidemap.mapping.unit_guard import check_scene
 
 log = logging.getLogger(__name__)
 
+BATCH_PIXELS = 32 * 64 * 64
+"""Pixels per forward pass of a scene map (at most 32 tiles): 32 tiles of 64 px, 8 of 128 px, one of 512 px (a
+512 px tile's activations in the paper's U-Net take about 32 MiB per feature map of 32 channels in fp32: a batch of
+32 such tiles would take gigabytes)."""
 MAP_GDAL_CACHE_MB = 256
 """GDAL block cache while a scene map is written: dirty tiles wait there, so it bounds part of the map's memory."""
 
@@ -115,18 +119,24 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
-def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path, overlap: float = 0.5,
-              tile: int | None = None, threshold: float | None = None, batch_size: int = 32,
+def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path, overlap: float | None = None,
+              tile: int | None = None, threshold: float | None = None, batch_size: int | None = None,
               progress: bool | None = None, autocast: torch.dtype | None = None,
               name: str | None = None) -> list[Path]:
     """Map a whole scene read strip by strip: memory stays bounded whatever its size (a full S2 tile too).
 
     The same blended mosaic and GeoTIFF writer as :func:`map_area`; the polygons come from the written binary
     map (:func:`~slidemap.mapping.polygons_streamed.write_polygons_streamed`), so no full-scene array or
-    geometry list is ever held.
+    geometry list is ever held. ``tile`` defaults to the training window, ``overlap`` to
+    :func:`~slidemap.mapping.mosaic.default_overlap` of the tile, ``batch_size`` to :data:`BATCH_PIXELS` worth of
+    tiles.
     """
     model = as_ensemble(model)
     tile = int(tile or model.window)
+    overlap = default_overlap(tile) if overlap is None else overlap
+    if tile > model.window:  # a large tile on a small scene: no more than the scene (the window's tiles as always)
+        tile = fit_tile(tile, scene.shape)
+    batch_size = batch_size or max(1, min(32, BATCH_PIXELS // tile ** 2))  # 32 tiles of 32 or 64 px, as before
     threshold = model.threshold if threshold is None else float(threshold)
     name = name or scene.name
     check_scene(model, scene)  # a scene in other units than the checkpoint's is refused before anything is written
@@ -141,8 +151,8 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
                                  uncertainty=model.spread)
         elapsed = time.perf_counter() - start
         mpx = scene.shape[0] * scene.shape[1] / 1e6
-        log.info("%s: %d x %d px mosaic predicted and written in %.1f s (%.2f Mpx/s)", name, *scene.shape,
-                 elapsed, mpx / max(elapsed, 1e-9))
+        log.info("%s: %d x %d px mosaic (%d px tiles, overlap %.3g) predicted and written in %.1f s (%.2f Mpx/s)",
+                 name, *scene.shape, tile, overlap, elapsed, mpx / max(elapsed, 1e-9))
         start = time.perf_counter()
         gpkg = out_dir / f"{name}_landslides.gpkg"
         count, area = write_polygons_streamed(paths[1], gpkg, paths[0],

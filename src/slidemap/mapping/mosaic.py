@@ -36,6 +36,14 @@ from slidemap.data.site import Site
 from slidemap.data.split import Block
 
 MODES = ("blend", "grid")
+FAST_TILE = 512
+"""The large tile ``slidemap map --tile`` suggests: it costs far less per pixel than the training window's (fewer
+overlaps, larger convolutions; the networks are fully convolutional and pad any size to their stride). Measured on 2
+cores: 2.8x the mosaic's Mpx/s at the same F1 (benchmarks/README.md), short of the 3x that would make it the default."""
+BLEND_MARGIN = 64
+"""Pixels over which a blended tile's weight ramps up from 0 at an inner border (:func:`default_overlap`)."""
+TILE_MULTIPLE = 32
+"""Tiles are multiples of this (the U-Net's total stride 16, ResU-Net's 8, smp encoders' 32)."""
 
 RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 """``read(r0, r1)`` -> the normalised input rows ``[r0, r1)`` of the area, float32 (C, r1 - r0, W) with zeros at
@@ -68,6 +76,18 @@ def tile_starts(length: int, tile: int, mode: str = "blend", overlap: float = 0.
     stride = stride_px(tile, overlap)
     starts = list(range(0, length - tile, stride))
     return starts + [length - tile]
+
+
+def default_overlap(tile: int) -> float:
+    """The overlap whose ramp spans :data:`BLEND_MARGIN` px, at most half the tile: 0.5 for the training windows
+    (32, 64, 128 px: the mosaic as it always was), 0.125 for a 512 px tile (each pixel computed 1.3 times, not 4)."""
+    return min(0.5, BLEND_MARGIN / tile)
+
+
+def fit_tile(tile: int, shape: tuple[int, int]) -> int:
+    """``tile``, or less for an area smaller than it: the area's longer side rounded up to :data:`TILE_MULTIPLE`
+    (a 512 px tile on a 120 px scene would compute 18 times its pixels, all but 1/18 of them padding)."""
+    return min(tile, -(-max(shape) // TILE_MULTIPLE) * TILE_MULTIPLE)
 
 
 def stride_px(tile: int, overlap: float) -> int:
@@ -151,7 +171,7 @@ def iter_mosaic(net: nn.Module | Predictor, read: RowReader, shape: tuple[int, i
         read: Reader of normalised input rows and their valid mask (:data:`RowReader`); invalid pixels come out
             NaN, and tiles without a valid pixel are skipped.
         shape: (H, W) of the area.
-        tile: Tile size in pixels (the training window).
+        tile: Tile size in pixels (the training window, or larger).
         mode: ``blend`` or ``grid``.
         overlap: Share of a tile shared with its neighbour in ``blend`` mode.
         batch_size: Tiles per forward pass.

@@ -1,33 +1,41 @@
 """Run a region's jobs on this machine and keep ``manifest.json`` true at every moment.
 
-Each job is the ``slidemap map`` command itself, run as a child process into ``jobs/.<job>.partial`` and renamed to
+Each job is the ``slidemap map`` command itself, run as a child process into a tagged temporary folder in ``jobs/``
+(:func:`slidemap.io.tmp_prefix`: this host and process, so a killed run's are recognised and removed) renamed to
 ``jobs/<job>`` when it succeeds: the same readers, masks and options as mapping one product, and a job folder is
 either complete or absent. The manifest is rewritten atomically on every status change, so a SIGKILL at any moment
 loses at most the jobs in flight: the next run finds them ``running`` with no complete folder, and runs them again.
-Jobs run in a pool of worker threads (each waits on its child process), the machine's cores divided among them as
-the joblib launcher divides them among sweep jobs.
+Locally, jobs run in a pool of worker threads (each waits on its child process), the machine's cores divided among
+them as the joblib launcher divides them among sweep jobs; :mod:`slidemap.region.engines` runs the same
+:func:`execute_job` as a submitit job array instead (its own machine, or a SLURM cluster).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from slidemap.errors import InputError
-from slidemap.io import write_json
+from slidemap.io import remove_stale, signals_deferred, tmp_prefix, write_json
 from slidemap.region.plan import Footprint, Job
 
 MANIFEST = "manifest.json"
 JOBS = "jobs"
+SUBMITIT = ".submitit"
+REGION_FILES = (MANIFEST, JOBS, "region_*", SUBMITIT)
+"""What ``slidemap region`` writes in its folder (names or glob patterns): all ``--force`` removes, and all an existing
+``--out`` may hold."""
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
 
@@ -53,7 +61,7 @@ class Manifest:
             record = read_manifest(out)
             if record.get("inputs") != inputs:
                 raise InputError(path, "holds another region (other products, DEM, checkpoint or options); give "
-                                       "this region its own --out")
+                                       "this region its own --out, or --force to start over there")
             for job in record["jobs"]:
                 complete = job_dir(out, job["name"]).is_dir()
                 if job["status"] != DONE or not complete:
@@ -61,7 +69,8 @@ class Manifest:
         else:
             record = {"inputs": inputs, "jobs": [
                 {"name": j.name, "s2": list(j.s2), "date": j.date, "footprint": asdict(j.footprint),
-                 "out": f"{JOBS}/{j.name}", "status": PENDING, "error": None, "seconds": None} for j in jobs]}
+                 "out": f"{JOBS}/{j.name}", "status": PENDING, "error": None, "seconds": None, "peak_gib": None}
+                for j in jobs]}
         manifest = cls(path, record)
         manifest.save()
         return manifest
@@ -76,6 +85,19 @@ class Manifest:
 
     def pending(self) -> list[dict[str, Any]]:
         return [j for j in self.record["jobs"] if j["status"] != DONE]
+
+
+def remove_region_files(out: Path) -> list[str]:
+    """Start a region folder over (``--force``): remove the entries of :data:`REGION_FILES`, nothing else."""
+    removed = []
+    for entry in sorted(out.iterdir()) if out.is_dir() else []:
+        if any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in REGION_FILES):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry.name)
+    return removed
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
@@ -112,25 +134,69 @@ def last_error_line(stderr: str) -> str:
     return (errors or lines or ["failed without a message"])[-1][:500]
 
 
-def run_job(manifest: Manifest, job: dict[str, Any], out: Path, dem: Sequence[str], ckpt: Sequence[str],
-            options: Sequence[str], threads: int) -> bool:
-    """Map one job into ``jobs/.<name>.partial``, rename it to ``jobs/<name>`` when it succeeded."""
+@dataclass(frozen=True)
+class JobResult:
+    """What one job's run reports back to the manifest: success, its error line, how long it took."""
+
+    name: str
+    ok: bool
+    error: str | None = None
+    seconds: float | None = None
+    peak_gib: float | None = None
+    """The peak resident memory of the job's ``slidemap map`` process (to size a cluster's ``mem_gb``)."""
+
+
+def execute_job(job: dict[str, Any], out: Path, dem: Sequence[str], ckpt: Sequence[str], options: Sequence[str],
+                threads: int) -> JobResult:
+    """Map one job into a temporary ``jobs/.<name>.slidemap-tmp-<host>-<pid>-partial``, renamed to ``jobs/<name>``
+    when it succeeded.
+
+    The one per-job function of every engine (a pool thread here, a submitit array task on a node), so a job's
+    outputs do not depend on where it ran. It touches no manifest: the parent records the result it returns.
+    """
     final = job_dir(out, job["name"])
-    partial = final.with_name(f".{job['name']}.partial")
-    shutil.rmtree(partial, ignore_errors=True)  # a killed run's leftovers
+    partial = final.with_name(f"{tmp_prefix(job['name'])}partial")  # this process's own: never another try's
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(final.parent)  # the partial folders of killed runs on this host
     shutil.rmtree(final, ignore_errors=True)  # not done (the manifest says so): an incomplete earlier try
-    manifest.set(job["name"], status=RUNNING, error=None)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    done = subprocess.run(map_command(job, dem, ckpt, options, partial), capture_output=True, text=True, env=env)
-    seconds = round(time.perf_counter() - start, 1)
-    if done.returncode != 0:
+    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: wait4 below gives the child's own peak memory
+        child = subprocess.Popen(map_command(job, dem, ckpt, options, partial), stdout=subprocess.DEVNULL,
+                                 stderr=stderr, text=True, env=env)
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        except BaseException:  # interrupted: the child goes too, the job stays to be rerun
+            child.kill()
+            child.wait()
+            raise
+        child.returncode = os.waitstatus_to_exitcode(status)
+        stderr.seek(0)
+        errors = stderr.read()
+    seconds, peak = round(time.perf_counter() - start, 1), round(usage.ru_maxrss / 2**20, 3)  # KiB -> GiB
+    if child.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
-        manifest.set(job["name"], status=FAILED, error=last_error_line(done.stderr), seconds=seconds)
-        return False
-    os.replace(partial, final)
-    manifest.set(job["name"], status=DONE, error=None, seconds=seconds)
-    return True
+        return JobResult(job["name"], False, last_error_line(errors), seconds, peak)
+    with signals_deferred():
+        if final.exists():  # a try orphaned by a killed parent finished meanwhile: same inputs, same maps
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    return JobResult(job["name"], True, None, seconds, peak)
+
+
+def record(manifest: Manifest, result: JobResult) -> None:
+    """A finished job's status in the manifest."""
+    manifest.set(result.name, status=DONE if result.ok else FAILED, error=result.error, seconds=result.seconds,
+                 peak_gib=result.peak_gib)
+
+
+def run_job(manifest: Manifest, job: dict[str, Any], out: Path, dem: Sequence[str], ckpt: Sequence[str],
+            options: Sequence[str], threads: int) -> bool:
+    """One job on this machine: ``running`` in the manifest, mapped, then ``done`` or ``failed``."""
+    manifest.set(job["name"], status=RUNNING, error=None)
+    result = execute_job(job, out, dem, ckpt, options, threads)
+    record(manifest, result)
+    return result.ok
 
 
 def run_jobs(manifest: Manifest, out: Path, dem: Sequence[str], ckpt: Sequence[str], options: Sequence[str],
