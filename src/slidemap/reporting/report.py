@@ -213,7 +213,8 @@ def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str
     asked = f"; input sets {', '.join(inputs)}" if len(inputs) > 1 else ""
     lines = [f"# Sweep report: `{sweep.root}`", "",
              f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from **{len(runs)} complete run(s)** in "
-             f"{len({run_key(r) for r in runs})} of {len(sweep.expected)} expected cell(s) (models {', '.join(sweep.axes['model'])}; windows "
+             f"{len({run_key(r) for r in runs})} of {len(sweep.expected)} expected cell(s) "
+             f"(models {', '.join(sweep.axes['model'])}; windows "
              f"{', '.join(map(str, sweep.axes['window']))} px; scenarios {', '.join(sweep.axes['scenario'])}{asked}). "
              f"Sum of run wall times: {sum(float(r.get('wall_time_s') or 0) for r in runs) / 60:.1f} min. "
              f"{stopping_note(runs)} Every run and test area, as fractions: [runs.csv](runs.csv).", "",
