@@ -17,12 +17,6 @@ from slidemap.errors import InputError
 BAND_NAMES: tuple[str, ...] = ("B2", "B3", "B4", "B8")
 """The Sentinel-2 band ids of the paper's bands (blue, green, red, nir): what ingest reads from products."""
 
-PRE_BAND_NAMES: tuple[str, ...] = tuple(f"{b}{PRE_SUFFIX}" for b in PAPER_BANDS)
-"""The paper's bands of the pre-event image (``s2_pre.tif``), stored in ``Site.bands_pre``."""
-
-PRE_CHANNELS: tuple[str, ...] = PRE_BAND_NAMES + PRE_DERIVED
-"""The paper's channels that need a pre-event image: its bands, its NDVI and the NDVI change."""
-
 DEFAULT_CHANNELS: tuple[str, ...] = PAPER_BANDS + ("slope",)
 """The paper's inputs: Sentinel-2 B2, B3, B4, B8 (blue, green, red, nir) and slope."""
 
