@@ -100,6 +100,16 @@ def test_planetscope_by_band_descriptions_in_reflectance(planet_root, synthetic_
     np.testing.assert_allclose(site.slope[inner][v[inner]], s2.slope[:160, :160][inner][v[inner]], atol=0.01)
 
 
+def test_16_bit_brightness_needs_a_scale_as_in_patch_datasets(planet_root, tmp_path):
+    site = tmp_path / "s"
+    shutil.copytree(planet_root / "china", site)
+    (site / "site.yaml").write_text(yaml.safe_dump({"units": "brightness"}))
+    assert "image.tif: uint16 brightness has no default scale (uint8 is / 255): give 'scale'" in \
+        one_line(lambda: read_site(site))
+    (site / "site.yaml").write_text(yaml.safe_dump({"units": "brightness", "scale": 1 / 4095}))
+    assert read_site(site).optical_unit == "brightness"
+
+
 def test_bad_image_sites_are_one_line(rgb_root, tmp_path):
     both = tmp_path / "both"
     shutil.copytree(rgb_root / "china", both)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slidemap.data.channels import PAPER_BANDS, S2_COMMON, band_common_name, s2_band_id
+from slidemap.data.channels import COMMON_S2, PAPER_BANDS, band_common_name, s2_band_id
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ S2_FILE, IMAGE_FILE = "s2.tif", "image.tif"
 """A site's image: Sentinel-2 (the paper's four bands) or any sensor's bands, named."""
 PRE_FILES = {S2_FILE: "s2_pre.tif", IMAGE_FILE: "image_pre.tif"}
 """The pre-event image that goes with each kind of image (the same bands, any grid)."""
-_COLOUR_BANDS = {"red": "red", "green": "green", "blue": "blue"}
+_COLOUR_BANDS = ("red", "green", "blue")
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,12 @@ class ImageBands:
 def band_name(text: str) -> str | None:
     """The Sentinel-2 band id in ``text`` ('B02', 'b8', 'B8A', 'nir' -> 'B2', 'B8', 'B8A', 'B8'): ingest's spelling."""
     common = band_common_name(text)
-    ids = {v: k for k, v in S2_COMMON.items()}
-    return ids.get(common) if common else s2_band_id(text)
+    return COMMON_S2.get(common) if common else s2_band_id(text)
 
 
 def _label(name: str) -> str:
     """A band for messages: 'blue (B2)' where Sentinel-2 has it, else the common name."""
-    s2 = {v: k for k, v in S2_COMMON.items()}.get(name)
+    s2 = COMMON_S2.get(name)
     return f"{name} ({s2})" if s2 else name
 
 
@@ -106,7 +105,7 @@ def image_band_indexes(path: Path, src: Any, meta: dict[str, Any]) -> ImageBands
     else:
         names = _described(src)
         if not any(names):
-            names = [_COLOUR_BANDS.get(c.name) for c in src.colorinterp]
+            names = [c.name if c.name in _COLOUR_BANDS else None for c in src.colorinterp]
     named = [(i + 1, n) for i, n in enumerate(names) if n]
     if not named:
         raise InputError(path, f"cannot tell which of its {src.count} band(s) is which: name them in site.yaml "

@@ -23,6 +23,9 @@ S2_COMMON: dict[str, str] = {
     "B7": "rededge078", "B8": "nir", "B8A": "nir08", "B9": "nir09", "B10": "cirrus", "B11": "swir16", "B12": "swir22"}
 """Sentinel-2 MSI band ids and their common names, by the bands' centre wavelengths (the eo extension's table)."""
 
+COMMON_S2: dict[str, str] = {common: s2 for s2, common in S2_COMMON.items()}
+"""The other way round: the Sentinel-2 id of a common name (ingest's spelling, and messages about s2.tif)."""
+
 PAPER_BANDS: tuple[str, ...] = ("blue", "green", "red", "nir")
 """The paper's Sentinel-2 10 m bands B2, B3, B4, B8, in the order s2.tif stores them."""
 

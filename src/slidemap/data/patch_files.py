@@ -43,8 +43,6 @@ KEYS: tuple[str, ...] = ("channels", "units", "scale", "offset", "pixel_size", "
 SIDECARS: tuple[str, ...] = (".aux.xml", ".ovr", ".msk", ".pgw", ".pngw", ".tfw", ".tifw", ".wld", ".prj")
 """GDAL and world-file sidecars next to a patch (statistics, overviews, georeference): not patches, skipped."""
 
-BRIGHTNESS_UINT8_SCALE = 1.0 / 255.0
-
 
 @dataclass(frozen=True)
 class PatchSpec:
@@ -162,19 +160,10 @@ def load_spec(root: Path) -> PatchSpec:
 
 
 def band_conversion(dtype: np.dtype, spec: PatchSpec, source: Path) -> tuple[float, float]:
-    """(scale, offset) from stored band values to the dataset's unit.
-
-    dataset.yaml's ``scale``/``offset`` when given. Otherwise floats are taken as they are; integer reflectance is
-    DN / 10000 (Sentinel-2 L2A, as the site reader has it); uint8 brightness is / 255 (8-bit imagery to 0-1). Any
-    other integer brightness (12- or 16-bit) has no safe default and needs a ``scale``.
-    """
-    dtype = np.dtype(dtype)
-    if spec.scale is not None or dtype.kind == "f" or spec.units == REFLECTANCE:
-        return conversion(dtype, spec.scale, spec.offset)
-    if dtype == np.uint8:
-        return BRIGHTNESS_UINT8_SCALE, float(spec.offset or 0.0)
-    raise InputError(source, f"{dtype} brightness has no default scale (uint8 is / 255): give 'scale' in "
-                             f"{spec.path}, e.g. {1 / 4095:.6g} for 12-bit values")
+    """(scale, offset) from stored band values to the dataset's unit: dataset.yaml's ``scale``/``offset``, else the
+    site reader's defaults (:func:`~slidemap.data.reflectance.conversion`: floats as they are, integer reflectance
+    DN / 10000, uint8 brightness / 255, other integer brightness refused)."""
+    return conversion(dtype, spec.scale, spec.offset, spec.units, source)
 
 
 def _fmt(path: Path) -> str:

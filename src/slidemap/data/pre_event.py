@@ -27,12 +27,13 @@ MIN_COVERAGE = 0.95
 channels would describe a different area than the labels, so the site is refused instead of silently shrunk."""
 
 
-def pre_reflectance(meta: dict[str, Any], dn: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def pre_reflectance(meta: dict[str, Any], dn: np.ndarray, valid: np.ndarray, source: Path) -> np.ndarray:
     """Reflectance of pre-event DNs, NaN where invalid: site.yaml ``pre_scale``/``pre_offset``, else s2.tif's
     ``scale``/``offset`` (pre and post usually come from the same source), else the defaults for the dtype."""
     scale = meta.get("pre_scale", meta.get("scale"))
     offset = meta.get("pre_offset", meta.get("offset"))
-    return to_reflectance(dn, valid, scale, offset, fill=np.nan, unit=str(meta.get("units") or "reflectance"))
+    return to_reflectance(dn, valid, scale, offset, fill=np.nan, unit=str(meta.get("units") or "reflectance"),
+                          source=source)
 
 
 def read_pre_event(path: Path, meta: dict[str, Any], grid: Grid,
@@ -54,12 +55,13 @@ def read_pre_event(path: Path, meta: dict[str, Any], grid: Grid,
             c0, r0, c1, r1 = max(col, 0), max(row, 0), min(col + w, src.width), min(row + h, src.height)
             if c1 > c0 and r1 > r0:
                 window = Window(c0, r0, c1 - c0, r1 - r0)
-                out[:, r0 - row:r1 - row, c0 - col:c1 - col] = pre_reflectance(meta, *read_valid(src, idx, window))
+                refl = pre_reflectance(meta, *read_valid(src, idx, window), path)
+                out[:, r0 - row:r1 - row, c0 - col:c1 - col] = refl
         else:
             footprint = grid.bounds_in(src.crs)
             if footprint is None or not disjoint(footprint, own_bounds(src)):
                 window = covering_window(src, footprint)
-                refl = pre_reflectance(meta, *read_valid(src, idx, window))
+                refl = pre_reflectance(meta, *read_valid(src, idx, window), path)
                 for k in range(len(held.names)):
                     reproject_onto(refl[k], src, window, grid, out[k])
     valid = np.isfinite(out).all(axis=0)

@@ -114,7 +114,7 @@ def read_image(path: Path, meta: dict[str, Any],
         window = None if rows is None else Window(0, rows[0], src.width, rows[1] - rows[0])
         dn, valid = read_valid(src, held.indexes, window)
         grid = Grid.of(src)
-    values = to_reflectance(dn, valid, meta.get("scale"), meta.get("offset"), unit=unit)
+    values = to_reflectance(dn, valid, meta.get("scale"), meta.get("offset"), unit=unit, source=path)
     check_reflectance(values, valid, path, meta.get("scale"), unit)
     return values, valid, grid, held
 

@@ -21,28 +21,36 @@ MAX_MEDIAN_REFLECTANCE = 2.0
 above it means the values are still digital numbers (x 10000) or otherwise not reflectance."""
 
 
-def conversion(dtype: np.dtype, scale: float | None, offset: float | None,
-               unit: str = "reflectance") -> tuple[float, float]:
-    """(scale, offset) to ``unit``: those given (site.yaml), else floats as they are, integer reflectance DN /
-    10000 and integer brightness / the type's maximum (255 for uint8)."""
-    kind = np.dtype(dtype).kind
-    if kind == "f":
+BRIGHTNESS_UINT8_SCALE = 1.0 / 255.0
+"""8-bit brightness to 0-1."""
+
+
+def conversion(dtype: np.dtype, scale: float | None, offset: float | None, unit: str = "reflectance",
+               source: object = None) -> tuple[float, float]:
+    """(scale, offset) to ``unit``: those given (site.yaml, dataset.yaml), else floats as they are, integer
+    reflectance DN / 10000 and uint8 brightness / 255. Other integer brightness has no safe default (12-bit values
+    in uint16 would come out 16x too dark) and is refused, naming ``source``: site and patch readers share this."""
+    dtype = np.dtype(dtype)
+    if scale is not None or dtype.kind == "f":
         default_scale = 1.0
     elif unit == "brightness":
-        default_scale = 1.0 / float(np.iinfo(np.dtype(dtype)).max)
+        if dtype != np.uint8:
+            raise InputError(source, f"{dtype} brightness has no default scale (uint8 is / 255): give 'scale' in "
+                                     f"site.yaml or dataset.yaml, e.g. {1 / 4095:.6g} for 12-bit values")
+        default_scale = BRIGHTNESS_UINT8_SCALE
     else:
         default_scale = L2A_DN_SCALE
     return float(default_scale if scale is None else scale), float(offset or 0.0)
 
 
 def to_reflectance(dn: np.ndarray, valid: np.ndarray, scale: float | None = None, offset: float | None = None,
-                   fill: float = 0.0, unit: str = "reflectance") -> np.ndarray:
+                   fill: float = 0.0, unit: str = "reflectance", source: object = None) -> np.ndarray:
     """Bands (k, H, W) of DNs as float32 reflectance ``dn x scale + offset``; ``fill`` where ``valid`` is False.
 
     Scale and offset are applied in float32, each only when it changes something, so reflectance that is stored
     as such passes through bit for bit.
     """
-    scale, offset = conversion(dn.dtype, scale, offset, unit)
+    scale, offset = conversion(dn.dtype, scale, offset, unit, source)
     refl = dn.astype(np.float32)
     if scale != 1.0:
         refl *= np.float32(scale)
