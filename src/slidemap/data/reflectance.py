@@ -2,8 +2,8 @@
 
 Surface reflectance (Sentinel-2 and any calibrated sensor): integer DNs / 10000 unless site.yaml gives ``scale``
 and ``offset`` (the L2A convention, also PlanetScope's surface reflectance). Brightness (site.yaml ``units:
-brightness``: uncalibrated imagery such as 8-bit aerial or UAV RGB): integers divided by their type's maximum
-(255 for 8-bit) unless a ``scale`` is given, so values lie in 0-1. A site's image and its pre-event image both come
+brightness``: uncalibrated imagery such as 8-bit aerial or UAV RGB): uint8 divided by 255 unless a ``scale`` is
+given (other integer types must give one), so values lie in 0-1. A site's image and its pre-event image both come
 through here, so both dates get the same units (a change channel of two differently scaled images would be noise).
 """
 
