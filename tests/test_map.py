@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -325,3 +326,93 @@ def test_binary_map_is_strictly_above_the_threshold_like_the_scored_metrics():
 
     prob = np.array([0.5, np.nextafter(np.float32(0.5), np.float32(1)), 0.2, np.nan], np.float32)
     np.testing.assert_array_equal(binarise(prob, 0.5), [0, 1, 0, 255])
+
+
+# ---------------------------------------------------------------- large tiles and overlapped reading / writing
+
+
+def test_default_tile_is_the_large_map_tile(capsys, ckpt, tmp_path, caplog):
+    """A scene taller than 512 px maps with 512 px tiles (64 px ramp) by default, not the 32 px training window,
+    and the map is that mosaic of the whole scene."""
+    from slidemap.data.reader import read_site
+    from slidemap.mapping.checkpoint import load_checkpoint
+    from slidemap.mapping.mosaic import MAP_TILE, predict_mosaic, site_reader
+
+    shape = (544, 64)
+    rng = np.random.default_rng(3)
+    bands = (rng.uniform(0.5, 1.5, (4, *shape)) * np.array(fs.DN)[:, None, None]).astype(np.uint16)
+    folder = tmp_path / "tall"
+    fs.write_raster(folder / "s2.tif", bands, fs.S2_CRS, fs.s2_transform(), nodata=0)
+    fs.write_dem_geographic(folder / "dem.tif", fs.S2_CRS, fs.s2_transform(), shape, fs.plane(0.3, 0.1))
+    out = tmp_path / "maps"
+    with caplog.at_level(logging.INFO):
+        code, _, err = run_map(capsys, "--ckpt", str(ckpt), "--scene", str(folder), "--out", str(out),
+                               "--precision", "32")
+    assert code == 0, err
+    assert MAP_TILE == 512
+    assert any("(512 px tiles, overlap 0.125)" in r.getMessage() for r in caplog.records)
+    model = load_checkpoint(ckpt)
+    site = read_site(folder, require_label=False)
+    read, valid = site_reader(site, model.normaliser)
+    expected = predict_mosaic(model.net, read(0, shape[0])[0], valid, 512, overlap=0.125)
+    with rasterio.open(out / "tall_probability.tif") as src:
+        np.testing.assert_allclose(src.read(1), expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+    training_window = predict_mosaic(model.net, read(0, shape[0])[0], valid, 32, overlap=0.5)
+    assert not np.allclose(training_window, expected, atol=1e-6)  # the default really changed the tiles
+
+
+def test_the_mosaic_reads_each_band_of_rows_once_in_order_while_predicting_ahead():
+    """The next band of rows is read in a thread while the network runs: still once each, in increasing order."""
+    import threading
+
+    from slidemap.mapping.mosaic import iter_mosaic, tile_starts
+
+    rows, cols, tile = 150, 40, 32
+    stack = np.random.default_rng(0).normal(size=(2, rows, cols)).astype(np.float32)
+    calls, threads = [], set()
+
+    def read(r0: int, r1: int):
+        calls.append((r0, r1))
+        threads.add(threading.current_thread().name)
+        return stack[:, r0:r1], np.ones((r1 - r0, cols), bool)
+
+    net = __import__("torch").nn.Conv2d(2, 1, 3, padding=1)
+    parts = list(iter_mosaic(net, read, (rows, cols), tile, overlap=0.5, batch_size=4))
+    starts = tile_starts(rows, tile, "blend", 0.5)
+    assert calls == [(r, min(rows, r + tile)) for r in starts]
+    assert threading.current_thread().name not in threads  # read in the reader thread, not the caller's
+    assert sum(p[1].shape[0] for p in parts) == rows and [p[0] for p in parts] == sorted(p[0] for p in parts)
+
+
+def test_produced_ahead_keeps_order_reraises_and_stops_early():
+    from slidemap.mapping.maps import produced_ahead
+
+    assert list(produced_ahead(iter(range(7)))) == list(range(7))
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("disk full")
+
+    got = []
+    with pytest.raises(ValueError, match="disk full"):
+        for item in produced_ahead(failing()):
+            got.append(item)
+    assert got == [1, 2]
+
+    made = []
+
+    def endless():
+        i = 0
+        while True:
+            made.append(i)
+            yield i
+            i += 1
+
+    ahead = produced_ahead(endless())
+    assert [next(ahead), next(ahead)] == [0, 1]
+    ahead.close()  # the consumer stopped (an error while writing): the producer stops too, a few items on at most
+    time.sleep(0.5)
+    settled = len(made)
+    time.sleep(0.3)
+    assert len(made) == settled <= 5

@@ -15,7 +15,7 @@ from slidemap.config_checks import check_file_name, check_value
 from slidemap.io import output_folder, scratch_dir
 from slidemap.mapping.ensemble import Ensemble, check_tta
 from slidemap.mapping.maps import inference_dtype, map_scene, pick_device
-from slidemap.mapping.mosaic import BLEND_MARGIN, FAST_TILE, TILE_MULTIPLE
+from slidemap.mapping.mosaic import BLEND_MARGIN, MAP_TILE, TILE_MULTIPLE
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ def add_map_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--tile", type=int, default=None,
-                   help=f"tile size in px, a multiple of {TILE_MULTIPLE} (default: the checkpoint's training window, "
-                        f"as train.py's test maps; {FAST_TILE} maps about 2.8x faster at the same F1)")
+                   help=f"tile size in px, a multiple of {TILE_MULTIPLE} (default: {MAP_TILE}, or the scene's size "
+                        "when smaller; the checkpoint's training window, as train.py's test maps, is about 3x slower "
+                        "at the same F1)")
     p.add_argument("--overlap", type=float, default=None,
                    help=f"tile overlap fraction of the blended mosaic (default: a {BLEND_MARGIN} px ramp, at most "
                         "0.5: 0.125 at 512 px tiles, 0.5 at the training windows)")

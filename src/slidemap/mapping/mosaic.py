@@ -23,6 +23,7 @@ and overlapping tiles alike (the law of total variance), with no seam where a ti
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from typing import Protocol, runtime_checkable
 
@@ -36,10 +37,12 @@ from slidemap.data.site import Site
 from slidemap.data.split import Block
 
 MODES = ("blend", "grid")
-FAST_TILE = 512
-"""The large tile ``slidemap map --tile`` suggests: it costs far less per pixel than the training window's (fewer
-overlaps, larger convolutions; the networks are fully convolutional and pad any size to their stride). Measured on 2
-cores: 2.8x the mosaic's Mpx/s at the same F1 (benchmarks/README.md), short of the 3x that would make it the default."""
+MAP_TILE = 512
+"""``slidemap map``'s (and ``slidemap region``'s) default tile: far less work per pixel than the training window's
+tiles (a 64 px blend ramp, so each pixel is computed ~1.3 times instead of 4; the networks are fully convolutional
+and pad any size to their stride). Measured on 2 cores: 3.1x the mosaic's Mpx/s of the 64 px tiles, F1 within 0.44
+points (benchmarks/README.md, large tiles). A scene smaller than the tile gets one tile of its own size
+(:func:`fit_tile`); a checkpoint trained on larger windows maps with its window."""
 BLEND_MARGIN = 64
 """Pixels over which a blended tile's weight ramps up from 0 at an inner border (:func:`default_overlap`)."""
 TILE_MULTIPLE = 32
@@ -205,8 +208,12 @@ def iter_mosaic(net: nn.Module | Predictor, read: RowReader, shape: tuple[int, i
 
     bar = tqdm(total=len(r_starts) * len(c_starts), unit="tile", desc=desc, leave=False, mininterval=1.0,
                disable=None if progress is None else not progress)
-    with bar:
-        for r, rw in zip(r_starts, r_w):
+    heights = [min(tile, rows - r) for r in r_starts]
+    with bar, ThreadPoolExecutor(max_workers=1) as reader:
+        # the next band of rows is read (decompressed, resampled) while the network runs on this one; one reader
+        # thread keeps the reads in increasing order, as the RowReader contract asks
+        pending = reader.submit(read, r_starts[0], r_starts[0] + heights[0])
+        for i, (r, rw) in enumerate(zip(r_starts, r_w)):
             if r > base:  # rows above this band are final
                 d = r - base
                 yield base, *finished(d)
@@ -216,8 +223,10 @@ def iter_mosaic(net: nn.Module | Predictor, read: RowReader, shape: tuple[int, i
                     acc2[:-d] = acc2[d:].copy()
                     acc2[-d:] = 0.0
                 base = r
-            h = min(tile, rows - r)
-            band, band_valid = read(r, r + h)
+            h = heights[i]
+            band, band_valid = pending.result()
+            if i + 1 < len(r_starts):
+                pending = reader.submit(read, r_starts[i + 1], r_starts[i + 1] + heights[i + 1])
             vbuf[:h] = band_valid
             todo = [(c, cw) for c, cw in zip(c_starts, c_w) if band_valid[:, c:c + tile].any()]
             bar.update(len(c_starts) - len(todo))
