@@ -40,7 +40,7 @@ MODES = ("blend", "grid")
 MAP_TILE = 512
 """``slidemap map``'s (and ``slidemap region``'s) default tile: far less work per pixel than the training window's
 tiles (a 64 px blend ramp, so each pixel is computed ~1.3 times instead of 4; the networks are fully convolutional
-and pad any size to their stride). Measured on 2 cores: 3.1x the mosaic's Mpx/s of the 64 px tiles, F1 within 0.44
+and pad any size to their stride). Measured on 2 cores: 3.0x the mosaic's Mpx/s of the 64 px tiles, F1 within 0.44
 points (benchmarks/README.md, large tiles). A scene smaller than the tile gets one tile of its own size
 (:func:`fit_tile`); a checkpoint trained on larger windows maps with its window."""
 BLEND_MARGIN = 64
