@@ -22,7 +22,8 @@ from slidemap.reporting.baselines import (BASELINE_COLUMNS, RULES, Baselines, ba
 from slidemap.reporting.claims import CLAIMS_COLUMNS, Claim, claims_section, judge_claims
 from slidemap.reporting.reliability import write_reliability
 from slidemap.reporting.stats import CONTRADICTED, SUPPORTED, Interval, bounded, verdict
-from slidemap.reporting.sweep import Sweep, areas_of, input_sets, paper_runs, run_key, scan_sweep, transfer_summary
+from slidemap.reporting.sweep import (NO_AUGMENT, Sweep, areas_of, input_sets, paper_runs, run_key, scan_sweep,
+                                      transfer_summary)
 from slidemap.reporting.tables import (SUMMARY_COLUMNS, largest_n, pct, pct_interval, scenario_tables, seeds_of,
                                        summary_rows, wide_table)
 
@@ -215,7 +216,7 @@ def _augmentations_section(rows: list[aug.AugmentRow], figure: Path) -> list[str
                  "augment": r.augment, "n": str(r.runs)}
         stats = [_stat_cell(r.stats[m]) for m in aug.METRICS]
         lines.append("| " + " | ".join([cells[n] for n in names] + stats + [_diff_cell(r.diff["mean_f1"])]) + " |")
-    sentences = [augment_sentence(rows, a) for a in aug.augments(rows) if a != aug.NO_AUGMENT]
+    sentences = [augment_sentence(rows, a) for a in aug.augments(rows) if a != NO_AUGMENT]
     if sentences:
         lines += ["", "Paired difference in mean F1 from `none`, all of an augmentation's pairs pooled:", ""]
         lines += [f"- {s}" for s in sentences]
@@ -293,7 +294,7 @@ def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str
     if "input_sets" in data:
         lines += _input_sets_section(runs, data["input_sets"], figures["input_sets"])
     if augmentations:
-        lines += _augmentations_section(augmentations, figures["augmentations"])
+        lines += _augmentations_section(augmentations, figures["augmentations_mean_f1"])
     lines += _figure_sections(runs, data, figures)
     lines += ["", "## Prediction maps (paper Figs. 6-9)", ""]
     if panels:
@@ -373,7 +374,7 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
                 figures["input_sets"] = fig.plot_input_sets(data["input_sets"], tmp / INPUT_SET_FIGURE)
             if augmentations:
                 _write_csv(tmp / "augmentations.csv", AUGMENT_COLUMNS, aug.csv_rows(augmentations))
-                figures["augmentations"] = fig.plot_augmentations(data["augmentations"], tmp / AUGMENT_FIGURE)
+                figures["augmentations_mean_f1"] = fig.plot_augmentations(data["augmentations"], tmp / AUGMENT_FIGURE)
             panels = fig.prediction_panels(sweep.runs, sites, splits, tmp)
             _write_csv(tmp / "claims.csv", CLAIMS_COLUMNS, [c.row() for c in claims])
             (tmp / "report.md").write_text(_markdown(sweep, baselines, bool(sites), data_note, data, figures, panels,
