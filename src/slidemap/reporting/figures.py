@@ -262,6 +262,22 @@ def plot_input_sets(data: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_augmentations(data: dict[str, Any], path: Path) -> Path:
+    """Mean F1 per training scenario, one bar per augmentation and model (``augmentations.figure_data``), with the
+    95% t-interval over seeds as error bars when the sweep has several seeds."""
+    scenarios, series = data["scenarios"], data["series"]
+    fig = Figure(figsize=(max(7.0, 0.35 * len(series) * len(scenarios) + 3.0), 5.0))
+    ax = fig.add_subplot()
+    _grouped_bars(ax, scenarios, series, "model, augmentation",
+                  data["intervals"] if len(data.get("seeds", [])) > 1 else None)
+    ax.legend(title="model, augmentation", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+              title_fontsize=8)
+    ax.set_xlabel("training scenario")
+    ax.set_title("Mean F1 per augmentation, model and training scenario\n"
+                 f"mean over the site test areas; {_bar_note(data)}", fontsize=10)
+    return _save(fig, path)
+
+
 def plot_transfer(data: dict[str, Any], path: Path) -> Path:
     """Heat map of F1 per training scenario and test area (mean over models and windows), own site boxed."""
     t = data["transfer"]
