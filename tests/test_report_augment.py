@@ -209,3 +209,5 @@ def test_the_comparison_goes_to_an_active_wandb_run(tmp_path: Path, monkeypatch:
     assert logged["report/augmentations"][2][0][columns.index("own_site_f1_mean")] == pytest.approx(0.80)
     kind, path = logged["report/augmentations_mean_f1"]  # the figure, under its own key next to the table
     assert kind == "image" and path == tmp_path / "out" / "augmentations_mean_f1.png" and path.exists()
+    # augmented runs are input sets post+<augment> too: that table and its figure keep separate keys as well
+    assert logged["report/input_sets"][0] == "table" and logged["report/input_sets_mean_f1"][0] == "image"

@@ -292,7 +292,7 @@ def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str
     lines += _baseline_section(runs, baselines, sites_ok, data_note) + [""]
     lines += claims_section(claims, len(seeds_of(runs))) + [""]
     if "input_sets" in data:
-        lines += _input_sets_section(runs, data["input_sets"], figures["input_sets"])
+        lines += _input_sets_section(runs, data["input_sets"], figures["input_sets_mean_f1"])
     if augmentations:
         lines += _augmentations_section(augmentations, figures["augmentations_mean_f1"])
     lines += _figure_sections(runs, data, figures)
@@ -371,7 +371,7 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
             figures = {k: plot(data, tmp / name) for k, (name, plot) in FIGURES.items()}
             if "input_sets" in data:
                 _write_csv(tmp / "input_sets.csv", INPUT_SET_COLUMNS, input_set_rows(data["input_sets"]))
-                figures["input_sets"] = fig.plot_input_sets(data["input_sets"], tmp / INPUT_SET_FIGURE)
+                figures["input_sets_mean_f1"] = fig.plot_input_sets(data["input_sets"], tmp / INPUT_SET_FIGURE)
             if augmentations:
                 _write_csv(tmp / "augmentations.csv", AUGMENT_COLUMNS, aug.csv_rows(augmentations))
                 figures["augmentations_mean_f1"] = fig.plot_augmentations(data["augmentations"], tmp / AUGMENT_FIGURE)
