@@ -94,3 +94,18 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> 
     """A U-Net (8 base filters) trained on the synthetic sites for 2 short fp32 epochs, once per session."""
     out = tmp_path_factory.mktemp("tiny-unet") / "run"
     return run_training(compose_config("train", out, [f"data.root={synthetic_root}", *TINY_TRAINING, TINY_UNET]))
+
+
+@pytest.fixture
+def fake_wandb(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """An active W&B run that records what is logged to it: key -> ("table", columns, rows) or ("image", path)."""
+    import sys
+    import types
+
+    logged: dict = {}
+    fake = types.ModuleType("wandb")
+    fake.Table = lambda columns, data: ("table", columns, data)
+    fake.Image = lambda path, caption=None: ("image", Path(path))
+    fake.run = types.SimpleNamespace(log=logged.update)
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    return logged

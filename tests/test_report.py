@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
-import types
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -244,13 +242,8 @@ def test_report_folder_never_replaces_runs_or_other_files(tmp_path: Path) -> Non
     assert write_report(sweep).read_text().split("\n", 3)[3] == first.split("\n", 3)[3]  # a report replaces one
 
 
-def test_tables_and_figures_go_to_an_active_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    logged: dict = {}
-    fake = types.ModuleType("wandb")
-    fake.Table = lambda columns, data: ("table", columns, data)
-    fake.Image = lambda path, caption=None: ("image", Path(path))
-    fake.run = types.SimpleNamespace(log=logged.update)
-    monkeypatch.setitem(sys.modules, "wandb", fake)
+def test_tables_and_figures_go_to_an_active_wandb_run(tmp_path: Path, fake_wandb: dict) -> None:
+    logged = fake_wandb
     sweep = make_sweep(tmp_path / "sweep", str(tmp_path / "gone"))
     write_report(sweep, tmp_path / "out")
     assert logged["report/runs"][0] == "table" and len(logged["report/runs"][2]) == len(F1) * len(AREAS)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -196,13 +194,8 @@ def test_no_comparison_with_a_single_augmentation(tmp_path: Path) -> None:
     assert "## Augmentations" not in report.read_text()
 
 
-def test_the_comparison_goes_to_an_active_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    logged: dict = {}
-    fake = types.ModuleType("wandb")
-    fake.Table = lambda columns, data: ("table", columns, data)
-    fake.Image = lambda path, caption=None: ("image", Path(path))
-    fake.run = types.SimpleNamespace(log=logged.update)
-    monkeypatch.setitem(sys.modules, "wandb", fake)
+def test_the_comparison_goes_to_an_active_wandb_run(tmp_path: Path, fake_wandb: dict) -> None:
+    logged = fake_wandb
     write_report(write_runs(tmp_path / "sweep", records()), tmp_path / "out")
     kind, columns, data = logged["report/augmentations"]
     assert kind == "table" and tuple(columns) == AUGMENT_COLUMNS and [r[0] for r in data] == ["none", "d4", "full"]
