@@ -49,13 +49,26 @@ def main() -> None:
             epochs = f"{min(r.epochs)}-{max(r.epochs)}" if r.epochs else ""
             print(f"| {_name(r, rows)} | {r.scenario} | {_cell(r.stats['own_site_f1'])} | "
                   f"{_cell(r.stats['transfer_f1'])} | {epochs} |")
-    print("\n| augment | own-site F1, all scenarios | minus none, paired | transfer F1 | minus none, paired |")
-    print("|---|--:|--:|--:|--:|")
-    for a in augments(rows):
-        own, off = pooled(rows, a, "own_site_f1"), pooled(rows, a, "transfer_f1")
-        diffs = [pooled_difference(rows, a, m) for m in ("own_site_f1", "transfer_f1")]
-        d_own, d_off = ("–" if a == "none" else _short(d) for d in diffs)
-        print(f"| {a} (n={own.n}) | {_short(own)} | {d_own} | {_short(off)} | {d_off} |")
+    models = sorted({r.model for r in rows})
+    print("\n| augment | own-site F1, all scenarios | minus none, paired | transfer F1 | minus none, paired | "
+          "seed sd within a cell, own / transfer |")
+    print("|---|--:|--:|--:|--:|--:|")
+    for model in models:  # pooled per model: a ResU-Net's seeds are no replicates of a U-Net's
+        sub = [r for r in rows if r.model == model]
+        for a in augments(sub):
+            own, off = pooled(sub, a, "own_site_f1"), pooled(sub, a, "transfer_f1")
+            diffs = [pooled_difference(sub, a, m) for m in ("own_site_f1", "transfer_f1")]
+            d_own, d_off = ("–" if a == "none" else _short(d) for d in diffs)
+            sds = [_mean_sd([r for r in sub if r.augment == a], m) for m in ("own_site_f1", "transfer_f1")]
+            name = a + (f" ({model})" if len(models) > 1 else "")
+            print(f"| {name} (n={own.n}) | {_short(own)} | {d_own} | {_short(off)} | {d_off} | "
+                  f"{100 * sds[0]:.1f} / {100 * sds[1]:.1f} |")
+
+
+def _mean_sd(rows: list[AugmentRow], metric: str) -> float:
+    """The mean over cells of the sd over seeds: how far one run of the augmentation may land from another."""
+    sds = [r.stats[metric].sd for r in rows if r.stats[metric].n > 1]
+    return sum(sds) / len(sds) if sds else float("nan")
 
 
 if __name__ == "__main__":
