@@ -16,7 +16,7 @@ from pathlib import Path
 
 from slidemap.reporting.augmentations import AugmentRow, augment_rows, augments, pooled, pooled_difference
 from slidemap.reporting.stats import Interval
-from slidemap.reporting.sweep import load_runs
+from slidemap.reporting.sweep import MODEL_ORDER, load_runs, ordered
 
 
 def _cell(i: Interval) -> str:
@@ -49,7 +49,7 @@ def main() -> None:
             epochs = f"{min(r.epochs)}-{max(r.epochs)}" if r.epochs else ""
             print(f"| {_name(r, rows)} | {r.scenario} | {_cell(r.stats['own_site_f1'])} | "
                   f"{_cell(r.stats['transfer_f1'])} | {epochs} |")
-    models = sorted({r.model for r in rows})
+    models = ordered({r.model for r in rows}, MODEL_ORDER)  # the paper's U-Net first
     print("\n| augment | own-site F1, all scenarios | minus none, paired | transfer F1 | minus none, paired | "
           "seed sd within a cell, own / transfer |")
     print("|---|--:|--:|--:|--:|--:|")
