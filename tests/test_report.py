@@ -16,7 +16,8 @@ from slidemap.cli import main
 from slidemap.data.split import split_sites
 from slidemap.data.reader import read_sites
 from slidemap.errors import InputError
-from slidemap.reporting.figures import FN, FP, NODATA, TN, TP, figure_data, outcome_map
+from slidemap.reporting.figures import figure_data
+from slidemap.reporting.panels import FN, FP, NODATA, TN, TP, outcome_map
 from slidemap.reporting.report import write_report
 from slidemap.reporting.sweep import scan_sweep, sweep_axes
 from slidemap.mapping.rasters import write_prediction

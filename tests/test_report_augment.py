@@ -12,7 +12,8 @@ from PIL import Image
 
 from slidemap.reporting.augmentations import (AUGMENT_COLUMNS, augment_of, augment_rows, csv_rows, figure_data,
                                               pooled, pooled_difference)
-from slidemap.reporting.report import augment_sentence, write_report
+from slidemap.reporting.augment_section import augment_sentence
+from slidemap.reporting.report import write_report
 
 T_2 = 4.302652729911275  # t(0.975, 2): the 95% half-width of 3 seeds is T_2 * sd / sqrt(3)
 HALF_3 = T_2 / math.sqrt(3)
