@@ -79,7 +79,7 @@ def map_area(model: TrainedModel | Ensemble, site: Site, out_dir: Path, block: B
         threshold: Probability threshold of the binary map; defaults to the checkpoint's.
     """
     model = as_ensemble(model)
-    tile = int(tile or max(MAP_TILE, model.window))
+    tile = int(tile or model.window)  # as eval.py and the training's test maps
     threshold = model.threshold if threshold is None else float(threshold)
     block = block or Block(0, 0, *site.shape)
     transform = site.transform @ Affine.translation(block.col0, block.row0)  # the block's upper-left pixel
