@@ -212,7 +212,7 @@ def iter_mosaic(net: nn.Module | Predictor, read: RowReader, shape: tuple[int, i
     with bar, ThreadPoolExecutor(max_workers=1) as reader:
         # the next band of rows is read (decompressed, resampled) while the network runs on this one; one reader
         # thread keeps the reads in increasing order, as the RowReader contract asks
-        pending = reader.submit(read, r_starts[0], r_starts[0] + heights[0])
+        pending = reader.submit(read, r_starts[0], r_starts[0] + heights[0]) if r_starts else None
         for i, (r, rw) in enumerate(zip(r_starts, r_w)):
             if r > base:  # rows above this band are final
                 d = r - base
