@@ -8,13 +8,13 @@ the report's section and ``benchmarks/augmentations.py`` print the same numbers,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from slidemap.reporting.stats import NAN, Interval, bounded, paired_differences, t_interval
-from slidemap.reporting.sweep import (INPUTS_ORDER, MODEL_ORDER, NO_AUGMENT, SCENARIO_ORDER, ordered, run_key,
-                                      seed_of, site_f1)
+from slidemap.reporting.sweep import (INPUTS_ORDER, MODEL_ORDER, NO_AUGMENT, SCENARIO_ORDER, mean_site_f1, ordered,
+                                      own_site_f1, run_key, seed_of, transfer_f1)
 
 AUGMENT_ORDER = (NO_AUGMENT, "d4", "offsets", "full")  # conf/augment: the paper's training first
 METRICS = ("mean_f1", "own_site_f1", "transfer_f1")
@@ -48,31 +48,9 @@ def inputs_of(run: dict[str, Any]) -> str:
     return run_key(run)[3].partition("+")[0]
 
 
-def _mean(values: Iterable[float]) -> float:
-    xs = [v for v in values if not math.isnan(v)]
-    return math.fsum(xs) / len(xs) if xs else NAN
-
-
-def mean_f1(run: dict[str, Any]) -> float:
-    """Mean F1 over the run's site test areas, as in the report's figures."""
-    return _mean(site_f1(run))
-
-
-def own_site_f1(run: dict[str, Any]) -> float:
-    """F1 on the trained site's own test area; NaN for ``all``, which trains on every site."""
-    area = run["areas"].get(run["scenario"]) if run["scenario"] != "all" else None
-    return float(area["f1"]) if area else NAN
-
-
-def transfer_f1(run: dict[str, Any]) -> float:
-    """Mean F1 on the other sites' test areas: how a single-site model transfers (NaN for ``all``)."""
-    if run["scenario"] == "all":
-        return NAN
-    return _mean(m["f1"] for a, m in run["areas"].items() if a not in ("all", run["scenario"]))
-
-
-RUN_VALUES: dict[str, Callable[[dict[str, Any]], float]] = {"mean_f1": mean_f1, "own_site_f1": own_site_f1,
-                                                            "transfer_f1": transfer_f1}
+RUN_VALUES: dict[str, Callable[[dict[str, Any]], float | None]] = {
+    "mean_f1": mean_site_f1, "own_site_f1": own_site_f1, "transfer_f1": transfer_f1}
+"""Each metric's value for one run (reporting/sweep.py, shared with the claims); None where it has none."""
 
 
 @dataclass(frozen=True)
@@ -99,13 +77,14 @@ def group_key(run: dict[str, Any]) -> GroupKey:
     return augment_of(run), str(run["model"]), str(run["scenario"]), int(run["window"]), inputs_of(run)
 
 
-def per_seed(runs: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]) -> Values:
-    """Seed -> the mean of ``value`` over that seed's runs: the replicates of a row (NaN-only seeds left out)."""
+def per_seed(runs: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None]) -> Values:
+    """Seed -> the mean of ``value`` over that seed's runs: the replicates of a row (seeds without a value left
+    out)."""
     by_seed: dict[int, list[float]] = {}
     for r in runs:
-        by_seed.setdefault(seed_of(r), []).append(value(r))
-    means = {seed: _mean(v) for seed, v in sorted(by_seed.items())}
-    return {seed: v for seed, v in means.items() if not math.isnan(v)}
+        if (v := value(r)) is not None:
+            by_seed.setdefault(seed_of(r), []).append(v)
+    return {seed: math.fsum(v) / len(v) for seed, v in sorted(by_seed.items())}
 
 
 def _order(key: GroupKey) -> tuple:

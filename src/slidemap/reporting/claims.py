@@ -11,7 +11,8 @@ from typing import Any
 from slidemap.reporting.baselines import RULES
 from slidemap.reporting.stats import (INCONCLUSIVE, NAN, SUPPORTED, CONTRADICTED, UNTESTABLE, Interval, t_interval,
                                       verdict, welch_interval)
-from slidemap.reporting.sweep import DEFAULT_INPUTS, input_sets, paper_runs, run_key, seed_of, site_f1
+from slidemap.reporting.sweep import (DEFAULT_INPUTS, input_sets, mean_site_f1, own_site_f1, paper_runs, run_key,
+                                      seed_of, transfer_f1)
 
 CLAIMS_COLUMNS = ("claim", "statement", "comparison", "effect", "ci_low", "ci_high", "n", "verdict", "reason")
 X = "\u2009×\u2009"  # the paper writes window sizes with thin spaces: 128 × 128
@@ -87,24 +88,6 @@ def judged(claim: str, statement: str, ci: Interval, how: str, reason: str) -> C
     return Claim(claim, statement, how, 100 * ci.mean, 100 * ci.low, 100 * ci.high, ci.n, verdict(ci), reason)
 
 
-def _own(r: dict[str, Any]) -> float | None:
-    """F1 on the trained site's own test area (single-site scenarios only)."""
-    s = r["scenario"]
-    return r["areas"][s]["f1"] if s != "all" and s in r["areas"] else None
-
-
-def _off(r: dict[str, Any]) -> float | None:
-    """Mean F1 on the other sites' test areas (single-site scenarios only; pooled ``all`` left out)."""
-    others = [m["f1"] for a, m in r["areas"].items() if a not in ("all", r["scenario"])]
-    return sum(others) / len(others) if r["scenario"] != "all" and others else None
-
-
-def _mean_site(r: dict[str, Any]) -> float | None:
-    """Mean F1 over the site test areas (the paper's mean F1, Figs. 10-11)."""
-    f1 = site_f1(r)
-    return sum(f1) / len(f1) if f1 else None
-
-
 def _sample(runs: list[dict[str, Any]], value: Any, key: Any) -> Sample:
     return [(key(r), v) for r in runs if (v := value(r)) is not None]
 
@@ -127,7 +110,7 @@ def window_claim(runs: list[dict[str, Any]], claim: str, model: str, window: int
             f"{except_scenario} left out as the paper excepts it")
     mine = [r for r in runs if r["model"] == model and r["scenario"] != except_scenario]
     key = lambda r: (r["scenario"], run_key(r)[3], seed_of(r))  # noqa: E731
-    at = _sample([r for r in mine if int(r["window"]) == window], _mean_site, key)
+    at = _sample([r for r in mine if int(r["window"]) == window], mean_site_f1, key)
     if not at:
         return Claim(claim, STATEMENTS[claim[:2]], what, reason=f"the sweep has no {model} runs at {window} px "
                                                                    f"outside scenario {except_scenario}")
@@ -136,7 +119,7 @@ def window_claim(runs: list[dict[str, Any]], claim: str, model: str, window: int
         return Claim(claim, STATEMENTS[claim[:2]], what, reason=f"the sweep has no other window for {model}")
     rows = []
     for w in others:
-        ci, how, why = compare(at, _sample([r for r in mine if int(r["window"]) == w], _mean_site, key),
+        ci, how, why = compare(at, _sample([r for r in mine if int(r["window"]) == w], mean_site_f1, key),
                                f"{window} px", f"{w} px", "scenario, input set and seed")
         rows.append((w, judged(claim, STATEMENTS[claim[:2]], ci, how, why)))
     verdicts = {c.verdict for _, c in rows}
@@ -152,7 +135,7 @@ def window_claim(runs: list[dict[str, Any]], claim: str, model: str, window: int
 
 def local_claim(runs: list[dict[str, Any]]) -> Claim:
     """(d) Training on a site's own training area beats training on all sites, on that site's test area."""
-    local = _sample([r for r in runs if r["scenario"] != "all"], _own,
+    local = _sample([r for r in runs if r["scenario"] != "all"], own_site_f1,
                     lambda r: (r["model"], int(r["window"]), run_key(r)[3], seed_of(r), r["scenario"]))
     sites = {k[4] for k, _ in local}
     collective = [((r["model"], int(r["window"]), run_key(r)[3], seed_of(r), s), r["areas"][s]["f1"])
@@ -167,10 +150,10 @@ def local_claim(runs: list[dict[str, Any]]) -> Claim:
 def input_claims(runs: list[dict[str, Any]]) -> list[Claim]:
     """(e) Each two-date input set beats the post-event one, same model, window, scenario and seed."""
     key = lambda r: (r["model"], int(r["window"]), r["scenario"], seed_of(r))  # noqa: E731
-    post = _sample([r for r in runs if run_key(r)[3] == DEFAULT_INPUTS], _mean_site, key)
+    post = _sample([r for r in runs if run_key(r)[3] == DEFAULT_INPUTS], mean_site_f1, key)
     out = []
     for inputs in [i for i in input_sets(runs) if i != DEFAULT_INPUTS]:
-        ci, how, why = compare(_sample([r for r in runs if run_key(r)[3] == inputs], _mean_site, key), post,
+        ci, how, why = compare(_sample([r for r in runs if run_key(r)[3] == inputs], mean_site_f1, key), post,
                                inputs, DEFAULT_INPUTS, "model, window, scenario and seed")
         what = f"mean F1 over the site test areas, inputs {inputs} vs {DEFAULT_INPUTS}"
         out.append(judged(f"e-{inputs}-beats-post", STATEMENTS["e"], ci, f"{what}; {how}" if how else what, why))
@@ -184,7 +167,7 @@ def rule_claims(runs: list[dict[str, Any]], rules: dict[str, dict]) -> list[Clai
     for model in dict.fromkeys(r["model"] for r in runs):
         for method, result in rules.items():
             per_scenario = result.get("scenarios", {})
-            pairs = [(i, _mean_site(r), _mean_site({"areas": per_scenario[r["scenario"]]}))
+            pairs = [(i, mean_site_f1(r), mean_site_f1({"areas": per_scenario[r["scenario"]]}))
                      for i, r in enumerate(runs) if r["model"] == model and r["scenario"] in per_scenario]
             pairs = [p for p in pairs if p[1] is not None and p[2] is not None]
             ci, how, why = compare([(i, v) for i, v, _ in pairs], [(i, v) for i, _, v in pairs], model,
@@ -201,9 +184,9 @@ def judge_claims(runs: list[dict[str, Any]], rules: dict[str, dict] | None = Non
     sets; (f) per model and rule baseline given ({method: ``run_baseline`` result})."""
     paper = paper_runs(runs)
     claims = [
-        _model_claim(paper, "a-resunet-beats-unet-own-site", "resunet", "unet", _own,
+        _model_claim(paper, "a-resunet-beats-unet-own-site", "resunet", "unet", own_site_f1,
                      "F1 on the trained site's own test area (single-site scenarios)"),
-        _model_claim(paper, "b-unet-transfers-better", "unet", "resunet", _off,
+        _model_claim(paper, "b-unet-transfers-better", "unet", "resunet", transfer_f1,
                      "mean F1 on the other sites' test areas (single-site scenarios)"),
         window_claim(paper, "c1-unet-best-at-128", "unet", 128, "all"),
         window_claim(paper, "c2-resunet-best-at-64", "resunet", 64, "china"),

@@ -260,6 +260,25 @@ def site_f1(run: dict[str, Any]) -> list[float]:
     return [m["f1"] for area, m in run["areas"].items() if area != "all"]
 
 
+def mean_site_f1(run: dict[str, Any]) -> float | None:
+    """Mean F1 over the run's site test areas (the paper's mean F1, Figs. 10-11); None without any."""
+    f1 = site_f1(run)
+    return sum(f1) / len(f1) if f1 else None
+
+
+def own_site_f1(run: dict[str, Any]) -> float | None:
+    """F1 on the trained site's own test area; None for ``all``, which trains on every site."""
+    s = run["scenario"]
+    return run["areas"][s]["f1"] if s != "all" and s in run["areas"] else None
+
+
+def transfer_f1(run: dict[str, Any]) -> float | None:
+    """Mean F1 on the other sites' test areas (pooled ``all`` left out): how a single-site model transfers; None
+    for ``all``."""
+    others = [m["f1"] for a, m in run["areas"].items() if a not in ("all", run["scenario"])]
+    return sum(others) / len(others) if run["scenario"] != "all" and others else None
+
+
 def areas_of(runs: list[dict[str, Any]]) -> list[str]:
     """Test areas present in any run: the sites in the paper's order, the pooled ``all`` last."""
     seen = {a for r in runs for a in r["areas"]}
