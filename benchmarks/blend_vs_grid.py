@@ -6,6 +6,10 @@ mosaics are compared: the grid, the default sin² taper at 50% overlap, a flat (
 the sin² blend with flip test-time augmentation (mean logit over the four flips of each tile), and the whole
 area in one tile (the seamless limit).
 
+Besides F1 at the checkpoint's threshold, every mosaic's average precision (area under the precision-recall curve,
+torchmetrics, exact) is compared with the grid's: AP does not depend on a threshold, so it tells a mosaic that ranks
+pixels worse from one whose probabilities are only shifted across the threshold (issue 17, item 3).
+
     python benchmarks/blend_vs_grid.py multirun/<date>/<time> data/synthetic-scale0.1-seed0
 """
 
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchmetrics.functional.classification import binary_average_precision
 
 import slidemap.mapping.mosaic as mosaic
 from slidemap.data.reader import read_sites
@@ -54,6 +59,26 @@ seamless mosaic tends to: the network run once on the whole test area (zero-padd
 context any pixel can get, and no tile border inside the area."""
 
 
+def average_precision(prob: np.ndarray, label: np.ndarray, valid: np.ndarray) -> float:
+    """Area under the precision-recall curve over the valid pixels, in percent (exact: every distinct score)."""
+    keep = valid & np.isfinite(prob)
+    return 100 * float(binary_average_precision(torch.from_numpy(prob[keep].astype(np.float32)),
+                                                torch.from_numpy(label[keep].astype(bool)).long()))
+
+
+def summary_table(metric: str, diffs: dict[str, list[tuple[float, str]]]) -> str:
+    """One markdown row per mosaic: how often and by how much it differs from the grid in ``metric``."""
+    lines = [f"| mosaic | cells with {metric} >= grid | cells more than 1 point below | min diff (where) | "
+             "median diff | mean diff |", "|---|--:|--:|--:|--:|--:|"]
+    for variant, d in diffs.items():
+        values = [x for x, _ in d]
+        worst = min(d)
+        lines.append(f"| {variant} | {sum(x >= 0 for x in values)} / {len(values)} | {sum(x < -1 for x in values)} | "
+                     f"{worst[0]:+.2f} ({worst[1]}) | {statistics.median(values):+.2f} | "
+                     f"{statistics.mean(values):+.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_dir")
@@ -67,13 +92,14 @@ def main(argv: list[str] | None = None) -> None:
     default_profiles = mosaic._profiles
     variants = {v: VARIANTS[v] for v in VARIANTS if v == "grid" or v in args.variants}
     diffs: dict[str, list[tuple[float, str]]] = {v: [] for v in variants if v != "grid"}
+    ap_diffs: dict[str, list[tuple[float, str]]] = {v: [] for v in diffs}
     for run in sorted(r for r in Path(args.sweep_dir).iterdir() if (r / "checkpoints" / "best.ckpt").is_file()):
         model = load_checkpoint(run / "checkpoints" / "best.ckpt")
         for name, site in sites.items():
             read, valid = mosaic.site_reader(site, model.normaliser, splits[name].test)
             stack = read(0, valid.shape[0])[0]
             label = site.label[splits[name].test.slices]
-            f1 = {}
+            f1, ap = {}, {}
             for variant, (mode, profiles, flips, whole) in variants.items():
                 mosaic._profiles = profiles or default_profiles
                 net = FlipAverage(model.net).eval() if flips else model.net
@@ -86,16 +112,14 @@ def main(argv: list[str] | None = None) -> None:
                     mosaic._profiles = default_profiles
                 c = confusion_counts(np.nan_to_num(prob) > model.threshold, label, valid)
                 f1[variant] = 100 * scores(c["tp"], c["fp"], c["fn"])["f1"]
+                ap[variant] = average_precision(prob, label, valid)
             for variant in diffs:
                 diffs[variant].append((f1[variant] - f1["grid"], f"{run.name} on {name}"))
-            print(f"{run.name:<20} {name:<8} " + "  ".join(f"{v} {f:6.2f}" for v, f in f1.items()), flush=True)
-    print("\n| mosaic | cells with F1 >= grid | min diff (where) | median diff | mean diff |")
-    print("|---|--:|--:|--:|--:|")
-    for variant, d in diffs.items():
-        values = [x for x, _ in d]
-        worst = min(d)
-        print(f"| {variant} | {sum(x >= 0 for x in values)} / {len(values)} | {worst[0]:+.2f} ({worst[1]}) | "
-              f"{statistics.median(values):+.2f} | {statistics.mean(values):+.2f} |")
+                ap_diffs[variant].append((ap[variant] - ap["grid"], f"{run.name} on {name}"))
+            print(f"{run.name:<20} {name:<8} " + "  ".join(f"{v} F1 {f1[v]:6.2f} AP {ap[v]:6.2f}" for v in f1),
+                  flush=True)
+    print("\nF1 at the checkpoint's threshold:\n" + summary_table("F1", diffs))
+    print("\nAverage precision (threshold-free):\n" + summary_table("AP", ap_diffs))
 
 
 if __name__ == "__main__":

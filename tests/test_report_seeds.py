@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from slidemap.errors import InputError
 from slidemap.reporting.claims import CLAIMS_COLUMNS
 from slidemap.reporting.figures import figure_data
 from slidemap.reporting.report import write_report
@@ -132,6 +133,33 @@ def test_a_failed_seed_of_a_finished_cell_is_listed_as_missing(tmp_path: Path) -
     assert missing["model=unet window=64 scenario=taiwan seed=3"].startswith("incomplete: no metrics.json")
     assert "model=unet window=64 scenario=taiwan seed=4" in missing
     assert not any(name.endswith(("seed=0", "seed=1", "seed=2")) for name in missing)
+
+
+def test_a_sweep_over_an_axis_outside_the_cell_is_refused_not_pooled(tmp_path: Path) -> None:
+    """lr=1e-3,1e-4 in one sweep: two runs per cell and seed; pooled, they would pass for six seeds of one setting."""
+    records = seed_records({("unet", 64, "taiwan"): SEED_F1[("unet", 64, "taiwan")]})
+    for lr in ("0.001", "0.0001"):
+        sweep = write_runs(tmp_path / "sweep" / f"lr{lr}", records)
+        for job in sweep.iterdir():
+            seed = job.name.rsplit("seed", 1)[1]
+            overrides = ["model=unet", "scenario=taiwan", "window=64", f"lr={lr}", f"seed={seed}"]
+            (job / "run.json").write_text(json.dumps({"overrides": sorted(overrides), "cell": "unet-64-taiwan-post"}))
+    with pytest.raises(InputError, match=r"same cell \(model=unet window=64 scenario=taiwan\) and seed 0 as .*: "
+                                         r"they differ in lr=0\.0001, lr=0\.001, an axis the report does not tell"):
+        write_report(tmp_path / "sweep")
+    assert not (tmp_path / "sweep" / "report").exists()
+    assert scan_sweep(tmp_path / "sweep" / "lr0.001", progress=False).runs  # one setting's folder reports
+
+
+def test_the_same_grid_twice_under_one_folder_is_refused(tmp_path: Path) -> None:
+    write_runs(tmp_path / "multirun" / "a", seed_records())
+    write_runs(tmp_path / "multirun" / "b", seed_records())
+    with pytest.raises(InputError, match=r"not recorded \(no run.json\)"):  # runs from before run.json
+        scan_sweep(tmp_path / "multirun", progress=False)
+    for job in (tmp_path / "multirun").glob("*/*"):
+        (job / "run.json").write_text(json.dumps({"overrides": ["model=unet"], "cell": "x"}))
+    with pytest.raises(InputError, match=r"the same overrides twice \(two sweeps of one grid"):
+        scan_sweep(tmp_path / "multirun", progress=False)
 
 
 def test_summary_csv_by_hand(seed_report: Path) -> None:

@@ -15,6 +15,9 @@ from slidemap.io import write_json
 METRICS_FILE = "metrics.json"
 """A run's result record; written last and atomically, so its presence marks the run complete."""
 
+RUN_FILE = "run.json"
+"""A run's identity: the overrides that shape its result (:mod:`slidemap.training.identity`)."""
+
 
 MAX_SUFFIX = 200
 """Longer override suffixes are cut and end in a hash of the whole: a folder name stays under the 255 bytes file

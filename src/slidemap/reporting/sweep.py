@@ -16,7 +16,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from slidemap.runs import METRICS_FILE
+from slidemap.errors import InputError
+from slidemap.runs import METRICS_FILE, RUN_FILE
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,38 @@ def sweep_axes(multirun_yaml: Path) -> dict[str, list[str]]:
     return axes
 
 
+def _overrides(job: str | Path) -> set[str]:
+    """The overrides a job recorded in its run.json (empty for a run from before run.json, or an unreadable one)."""
+    try:
+        return {str(o) for o in json.loads((Path(job) / RUN_FILE).read_text())["overrides"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def check_replicates(runs: list[dict[str, Any]]) -> None:
+    """Refuse two complete runs of one cell with one seed: the report takes a cell's runs as its seeds, so they
+    would count twice (a sweep over an axis outside the cell, such as ``lr``, or two sweeps of the same grid
+    under one folder), giving a mean over different settings and an interval narrower than the seeds allow.
+
+    Raises:
+        InputError: naming both folders and the overrides in which they differ.
+    """
+    seen: dict[tuple[RunKey, int], str] = {}
+    for r in runs:
+        key = (run_key(r), seed_of(r))
+        if key not in seen:
+            seen[key] = r["dir"]
+            continue
+        first, second = _overrides(seen[key]), _overrides(r["dir"])
+        differ = sorted(first ^ second)
+        how = (f"they differ in {', '.join(differ)}, an axis the report does not tell apart" if differ
+               else "the same overrides twice (two sweeps of one grid under this folder?)" if first and second
+               else f"what tells them apart is not recorded (no {RUN_FILE})")
+        raise InputError(r["dir"], f"same cell ({key_name(key[0])}) and seed {key[1]} as {seen[key]}: {how}; the "
+                                   "report would pool them as seeds of one cell. Report a folder that holds each "
+                                   "cell and seed once (move each setting's job folders into a folder of its own)")
+
+
 def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
     """Read every job of a sweep (a progress bar over jobs) and the grid it was meant to cover."""
     root = Path(sweep_dir)
@@ -219,6 +252,7 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
         except Exception as err:  # noqa: BLE001 -- an unreadable multirun.yaml only loses the expected grid
             log.warning("%s: cannot read the sweep's overrides (%s)", multirun, err)
     runs.sort(key=lambda r: (_sort_key(run_key(r)), seed_of(r), r["dir"]))
+    check_replicates(runs)
     done = {(run_key(r), seed_of(r)) for r in runs}
     done_keys = {k for k, _ in done}
     seeds_incomplete = {(k, seed): why for k, seed, why in broken_seeds if k in done_keys and (k, seed) not in done}

@@ -21,10 +21,9 @@ from omegaconf import DictConfig
 
 from slidemap.errors import InputError
 from slidemap.io import atomic_path, write_json
+from slidemap.runs import RUN_FILE
 
 log = logging.getLogger(__name__)
-
-RUN_FILE = "run.json"
 
 PRESENTATION_KEYS = ("logger", "resume", "trainer.enable_progress_bar", "data.num_workers", "hydra.launcher.n_jobs")
 """Overrides that change how a run is shown or executed, never its result: not part of its identity."""
