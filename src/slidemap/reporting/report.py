@@ -250,8 +250,16 @@ def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str
     return "\n".join(lines) + "\n"
 
 
-def log_to_wandb(tables: dict[str, tuple[tuple[str, ...] | list[str], list[list[Any]]]],
-                 images: dict[str, Path]) -> bool:
+CSV_FILES = {"runs": "runs.csv", "summary": "summary.csv", "baseline": "baseline.csv", "input_sets": "input_sets.csv",
+             "augmentations": "augmentations.csv", "claims": "claims.csv"}
+"""The report's tables that are also CSV files (baseline.csv only when the rule baselines were computed); every
+table goes to W&B when a run is active."""
+
+Table = tuple[tuple[str, ...] | list[str], list[list[Any]]]
+"""(columns, rows)."""
+
+
+def log_to_wandb(tables: dict[str, Table], images: dict[str, Path]) -> bool:
     """Log tables and figures to the active W&B run, if any (never starts one); True when logged."""
     wandb = sys.modules.get("wandb")  # no run can be active in a process that never imported wandb
     if wandb is None or getattr(wandb, "run", None) is None:
@@ -271,6 +279,24 @@ def check_out_dir(out: Path, sweep: Sweep) -> None:
     if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / "report.md").exists())):
         raise InputError(out, "exists and is not an earlier report (no report.md); refusing to replace it")
     check_replaceable(out, ("report.md", "*.csv", "*.png", "figures.json"), "slidemap report")
+
+
+def report_tables(sweep: Sweep, data: dict[str, Any], claims: list[Claim], baselines: Baselines,
+                  augmentations: list[Any]) -> dict[str, Table]:
+    """Every table of the report, built once for its CSV file and for W&B."""
+    tables: dict[str, Table] = {
+        "runs": (RUN_COLUMNS, run_rows(sweep)), "summary": (SUMMARY_COLUMNS, summary_rows(sweep.runs)),
+        "claims": (CLAIMS_COLUMNS, [c.row() for c in claims]), "baseline": (BASELINE_COLUMNS, baseline_rows(baselines)),
+        "missing": (("job", "status"), [list(m) for m in sweep.missing()]),
+        "mean_f1": (("model", "scenario", "window", "mean_f1"),
+                    [[m, s, w, None if math.isnan(v) else v] for m, per_s in data["window_scenario"].items()
+                     for s, per_w in per_s.items() for w, v in per_w.items()]),
+        **{f"scenario_{s}": wide_table(sweep.runs, s) for s in data["scenario_model"]}}
+    if "input_sets" in data:
+        tables["input_sets"] = (INPUT_SET_COLUMNS, input_set_rows(data["input_sets"]))
+    if augmentations:
+        tables["augmentations"] = (AUGMENT_COLUMNS, aug.csv_rows(augmentations))
+    return tables
 
 
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Path:
@@ -303,23 +329,20 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     augmentations = aug.augment_rows(sweep.runs) if len({aug.augment_of(r) for r in sweep.runs}) > 1 else []
     if augmentations:
         data["augmentations"] = aug.figure_data(augmentations)
+    tables = report_tables(sweep, data, claims, baselines, augmentations)
     try:
         with atomic_dir(out) as tmp:
             t = time.perf_counter()
-            _write_csv(tmp / "runs.csv", RUN_COLUMNS, run_rows(sweep))
-            _write_csv(tmp / "summary.csv", SUMMARY_COLUMNS, summary_rows(sweep.runs))
-            if baselines.rules:
-                _write_csv(tmp / "baseline.csv", BASELINE_COLUMNS, baseline_rows(baselines))
+            for name, file in CSV_FILES.items():
+                if name in tables and (name != "baseline" or baselines.rules):
+                    _write_csv(tmp / file, *tables[name])
             (tmp / "figures.json").write_text(json.dumps(_no_nan(data), indent=2) + "\n")
             figures = {k: plot(data, tmp / name) for k, (name, plot) in FIGURES.items()}
             if "input_sets" in data:
-                _write_csv(tmp / "input_sets.csv", INPUT_SET_COLUMNS, input_set_rows(data["input_sets"]))
                 figures["input_sets_mean_f1"] = fig.plot_input_sets(data["input_sets"], tmp / INPUT_SET_FIGURE)
             if augmentations:
-                _write_csv(tmp / "augmentations.csv", AUGMENT_COLUMNS, aug.csv_rows(augmentations))
                 figures["augmentations_mean_f1"] = fig.plot_augmentations(data["augmentations"], tmp / AUGMENT_FIGURE)
             panels = prediction_panels(sweep.runs, sites, splits, tmp)
-            _write_csv(tmp / "claims.csv", CLAIMS_COLUMNS, [c.row() for c in claims])
             (tmp / "report.md").write_text(_markdown(sweep, baselines, bool(sites), data_note, data, figures, panels,
                                                      claims, augmentations) + write_reliability(sweep.runs, tmp))
             log.info("tables and %d figure(s) written in %.2f s", len(figures) + len(panels), time.perf_counter() - t)
@@ -327,18 +350,6 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
         raise InputError(out, f"cannot write the report: {err.strerror}") from err
     images = {k: out / p.name for k, p in figures.items()} | {f"predictions_{a}": out / p.name
                                                               for a, p in panels.items()}
-    tables = {"runs": (RUN_COLUMNS, run_rows(sweep)), "summary": (SUMMARY_COLUMNS, summary_rows(sweep.runs)),
-              "claims": (CLAIMS_COLUMNS, [c.row() for c in claims]),
-              "baseline": (BASELINE_COLUMNS, baseline_rows(baselines)),
-              "missing": (("job", "status"), [list(m) for m in sweep.missing()]),
-              "mean_f1": (("model", "scenario", "window", "mean_f1"),
-                          [[m, s, w, None if math.isnan(v) else v] for m, per_s in data["window_scenario"].items()
-                           for s, per_w in per_s.items() for w, v in per_w.items()]),
-              **{f"scenario_{s}": wide_table(sweep.runs, s) for s in data["scenario_model"]}}
-    if "input_sets" in data:
-        tables["input_sets"] = (INPUT_SET_COLUMNS, input_set_rows(data["input_sets"]))
-    if augmentations:
-        tables["augmentations"] = (AUGMENT_COLUMNS, aug.csv_rows(augmentations))
     if log_to_wandb(tables, images):
         log.info("report tables and figures logged to the active W&B run")
     log.info("report of %s written to %s in %.1f s", root, out, time.perf_counter() - start)
