@@ -32,7 +32,8 @@ from slidemap.data.patches import Normaliser
 from slidemap.training.module import LandslideModule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models import model_net  # noqa: E402 -- the benchmarks folder's own helper
+from child import timed_child  # noqa: E402 -- the benchmarks folder's own helpers
+from models import model_net  # noqa: E402
 
 CRS = "EPSG:32633"
 CHANNELS = ["B2", "B3", "B4", "B8", "slope"]
@@ -104,17 +105,12 @@ def run_map(ckpt: Path, scene: Path, out: Path, args: argparse.Namespace,
            str(out), "--precision", args.precision]
     cmd += ["--overlap", str(args.overlap)] if args.overlap is not None else []
     cmd += ["--tile", str(tile)] if tile is not None else []
-    with tempfile.TemporaryFile("w+") as err:  # wait4: this child's own peak RSS, not the largest child's so far
-        start = time.perf_counter()
-        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        stderr = err.read()
-    if child.returncode != 0:
+    log = out.with_name(out.name + ".log")
+    wall, peak, code = timed_child(cmd, log)
+    stderr = log.read_text()
+    log.unlink()
+    if code != 0:
         raise SystemExit(f"slidemap map failed:\n{stderr[-3000:]}")
-    peak = usage.ru_maxrss
     steps = {}
     mosaic = re.search(r"mosaic \((\d+) px tiles, overlap ([0-9.]+)\) predicted and written in ([0-9.]+) s",
                        stderr)
@@ -123,7 +119,7 @@ def run_map(ckpt: Path, scene: Path, out: Path, args: argparse.Namespace,
         steps["tile"], steps["overlap"], steps["mosaic_s"] = (float(g) for g in mosaic.groups())
     if polygons:
         steps["polygons"], steps["polygons_s"] = float(polygons.group(1)), float(polygons.group(2))
-    return wall, peak / 2**20, steps  # ru_maxrss is in KiB on Linux
+    return wall, peak, steps
 
 
 def main(argv: list[str] | None = None) -> None:

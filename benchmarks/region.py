@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,8 @@ import rasterio
 from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from map_throughput import make_checkpoint  # noqa: E402 -- the benchmarks folder's own helper
+from child import cpu_name, timed_child  # noqa: E402 -- the benchmarks folder's own helpers
+from map_throughput import make_checkpoint  # noqa: E402
 
 from slidemap.data.synthetic.writer import write_synthetic  # noqa: E402
 
@@ -76,26 +76,10 @@ def cut_products(site: Path, root: Path, n: int, overlap: int) -> tuple[list[Pat
     return products, height * width * res * res / 1e6
 
 
-def run_region(argv: list[str], log: Path) -> tuple[float, float, int]:
-    """Wall seconds, the peak RSS (GiB) of the whole process tree and the exit code of one `slidemap region`."""
-    with open(log, "w") as err:
-        start = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "slidemap.cli", "region", *argv], stdout=subprocess.DEVNULL,
-                                 stderr=err)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - start, usage.ru_maxrss / 2**20, child.returncode
-
-
-def cpu_name() -> str:
-    found = re.search(r"Model name:\s*(.+)", subprocess.run(["lscpu"], capture_output=True, text=True).stdout)
-    return f"{found.group(1).strip() if found else 'unknown CPU'}, {len(os.sched_getaffinity(0))} cores"
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print("command: python benchmarks/region.py " + shlex.join(sys.argv[1:] if argv is None else argv))
-    print(f"CPU: {cpu_name()}")
+    print(f"CPU: {cpu_name()}, {len(os.sched_getaffinity(0))} cores")
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         root = Path(tmp)
         start = time.perf_counter()
@@ -116,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
             out = root / f"region-{engine}"
             extra = ENGINES[engine] + (["--executor-config", str(config)] if engine == "submitit-local" else [])
             load = os.getloadavg()[0]
-            wall, tree_peak, code = run_region([*common, "--out", str(out), *extra], root / f"{engine}.log")
+            wall, tree_peak, code = timed_child([sys.executable, "-m", "slidemap.cli", "region", *common, "--out",
+                                                 str(out), *extra], root / f"{engine}.log")
             text = (root / f"{engine}.log").read_text()
             if code != 0:
                 raise SystemExit(f"slidemap region ({engine}) failed:\n{text[-3000:]}")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -41,7 +40,8 @@ from torch.func import functional_call, stack_module_state, vmap
 from slidemap.training.module import masked_bce
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models import model_net  # noqa: E402 -- the benchmarks folder's own helper
+from child import cpu_name  # noqa: E402 -- the benchmarks folder's own helpers
+from models import model_net  # noqa: E402
 
 IN_CHANNELS = 5
 BATCH = 4
@@ -59,17 +59,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.steps, args.warmup = 4, 2
     return args
-
-
-def cpu_name() -> str:
-    """The CPU model line of /proc/cpuinfo (``lscpu``'s "Model name"), else the platform's processor."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 class Stacked:

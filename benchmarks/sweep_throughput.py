@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_batching import cpu_name  # noqa: E402 -- the benchmarks folder's own helper
+from child import cpu_name  # noqa: E402 -- the benchmarks folder's own helper
 
 REPO = Path(__file__).resolve().parents[1]
 
