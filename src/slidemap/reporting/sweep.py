@@ -202,7 +202,7 @@ def _overrides(job: str | Path) -> set[str]:
 
 def check_replicates(runs: list[dict[str, Any]]) -> None:
     """Refuse two complete runs of one cell with one seed: the report takes a cell's runs as its seeds, so they
-    would count twice (a sweep over an axis outside the cell, such as ``lr``, or two sweeps of the same grid
+    would count twice (a sweep over an axis outside the cell, such as ``optimizer.lr``, or two sweeps of one grid
     under one folder), giving a mean over different settings and an interval narrower than the seeds allow.
 
     Raises:
