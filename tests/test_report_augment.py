@@ -15,6 +15,8 @@ from slidemap.reporting.augmentations import (AUGMENT_COLUMNS, augment_of, augme
 from slidemap.reporting.augment_section import augment_sentence
 from slidemap.reporting.report import write_report
 
+from run_records import metrics_record, write_runs
+
 T_2 = 4.302652729911275  # t(0.975, 2): the 95% half-width of 3 seeds is T_2 * sd / sqrt(3)
 HALF_3 = T_2 / math.sqrt(3)
 
@@ -29,26 +31,9 @@ TABLE = {"none": NONE, "d4": D4, "full": FULL}
 def records(table: dict[str, dict] = TABLE, seeds: tuple[int, ...] = (0, 1, 2), scenario: str = "taiwan",
             window: int = 64) -> list[dict]:
     """metrics.json records as run.py writes them; `none` runs carry no `augment` key (runs from before the group)."""
-    out = []
-    for augment, per_area in table.items():
-        for seed in seeds:
-            areas = {a: {"precision": f[seed], "recall": f[seed], "f1": f[seed], "iou": 0.3, "tp": 1, "fp": 1,
-                         "fn": 1} for a, f in per_area.items()}
-            areas["all"] = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "iou": 0.3, "tp": 1, "fp": 1, "fn": 1}
-            record = {"model": "unet", "window": window, "scenario": scenario, "seed": seed, "epochs": 5 + seed,
-                      "wall_time_s": 1.0, "stopped_by": "early_stopping", "train_sites": [scenario], "areas": areas}
-            if augment != "none":
-                record["augment"] = augment
-            out.append(record)
-    return out
-
-
-def write_runs(folder: Path, recs: list[dict]) -> Path:
-    for r in recs:
-        job = folder / f"{r['model']}-{r['window']}-{r['scenario']}-{r.get('augment', 'none')}-seed{r['seed']}"
-        job.mkdir(parents=True)
-        (job / "metrics.json").write_text(json.dumps(r))
-    return folder
+    return [metrics_record("unet", window, scenario, seed, {a: f[seed] for a, f in per_area.items()},
+                           stopped_by="early_stopping", **({} if augment == "none" else {"augment": augment}))
+            for augment, per_area in table.items() for seed in seeds]
 
 
 def _by_augment(recs: list[dict]) -> dict:

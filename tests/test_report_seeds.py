@@ -20,6 +20,8 @@ from slidemap.reporting.stats import (CONTRADICTED, INCONCLUSIVE, SUPPORTED, Int
 from slidemap.reporting.sweep import scan_sweep
 from slidemap.reporting.tables import SUMMARY_COLUMNS
 
+from run_records import metrics_record, write_runs
+
 T975 = {1: 12.706205, 2: 4.302653, 3: 3.182446, 4: 2.776445}
 """Student's t, 97.5% quantile, by degrees of freedom (printed tables)."""
 
@@ -82,26 +84,10 @@ HALF_3 = 4.302653 / math.sqrt(3)  # t(0.975, 2) / sqrt(3): the half-width of 3 s
 
 def seed_records(table: dict = SEED_F1, inputs: str | None = None) -> list[dict]:
     """metrics.json records, one per run (seed), as run.py writes them (older runs: no inputs, cell, overrides)."""
-    records = []
-    for (model, window, scenario), per_area in table.items():
-        for seed in range(len(next(iter(per_area.values())))):
-            areas = {a: {"precision": f[seed] + 0.05, "recall": f[seed] - 0.05, "f1": f[seed], "iou": 0.3,
-                         "tp": 1, "fp": 1, "fn": 1} for a, f in per_area.items()}
-            areas["all"] = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "iou": 0.3, "tp": 1, "fp": 1, "fn": 1}
-            record = {"model": model, "window": window, "scenario": scenario, "seed": seed, "epochs": 5 + seed,
-                      "wall_time_s": 1.0, "train_sites": [scenario], "areas": areas}
-            if inputs:
-                record["inputs"] = inputs
-            records.append(record)
-    return records
-
-
-def write_runs(folder: Path, records: list[dict]) -> Path:
-    for r in records:
-        job = folder / f"{r['model']}-{r['window']}-{r['scenario']}-{r.get('inputs', 'post')}-seed{r['seed']}"
-        job.mkdir(parents=True)
-        (job / "metrics.json").write_text(json.dumps(r))
-    return folder
+    return [metrics_record(model, window, scenario, seed, {a: f[seed] for a, f in per_area.items()}, spread=0.05,
+                           **({"inputs": inputs} if inputs else {}))
+            for (model, window, scenario), per_area in table.items()
+            for seed in range(len(next(iter(per_area.values()))))]
 
 
 @pytest.fixture(scope="module")
