@@ -103,7 +103,7 @@ def test_run_baseline_scores_every_scenario_on_every_test_area_and_all():
     for per_area in out["scenarios"].values():
         assert list(per_area) == ["a", "b", "all"]
         for m in per_area.values():
-            assert set(m) == {"precision", "recall", "f1", "iou", "tp", "fp", "fn", "tn"}
+            assert set(m) - {"undefined"} == {"precision", "recall", "f1", "iou", "tp", "fp", "fn", "tn"}
 
     # Pooled over both training areas (n px per cover and site): slope >= 20 gives TP 2n, FP n (a's bare flats):
     # F1 0.8; slope >= 30 gives TP n, FN n: F1 2/3. So "all" learns site b's rule.
@@ -114,7 +114,7 @@ def test_run_baseline_scores_every_scenario_on_every_test_area_and_all():
     assert (a["a"]["tp"], a["a"]["fp"], a["a"]["fn"]) == (400, 0, 0)
     assert a["a"]["f1"] == 1.0
     assert (a["b"]["tp"], a["b"]["fp"], a["b"]["fn"]) == (0, 0, 400)  # b's slides sit below 30 deg
-    assert (a["b"]["precision"], a["b"]["recall"], a["b"]["f1"]) == (0.0, 0.0, 0.0)
+    assert (a["b"]["precision"], a["b"]["recall"], a["b"]["f1"]) == (None, 0.0, 0.0)  # nothing predicted: no P
     assert (a["all"]["tp"], a["all"]["fp"], a["all"]["fn"]) == (400, 0, 400)
     assert a["all"]["f1"] == pytest.approx(2 / 3)
 

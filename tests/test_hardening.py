@@ -321,7 +321,7 @@ HYDRA_REFUSED = [  # (id, script, overrides, message)
     ("train-root-unresolvable", "train.py", ["data=scenes", "data.root=${oc.env:SLIDEMAP_NO_SUCH_VAR}"],
      "error: data.root: "),
     ("train-batch-size-zero", "train.py", ["data.batch_size=0"], "error: data.batch_size: must be an integer >= 1"),
-    ("train-seed-negative", "train.py", ["seed=-1"], "error: seed: must be an integer >= 0"),
+    ("train-seed-negative", "train.py", ["seed=-1"], "error: seed: must be an integer in [0, 4294967295], got -1"),
     ("train-custom-model-without-target", "train.py", ["model=custom"], "error: model.net._target_: missing"),
     ("eval-threshold-above-1", "eval.py", ["ckpt_path=x.ckpt", "threshold=1.5"],
      "error: threshold: must lie in (0, 1), got 1.5"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slidemap.evaluation.scoring import confusion_counts, pooled, scores
+from slidemap.evaluation.scoring import area_result, confusion_counts, pooled, scores
 
 PRED = np.array([[1, 1, 0, 0],
                  [1, 1, 0, 0],
@@ -49,16 +49,21 @@ def test_f1_equals_twice_tp_over_twice_tp_plus_errors():
         assert s["iou"] == pytest.approx(tp / (tp + fp + fn))
 
 
-@pytest.mark.parametrize(("tp", "fp", "fn", "expected"), [
-    (0, 0, 0, (0.0, 0.0, 0.0, 0.0)),  # nothing predicted, nothing to find
-    (0, 0, 5, (0.0, 0.0, 0.0, 0.0)),  # nothing predicted: precision 0 / 0 -> 0
-    (0, 3, 0, (0.0, 0.0, 0.0, 0.0)),  # nothing to find: recall 0 / 0 -> 0
-    (0, 3, 5, (0.0, 0.0, 0.0, 0.0)),  # P + R = 0: F1 0 / 0 -> 0
-    (4, 0, 0, (1.0, 1.0, 1.0, 1.0)),
+@pytest.mark.parametrize(("tp", "fp", "fn", "expected", "undefined"), [
+    (0, 0, 0, (None, None, None, None), {"precision", "recall", "f1", "iou"}),  # nothing predicted, nothing to find
+    (0, 0, 5, (None, 0.0, 0.0, 0.0), {"precision"}),  # nothing predicted: precision 0 / 0; a miss: recall, F1 0
+    (0, 3, 0, (0.0, None, None, None), {"recall", "f1", "iou"}),  # nothing to find: recall 0 / 0, no F1 of it
+    (0, 3, 5, (0.0, 0.0, 0.0, 0.0), set()),  # P + R = 0 but 2TP + FP + FN = 8: F1 0 / 8 = 0
+    (4, 0, 0, (1.0, 1.0, 1.0, 1.0), set()),
 ])
-def test_empty_denominators_score_zero(tp, fp, fn, expected):
+def test_empty_denominators_are_undefined_not_zero(tp, fp, fn, expected, undefined):
     s = scores(tp, fp, fn)
-    assert (s["precision"], s["recall"], s["f1"], s["iou"]) == pytest.approx(expected)
+    got = (s["precision"], s["recall"], s["f1"], s["iou"])
+    assert [g is None for g in got] == [e is None for e in expected]
+    assert [g for g in got if g is not None] == pytest.approx([e for e in expected if e is not None])
+    result = area_result({"tp": tp, "fp": fp, "fn": fn, "tn": 10})
+    assert set(result.get("undefined", {})) == undefined
+    assert all(result[k] is None for k in undefined)
 
 
 def test_pooled_sums_counts():

@@ -29,6 +29,8 @@ class Range:
     high_open: bool = False
 
     def __str__(self) -> str:
+        if self.high == math.inf:  # a half-line reads as a comparison: "> 0", ">= 0"
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
         return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
 
     def __contains__(self, value: float) -> bool:
@@ -40,6 +42,9 @@ class Range:
 RANGES: dict[str, Range] = {
     "threshold": Range(0.0, 1.0, low_open=True, high_open=True),  # 0 or 1 would map everything or nothing
     "overlap": Range(0.0, 1.0, high_open=True),  # share of a tile shared with its neighbour
+    "positive": Range(0.0, math.inf, low_open=True),  # learning rate, eps, pos_weight: 0 or less means nothing
+    "non_negative": Range(0.0, math.inf),  # weight decay, augmentation strengths
+    "beta": Range(0.0, 1.0, high_open=True),  # Adam's moment decay rates
 }
 """Every bounded setting once: the configs' keys and the CLI's options of the same name use these."""
 
@@ -47,12 +52,16 @@ RANGES: dict[str, Range] = {
 def check_value(kind: str, value: Any, key: str | None = None) -> float:
     """``value`` as a float inside ``RANGES[kind]``; else an InputError naming ``key`` (default ``kind``)."""
     key = key or kind
+    interval = RANGES[kind]
+    half_line = interval.high == math.inf  # "must be > 0" reads better than "must lie in > 0"
     try:
+        if isinstance(value, bool):  # float(True) is 1.0: a flag is not a number
+            raise TypeError
         number = float(value)
     except (TypeError, ValueError):
-        raise InputError(key, f"must be a number in {RANGES[kind]}, got {value!r}") from None
-    if math.isnan(number) or number not in RANGES[kind]:
-        raise InputError(key, f"must lie in {RANGES[kind]}, got {value!r}")
+        raise InputError(key, f"must be a number {'' if half_line else 'in '}{interval}, got {value!r}") from None
+    if math.isnan(number) or math.isinf(number) or number not in interval:
+        raise InputError(key, f"must {'be' if half_line else 'lie in'} {interval}, got {value!r}")
     return number
 
 
@@ -60,6 +69,26 @@ def check_count(key: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an integer of at least ``minimum`` (batch sizes, tile sizes)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InputError(key, f"must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+MAX_SEED = 2**32 - 1
+"""NumPy's and Lightning's seeds are 32-bit unsigned integers."""
+
+
+def check_seed(key: str, value: Any) -> int:
+    """``value`` as a seed: an integer in [0, 2**32 - 1] (NumPy refuses others deep inside)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise InputError(key, f"must be an integer in [0, {MAX_SEED}], got {value!r}")
+    return value
+
+
+def check_pair(kind: str, key: str, value: Any) -> Any:
+    """A list of two numbers each inside ``RANGES[kind]`` (Adam's betas)."""
+    if not hasattr(value, "__len__") or isinstance(value, str) or len(value) != 2:
+        raise InputError(key, f"must be a list of two numbers in {RANGES[kind]}, got {value!r}")
+    for i, item in enumerate(value):
+        check_value(kind, item, f"{key}[{i}]")
     return value
 
 
@@ -90,13 +119,50 @@ def _optional(rule: Rule) -> Rule:
     return lambda key, value: None if value is None else rule(key, value)
 
 
+def _count_from(minimum: int) -> Rule:
+    return lambda key, value: check_count(key, value, minimum)
+
+
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(key, f"must be true or false, got {value!r}")
+    return value
+
+
 TRAIN: dict[str, Rule] = {
     "threshold": _in("threshold"),
-    "seed": lambda key, value: check_count(key, value, 0),
-    "previews": lambda key, value: check_count(key, value, 0),
+    "seed": check_seed,
+    "data.split_seed": _optional(check_seed),
+    "data.synthetic.seed": _optional(check_seed),
+    "data.synthetic.scale": _optional(_in("positive")),
+    "previews": _count_from(0),
+    "window": check_count,  # an integer here; which windows the data accepts, the training run checks
     "data.batch_size": check_count,
+    "data.eval_batch_size": _optional(check_count),
+    "data.num_workers": _optional(_count_from(0)),
+    "data.min_samples_per_epoch": _optional(_count_from(0)),
+    "optimizer.lr": _optional(_in("positive")),
+    "optimizer.eps": _optional(_in("positive")),
+    "optimizer.weight_decay": _optional(_in("non_negative")),
+    "optimizer.betas": _optional(lambda key, value: check_pair("beta", key, value)),
+    "module.pos_weight": _optional(_in("positive")),
+    "trainer.max_epochs": _optional(check_count),  # 0 epochs would score an untrained network
+    "trainer.min_epochs": _optional(_count_from(0)),
+    "callbacks.early_stopping.patience": _optional(_count_from(0)),
+    "augment.flips": _optional(_flag),
+    "augment.offsets": _optional(_flag),
+    "augment.gain": _optional(lambda key, value: check_value("beta", value, key)),  # a gain of 1 can zero a band
+    "augment.haze": _optional(_in("non_negative")),
+    "resume": _optional(_flag),
 }
-"""train.py's checked settings (the window is checked against the data layer's list by the training run)."""
+"""train.py's checked settings, type and range (which windows the data accepts, the training run checks)."""
+
+
+def check_epochs(cfg: DictConfig) -> None:
+    """``trainer.min_epochs`` above ``trainer.max_epochs`` would be silently capped by Lightning."""
+    low, high = OmegaConf.select(cfg, "trainer.min_epochs"), OmegaConf.select(cfg, "trainer.max_epochs")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        raise InputError("trainer.min_epochs", f"is {low}, above trainer.max_epochs ({high})")
 
 EVAL: dict[str, Rule] = {
     "threshold": _optional(_in("threshold")),
@@ -117,15 +183,46 @@ MISSING = {
 """What to say about a required value left out (``???`` in conf/), per key; other keys get a generic line."""
 
 
-def check_config(cfg: DictConfig, rules: dict[str, Rule]) -> None:
+def missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """The keys left ``???``, found without resolving any interpolation (OmegaConf's own resolves them all, and a
+    ``${hydra:...}`` cannot be resolved before a job runs)."""
+    found = []
+    for key in cfg.keys():
+        if OmegaConf.is_missing(cfg, key):
+            found.append(f"{prefix}{key}")
+        elif not OmegaConf.is_interpolation(cfg, key) and isinstance(cfg[key], DictConfig):
+            found += missing_keys(cfg[key], f"{prefix}{key}.")
+    return found
+
+
+def check_config(cfg: DictConfig, rules: dict[str, Rule], skip: Iterable[str] = (), resolve: bool = True) -> None:
     """Refuse a composed config with a required value left out (``???``), a reference that does not resolve,
-    or a value outside its rule; one InputError naming the key."""
-    for key in sorted(OmegaConf.missing_keys(cfg)):
+    or a value outside its rule; one InputError naming the key.
+
+    ``skip``: keys (and config groups) a sweep gives several values; each job checks its own (a sweep's shared
+    settings are checked once before any job starts, :mod:`slidemap.sweep_status`). ``resolve=False``: only the
+    checked keys are resolved, and one that cannot be yet (``${hydra:...}`` before a job runs) is left to the job.
+    """
+    skip = tuple(skip)
+    for key in sorted(missing_keys(cfg)):
+        if any(key == s or key.startswith(f"{s}.") for s in skip):
+            continue
         raise InputError(key, MISSING.get(key, f"missing: this config needs a value, e.g. {key}=VALUE"))
     try:
-        OmegaConf.to_container(cfg, resolve=True)
+        if resolve:
+            OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or None
         raise InputError(key, f"cannot be resolved: {str(err).splitlines()[0]}") from None
     for key, rule in rules.items():
-        rule(key, OmegaConf.select(cfg, key, default=None))
+        if any(key == s or key.startswith(f"{s}.") for s in skip):
+            continue
+        try:
+            value = OmegaConf.select(cfg, key, default=None)
+        except OmegaConfBaseException:
+            if resolve:
+                raise
+            continue
+        rule(key, value)
+    if rules is TRAIN and not {"trainer", "trainer.min_epochs", "trainer.max_epochs"} & set(skip):
+        check_epochs(cfg)

@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 import slidemap.runs  # noqa: F401 -- registers the run_suffix resolver that names sweep jobs
 from slidemap.config_checks import SCHEMAS, check_config
 from slidemap.errors import InputError
+from slidemap.sweep_status import record_failure
 
 REPORT_HINT = ("this is a bug in slidemap, not in your input: please report it with the command you ran and the "
                "traceback above")
@@ -55,39 +56,47 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def run_reported(call: Callable[[], Any], prog: str = "") -> tuple[int, Any]:
+def run_reported(call: Callable[[], Any], prog: str = "", errors: list[str] | None = None) -> tuple[int, Any]:
     """Run ``call()``; returns ``(exit status, its result)``, having printed any failure as described above,
-    each line starting with ``prog: `` (the Hydra entry points print bare ``error: ...`` lines)."""
+    each line starting with ``prog: `` (the Hydra entry points print bare ``error: ...`` lines). The failure's
+    line (without ``prog``) is appended to ``errors`` when given: a sweep job records it."""
     install_signal_handlers()
     _received.clear()  # an earlier in-process call's signal is not this call's
     prog = f"{prog}: " if prog else ""
+    lines = errors if errors is not None else []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        print(f"{prog}{line}", file=sys.stderr)
+
     try:
         return 0, call()
     except InputError as err:
-        print(f"{prog}error: {_one_line(str(err))}", file=sys.stderr)
+        say(f"error: {_one_line(str(err))}")
         return 2, None
     except KeyboardInterrupt:
-        print(f"{prog}interrupted", file=sys.stderr)
+        say("interrupted")
         return 128 + (_received[0] if _received else signal.SIGINT), None
     except SystemExit:
         if _received:  # Lightning ends a fit interrupted by Ctrl-C with sys.exit(1)
-            print(f"{prog}interrupted", file=sys.stderr)
+            say("interrupted")
             return 128 + _received[0], None
         raise
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
-        print(f"{prog}error: {key + ': ' if key else ''}{_one_line(str(err).splitlines()[0])}", file=sys.stderr)
+        say(f"error: {key + ': ' if key else ''}{_one_line(str(err).splitlines()[0])}")
         return 2, None
     except OSError as err:
         if err.filename is None:
             raise
-        print(f"{prog}error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        say(f"error: {err.filename}: {err.strerror or err}")
         return 1, None
     except Exception as err:
         if isinstance(err, InstantiationException) and isinstance(err.__cause__, InputError):
-            print(f"{prog}error: {_one_line(str(err.__cause__))}", file=sys.stderr)  # refused by a constructor
+            say(f"error: {_one_line(str(err.__cause__))}")  # refused by a constructor
             return 2, None
         traceback.print_exc()
+        lines.append(f"internal error: {type(err).__name__}: {_one_line(str(err))[:200]}")
         print(f"{prog}internal error: {REPORT_HINT}", file=sys.stderr)
         return 1, None
 
@@ -105,11 +114,33 @@ def guarded(target: str, cfg: Any, schema: str | None = None) -> Any:
             check_config(cfg, SCHEMAS[schema])
         return _load(target)(cfg)
 
-    status, result = run_reported(call, "")
+    errors: list[str] = []
+    status, result = run_reported(call, "", errors)
+    if status and in_sweep() and status < 128:  # the sweep goes on: this job's folder says why it failed
+        record_job_failure(cfg, errors[-1] if errors else f"exit status {status}")
+        return float("nan")  # a sweeper's objective for a failed trial
     if status:
         drop_bare_run_dir(cfg)
         sys.exit(status)
     return result
+
+
+def in_sweep() -> bool:
+    """Whether this process runs a job of a Hydra multirun (any launcher)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def record_job_failure(cfg: Any, error: str) -> None:
+    """Write the failed job's status and one-line error into its run.json (:mod:`slidemap.sweep_status`)."""
+    try:
+        cell: str | None = slidemap.runs.run_cell(cfg)
+    except Exception:  # the failure may be the very setting the cell is made of (window=big)
+        cell = None
+    record_failure(slidemap.runs.output_dir(cfg), slidemap.runs.shaping_overrides(slidemap.runs.job_overrides()), cell,
+                   error)
 
 
 def drop_bare_run_dir(cfg: Any) -> None:

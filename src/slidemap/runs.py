@@ -19,6 +19,35 @@ RUN_FILE = "run.json"
 """A run's identity: the overrides that shape its result (:mod:`slidemap.training.identity`)."""
 
 
+PRESENTATION_KEYS = ("logger", "resume", "trainer.enable_progress_bar", "data.num_workers", "hydra.launcher.n_jobs")
+"""Overrides that change how a run is shown or executed, never its result: not part of its identity."""
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def job_overrides() -> list[str]:
+    """The job's own overrides as Hydra passed them (a sweep job's values, not the sweep's lists); [] outside Hydra."""
+    if not HydraConfig.initialized():
+        return []
+    return [str(o) for o in HydraConfig.get().overrides.task]
+
+
+def shaping_overrides(overrides: list[str]) -> list[str]:
+    """``overrides`` that shape a run's result (the presentation keys left out), sorted: a run's identity."""
+    return sorted(o for o in overrides if _key(o) not in PRESENTATION_KEYS)
+
+
+def run_cell(cfg: DictConfig) -> str:
+    """model-window-scenario-inputs (plus the augmentation when not ``none``): what the seeds of one comparison
+    share (W&B's group-by key, the report's replicate key)."""
+    inputs = str((cfg.get("inputs") or {}).get("name", "post"))
+    augment = str((cfg.get("augment") or {}).get("name", "none"))
+    cell = f"{cfg.model.name}-{int(cfg.window)}-{cfg.scenario.name}-{inputs}"
+    return cell if augment == "none" else f"{cell}-{augment}"
+
+
 MAX_SUFFIX = 200
 """Longer override suffixes are cut and end in a hash of the whole: a folder name stays under the 255 bytes file
 systems allow."""

@@ -11,6 +11,7 @@ the file.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,12 @@ log = logging.getLogger(__name__)
 PathLikeStr = str | PathLike[str]
 
 
+SITE_KEYS = ("bands", "units", "scale", "offset", "pre_scale", "pre_offset", "sensor", "split", "description",
+             "provenance", "synthetic", "pre_event")
+"""The keys of site.yaml (the README's site contract; ``provenance``, ``synthetic`` and ``pre_event`` are written by
+slidemap site and slidemap synth as records); any other is refused: a typo (``bandz:``) would be silently ignored."""
+
+
 def load_meta(folder: Path) -> dict[str, Any]:
     """``site.yaml`` as a dict ({} when absent); the keys read here are checked, ``split`` is checked by split.py."""
     path = folder / "site.yaml"
@@ -58,6 +65,11 @@ def load_meta(folder: Path) -> dict[str, Any]:
     meta = {} if meta is None else meta
     if not isinstance(meta, dict):
         raise InputError(path, f"must be a mapping (bands, scale, offset, split, ...), got {type(meta).__name__}")
+    unknown = [str(k) for k in meta if k not in SITE_KEYS]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], SITE_KEYS, n=1)
+        raise InputError(path, f"unknown key {unknown[0]!r}{f' (did you mean {near[0]!r}?)' if near else ''}; "
+                               f"site.yaml keys are {', '.join(SITE_KEYS)}")
     bands = meta.get("bands")
     if bands is not None and (not isinstance(bands, list) or not all(isinstance(b, str) for b in bands)):
         raise InputError(path, "'bands' must be a list of band names such as [B2, B3, B4, B8]")

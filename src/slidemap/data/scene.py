@@ -30,6 +30,8 @@ from slidemap.errors import InputError
 log = logging.getLogger(__name__)
 
 DEFAULT_STRIP_ROWS = 512
+EMPTY_CHECK_SIDE = 1024
+"""Longest side at which :meth:`SceneStrips.empty_inputs` reads each band to find one without any valid pixel."""
 
 
 class SceneStrips:
@@ -110,6 +112,26 @@ class SceneStrips:
         end = min(self.shape[0], max(r1, r0 + self.strip_rows))
         self._strip = (r0, self.read(r0, end))
         return self._strip
+
+    def empty_inputs(self, side: int = EMPTY_CHECK_SIDE) -> list[str]:
+        """The files and bands without a single valid pixel (nodata or NaN everywhere), named for an error; read
+        decimated to at most ``side`` px (a band empty at every decimation is empty)."""
+        bands = dict(zip(self.s2_bands.indexes, self.s2_bands.names))
+        files = [(self.s2_path, bands), (self.dem_path, {1: "elevation: slope and dem"})]
+        if self.with_pre:
+            files.append((self.pre_path, {i: f"{n} pre-event" for i, n in bands.items()}))
+        empty = []
+        for path, names in files:
+            with reading(path), rasterio.open(path) as src:
+                scale = max(1, -(-max(src.height, src.width) // side))
+                shape = (max(1, src.height // scale), max(1, src.width // scale))
+                for i, name in names.items():
+                    if i > src.count:
+                        continue
+                    values = src.read(i, out_shape=shape, masked=True).astype(np.float64)
+                    if not np.any(~np.ma.getmaskarray(values) & np.isfinite(values.filled(np.nan))):
+                        empty.append(f"{path.name} band {i} ({name})")
+        return empty
 
     def row_reader(self, normaliser: Normaliser):
         """A mosaic row reader (:data:`slidemap.mapping.mosaic.RowReader`) of the normalised channels."""

@@ -31,7 +31,7 @@ from slidemap.config_checks import check_choice, check_value
 from slidemap.errors import InputError
 from slidemap.evaluation.calibration import ece, pool_bins, reliability_bins
 from slidemap.evaluation.objects import object_counts, object_scores, pooled_objects
-from slidemap.evaluation.scoring import POOLED, area_results, confusion_counts
+from slidemap.evaluation.scoring import POOLED, area_results, as_number, confusion_counts, shown
 from slidemap.mapping.checkpoint import TrainedModel, check_channels, load_checkpoint, same_normaliser
 from slidemap.mapping.ensemble import Ensemble, check_tta
 from slidemap.mapping.maps import map_area, pick_device
@@ -131,8 +131,8 @@ def run(cfg: DictConfig) -> float:
         if name in spread:
             areas[name]["mean_uncertainty"] = spread[name]
     for name, oc in objects.items():
-        log.info("%s: F1 %.3f (P %.3f, R %.3f); %d of %d landslides hit, %d of %d polygons false alarms", name,
-                 areas[name]["f1"], areas[name]["precision"], areas[name]["recall"], oc["landslides_hit"],
+        log.info("%s: F1 %s (P %s, R %s); %d of %d landslides hit, %d of %d polygons false alarms", name,
+                 *(shown(areas[name][k]) for k in ("f1", "precision", "recall")), oc["landslides_hit"],
                  oc["landslides"], oc["false_alarms"], oc["polygons"])
     objects = {**{name: object_scores(oc) for name, oc in objects.items()},
                POOLED: object_scores(pooled_objects(list(objects.values())))}
@@ -147,6 +147,6 @@ def run(cfg: DictConfig) -> float:
     }
     write_metrics(out, payload)
     log.info("evaluated %s (%s) in %.1f s: F1 %s -> %s", model.path, mode, payload["wall_time_s"],
-             {a: round(m["f1"], 3) for a, m in areas.items()}, out)
-    return float(areas[POOLED]["f1"])
+             {a: shown(m["f1"]) for a, m in areas.items()}, out)
+    return as_number(areas[POOLED]["f1"])
 

@@ -3,11 +3,16 @@
 Training (torchmetrics counts on the test patches), eval.py (whole-area mosaics), the rule baselines and the
 report all turn counts into results here, so every ``metrics.json`` and every table has one shape:
 ``{area: {precision, recall, f1, iou, tp, fp, fn, tn}}`` with ``all`` pooled from the areas' counts.
+
+A metric whose denominator is empty is undefined, not 0: precision without any predicted landslide pixel, recall,
+F1 and IoU without any reference landslide pixel. It is ``None`` (``null`` in metrics.json), the reason under the
+area's ``undefined`` key; the report shows it as n/a and leaves it out of means and claims.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +22,10 @@ POOLED = "all"
 """The paper's "All" column: TP/FP/FN pooled over the test areas, not a mean of their scores."""
 
 Counts = dict[str, int]
-AreaResult = dict[str, float | int]
+AreaResult = dict[str, Any]
+
+NO_PREDICTION = "no pixel predicted as landslide"
+NO_REFERENCE = "no reference landslide pixel in this area"
 
 
 def confusion_counts(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None) -> Counts:
@@ -32,13 +40,34 @@ def confusion_counts(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | N
     return {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
-def scores(tp: int, fp: int, fn: int) -> dict[str, float]:
-    """Precision, recall, F1, IoU; a ratio with an empty denominator is 0 (nothing predicted / nothing to find)."""
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    iou = tp / (tp + fp + fn) if tp + fp + fn else 0.0
+def scores(tp: int, fp: int, fn: int) -> dict[str, float | None]:
+    """Precision, recall, F1, IoU; None where undefined (:func:`undefined_reasons`). With landslides to find but
+    none predicted, recall and F1 are 0 (a miss), precision is undefined."""
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fn else None  # = 2PR/(P+R), defined whenever there is a landslide
+    iou = tp / (tp + fp + fn) if tp + fn else None
     return {"precision": precision, "recall": recall, "f1": f1, "iou": iou}
+
+
+def undefined_reasons(tp: int, fp: int, fn: int) -> dict[str, str]:
+    """Why each undefined metric of :func:`scores` is undefined (empty when all are defined)."""
+    reasons = {}
+    if tp + fn == 0:
+        reasons |= dict.fromkeys(("recall", "f1", "iou"), NO_REFERENCE)
+    if tp + fp == 0:
+        reasons["precision"] = NO_PREDICTION
+    return reasons
+
+
+def shown(value: float | None) -> str:
+    """A metric for a log line: three decimals, or n/a where it is undefined."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def as_number(value: float | None) -> float:
+    """A metric as a float for a logger or a sweeper's objective: NaN where it is undefined."""
+    return float("nan") if value is None else float(value)
 
 
 def pooled(counts: list[Counts]) -> Counts:
@@ -49,7 +78,8 @@ def pooled(counts: list[Counts]) -> Counts:
 def area_result(counts: Counts) -> AreaResult:
     """One area's metrics and the counts they come from."""
     c = {k: int(counts[k]) for k in COUNT_KEYS}
-    return {**scores(c["tp"], c["fp"], c["fn"]), **c}
+    why = undefined_reasons(c["tp"], c["fp"], c["fn"])
+    return {**scores(c["tp"], c["fp"], c["fn"]), **c, **({"undefined": why} if why else {})}
 
 
 def area_results(counts: Mapping[str, Counts]) -> dict[str, AreaResult]:

@@ -15,6 +15,7 @@ member one normalised input): seeds of one cell of a sweep, for example.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +61,27 @@ def undo_view(tiles: np.ndarray, view: View) -> np.ndarray:
     return out[..., ::-1] if flip else out
 
 
+def weights_fingerprint(net: torch.nn.Module) -> str:
+    """A hash of a network's weights: the same model under two file names has the same fingerprint."""
+    digest = hashlib.sha1()
+    for name, tensor in net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_distinct(models: Sequence[TrainedModel]) -> None:
+    """Refuse one model twice in an ensemble (the same file, or a copy of it): it would weigh twice in the mean and
+    shrink the spread, an uncertainty the members do not have."""
+    seen: dict[str, Path] = {}
+    for m in models:
+        key = weights_fingerprint(m.net)
+        if key in seen:
+            same = "the same file" if Path(m.path).resolve() == Path(seen[key]).resolve() else "the same weights"
+            raise InputError(m.path, f"is {same} as {seen[key]}: an ensemble needs distinct members (each seed once)")
+        seen[key] = m.path
+
+
 class Ensemble:
     """Checkpoints x test-time views as one predictor of the mosaic (:class:`slidemap.mapping.mosaic.Predictor`).
 
@@ -87,6 +109,8 @@ class Ensemble:
             if not same_normaliser(m.normaliser, first.normaliser):
                 raise InputError(m.path, f"ensemble members differ in normalisation (trained on other data or "
                                          f"another scenario than {first.path}): combine the seeds of one cell")
+        if len(self.models) > 1:
+            check_distinct(self.models)
         for m in self.models:
             m.net.eval()
 
@@ -114,7 +138,13 @@ class Ensemble:
 
     @property
     def threshold(self) -> float:
-        return self.models[0].threshold
+        """The members' threshold; members that differ leave no default (a threshold must be given)."""
+        values = sorted({m.threshold for m in self.models})
+        if len(values) > 1:
+            listed = ", ".join(map(str, values))
+            raise InputError(self.models[-1].path, f"ensemble members differ in threshold ({listed}): give the map's "
+                                                   "threshold explicitly")
+        return values[0]
 
     @property
     def path(self) -> Path:

@@ -36,6 +36,7 @@ from slidemap.data.units import (BRIGHTNESS, DEGREES, METRES, REFLECTANCE, Distr
                                  sample_distribution, units_of)
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import TrainedModel
+from slidemap.mapping.scene_checks import check_scene_pixels, check_scene_size
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,10 @@ def members(model: Any) -> list[TrainedModel]:
 def check_scene(model: Any, scene: SceneStrips) -> list[str]:
     """:func:`check_units` of each checkpoint (one, or an ensemble's members) on one sample of a whole scene read
     by strips (bounded memory)."""
+    check_scene_size(scene)
     sample = scene_distribution(scene, model.channels)
+    if sample is None:  # no valid pixel in the sampled strips: is there one anywhere?
+        check_scene_pixels(scene)
     unit = str(scene.meta.get("units") or REFLECTANCE)
     return [w for m in members(model) for w in check_units(m, sample, scene.folder, unit)]
 
@@ -208,5 +212,7 @@ def check_areas(model: Any, areas: dict[str, tuple[Site, Block | None]]) -> list
     for name, (site, block) in areas.items():
         source = f"{site.meta.get('path', name)} ({'test area' if block is not None else 'whole site'})"
         sample = area_distribution(site, block, model.channels)
+        if sample is None:
+            raise InputError(source, "nothing to map: no valid pixel (every pixel is nodata in some input channel)")
         warnings += [w for m in members(model) for w in check_units(m, sample, source, site.optical_unit)]
     return warnings

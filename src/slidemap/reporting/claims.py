@@ -139,7 +139,8 @@ def local_claim(runs: list[dict[str, Any]]) -> Claim:
                     lambda r: (r["model"], int(r["window"]), run_key(r)[3], seed_of(r), r["scenario"]))
     sites = {k[4] for k, _ in local}
     collective = [((r["model"], int(r["window"]), run_key(r)[3], seed_of(r), s), r["areas"][s]["f1"])
-                  for r in runs if r["scenario"] == "all" for s in sorted(sites) if s in r["areas"]]
+                  for r in runs if r["scenario"] == "all" for s in sorted(sites)
+                  if s in r["areas"] and r["areas"][s]["f1"] is not None]
     ci, how, why = compare(local, collective, "local training", "all-site training",
                            "model, window, input set, seed and site")
     what = "F1 on a site's own test area, trained on that site (scenario <site>) vs on all sites (scenario all)"

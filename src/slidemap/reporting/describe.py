@@ -5,6 +5,7 @@ from __future__ import annotations
 from slidemap.data.split import split_sites
 from slidemap.data.site import Site
 from slidemap.data.split import WINDOWS
+from slidemap.evaluation.scoring import shown
 
 
 def describe_sites(sites: dict[str, Site]) -> dict:
@@ -102,7 +103,7 @@ def format_baseline(result: dict) -> str:
     lines = [f"{'trained on':<11} {'thresholds':<22} " + " ".join(f"{a + ' P/R/F1':>20}" for a in areas)]
     for scenario, per_area in result["scenarios"].items():
         t = result["thresholds"][scenario]
-        cells = " ".join(f"{m['precision']:>6.3f}/{m['recall']:.3f}/{m['f1']:.3f}" for m in per_area.values())
+        cells = " ".join(f"{shown(m['precision']):>6}/{shown(m['recall'])}/{shown(m['f1'])}" for m in per_area.values())
         index = f"NDVI<{t['ndvi_max']:<5.2f}" if "ndvi_max" in t else f"rdNDVI<{t['rdndvi_max']:<4.0f}"
         lines.append(f"{scenario:<11} {index} slope>={t['slope_min']:<5.1f} {cells}")
     return "\n".join(lines)

@@ -44,7 +44,7 @@ def _bar(runs: list[dict[str, Any]],
 
 def _area_f1(area: str) -> Callable[[dict[str, Any]], list[float]]:
     """A run's F1 on ``area`` (empty when it was not tested there)."""
-    return lambda r: [r["areas"][area]["f1"]] if area in r["areas"] else []
+    return lambda r: [r["areas"][area]["f1"]] if area in r["areas"] and r["areas"][area]["f1"] is not None else []
 
 
 def figure_data(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -85,7 +85,8 @@ def figure_data(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _own_f1(areas: dict[str, dict[str, Any]], scenario: str) -> list[float]:
     """F1 on the trained site's own test area: single-site scenarios only (``all`` trains on every site)."""
-    return [areas[scenario]["f1"]] if scenario != "all" and scenario in areas else []
+    return ([areas[scenario]["f1"]] if scenario != "all" and scenario in areas and areas[scenario]["f1"] is not None
+            else [])
 
 
 def _run_own_f1(run: dict[str, Any]) -> list[float]:

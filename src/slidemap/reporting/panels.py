@@ -25,6 +25,11 @@ OUTCOME_COLOURS = ("#ffffff", "#e3e3e3", "#1a9850", "#d73027", "#2c7bb6")
 OUTCOME_LABELS = ("no data", "true negative", "true positive (TP)", "false positive (FP)", "false negative (FN)")
 
 
+def percent(value: float | None) -> str:
+    """A fraction in percent with one decimal, n/a where the metric is undefined."""
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
 def outcome_map(binary: np.ndarray, label: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Per pixel NODATA/TN/TP/FP/FN codes from a 0/1 prediction (255 = nodata) and the inventory mask."""
     ok = valid & (binary != 255)
@@ -94,7 +99,7 @@ def _panel_cell(run: dict[str, Any] | None, area: str, window: int, site: Site, 
     if run is None or area not in run["areas"]:
         return PanelCell(f"{window} px", None, "run missing")
     m = run["areas"][area]
-    title = f"{window} px: F1 {100 * m['f1']:.1f}%\n(P {100 * m['precision']:.1f}, R {100 * m['recall']:.1f})"
+    title = f"{window} px: F1 {percent(m['f1'])}%\n(P {percent(m['precision'])}, R {percent(m['recall'])})"
     rows, cols = split.test.slices
     try:
         binary = _read_binary(Path(run["dir"]) / "predictions" / f"{area}_binary.tif")

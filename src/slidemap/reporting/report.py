@@ -23,6 +23,7 @@ from slidemap.reporting.augment_section import augmentations_section
 from slidemap.reporting.claims import CLAIMS_COLUMNS, Claim, claims_section, judge_claims
 from slidemap.reporting.panels import prediction_panels
 from slidemap.reporting.reliability import write_reliability
+from slidemap.reporting.records import undefined_metrics
 from slidemap.reporting.sweep import (Sweep, areas_of, input_sets, paper_runs, run_key, scan_sweep,
                                       transfer_summary)
 from slidemap.reporting.tables import (SUMMARY_COLUMNS, largest_n, pct, pct_interval, scenario_tables, seeds_of,
@@ -104,13 +105,22 @@ def _bars_note(seeds: list[int], averaged: str) -> str:
             "cut at 0 and 100%, then shown as `mean (low–high)`); a value without ± has a single seed.")
 
 
+UNDEFINED_WHY = {"precision": "no pixel predicted as landslide", "recall": "no reference landslide pixel",
+                 "f1": "no reference landslide pixel", "iou": "no reference landslide pixel"}
+
+
 def _missing_section(sweep: Sweep) -> list[str]:
     missing = sweep.missing()
-    if not missing:
-        return ["None: every expected job has a complete run."]
-    return [f"{len(missing)} expected job(s) have no complete run; the tables and figures leave them out. "
-            "Re-running the sweep command into the same folder completes them.", "",
-            "| job (its overrides) | status |", "|---|---|"] + [f"| {n} | {why} |" for n, why in missing]
+    lines = [f"{len(missing)} expected job(s) have no complete run; the tables and figures leave them out. "
+             "Re-running the sweep command into the same folder (hydra.sweep.dir) reruns the failed and missing ones "
+             "and skips the rest.", "", "| job (its overrides) | status |", "|---|---|"] + \
+        [f"| {n} | {why} |" for n, why in missing] if missing else ["None: every expected job has a complete run."]
+    undefined = undefined_metrics(sweep.runs)
+    if undefined:
+        lines += ["", "Undefined metrics (n/a in the tables; left out of every mean, figure and claim): "
+                  + "; ".join(f"{metric} on {area} in {len(dirs)} run(s) ({UNDEFINED_WHY[metric]})"
+                              for (area, metric), dirs in sorted(undefined.items())) + "."]
+    return lines
 
 
 def _baseline_section(runs: list[dict[str, Any]], baselines: Baselines, sites_ok: bool, data_note: str) -> list[str]:
@@ -311,8 +321,10 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Pa
         raise InputError(root, "sweep folder not found")
     sweep = scan_sweep(root)
     if not sweep.runs:
+        why = "; ".join(f"{job}: {reason}" for job, reason in list(sweep.missing())[:3])
         raise InputError(root, f"no complete run (no metrics.json with test results) among {len(sweep.incomplete)} "
-                               "job folder(s); is this a multirun/<date>/<time> folder of a sweep that has run?")
+                               "job folder(s); is this a multirun/<date>/<time> folder of a sweep that has run?"
+                               + (f" First: {why}" if why else ""))
     log.info("%d complete run(s), %d missing, read in %.2f s", len(sweep.runs), len(sweep.missing()),
              time.perf_counter() - start)
     t = time.perf_counter()

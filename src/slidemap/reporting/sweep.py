@@ -17,7 +17,9 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from slidemap.errors import InputError
+from slidemap.reporting.records import record_problem
 from slidemap.runs import METRICS_FILE, RUN_FILE
+from slidemap.sweep_status import FAILED, job_state
 
 log = logging.getLogger(__name__)
 
@@ -137,17 +139,23 @@ def _config_job(job: Path) -> tuple[RunKey | None, int | None]:
 
 
 def _read_job(job: Path) -> tuple[dict[str, Any] | None, str]:
-    """(complete run record, "") or (None, why the job is not complete)."""
+    """(complete run record, "") or (None, why the job is not complete: failed with its error, unfinished, or a
+    metrics.json that is not a run record, named with what is wrong)."""
     path = job / METRICS_FILE
     if not path.exists():
+        state = job_state(job)
+        if state.status == FAILED:
+            return None, f"failed: {state.error}"
         return None, "incomplete: no metrics.json (still running, failed or killed; see its train.log)"
     try:
         record = json.loads(path.read_text())
-        run_key(record), seed_of(record)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return None, f"incomplete: metrics.json unreadable ({type(err).__name__}: {err})"
-    if not record.get("areas"):
-        return None, "incomplete: metrics.json has no test results"
+    except (OSError, ValueError) as err:
+        return None, f"incomplete: {path}: unreadable ({type(err).__name__}: {err})"
+    problem = record_problem(record)
+    if problem:
+        return None, f"incomplete: {path}: {problem}"
+    if "checkpoint" in record and "best_checkpoint" not in record:
+        return None, f"not a training run: {path} is eval.py's score of {record['checkpoint']}"
     return {**record, "dir": str(job)}, ""
 
 
@@ -224,6 +232,41 @@ def check_replicates(runs: list[dict[str, Any]]) -> None:
                                    "cell and seed once (move each setting's job folders into a folder of its own)")
 
 
+CELL_KEYS = ("seed", "model", "window", "scenario", "inputs", "augment")
+"""Overrides left out when the seeds of a cell are compared: the seed, and the cell's own axes (equal within a cell,
+whether given on the command line or left at their default)."""
+
+
+def _setting(overrides: set[str]) -> set[str]:
+    """A run's overrides without its seed and its cell's axes: what the seeds of one cell must share."""
+    return {o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in CELL_KEYS}
+
+
+def check_cells(runs: list[dict[str, Any]]) -> None:
+    """Refuse a cell whose runs differ in anything but the seed (another data root, learning rate, threshold or
+    epoch cap): their mean and interval would mix settings as if they were seeds of one. Runs without recorded
+    overrides (from before run.json) cannot be told apart and are not checked.
+
+    Raises:
+        InputError: naming both folders and the overrides in which they differ.
+    """
+    first: dict[RunKey, tuple[str, set[str]]] = {}
+    for r in runs:
+        recorded = set(r.get("overrides") or ()) or _overrides(r["dir"])
+        if not recorded:
+            continue
+        setting = _setting(recorded)
+        key = run_key(r)
+        if key not in first:
+            first[key] = (r["dir"], setting)
+            continue
+        other_dir, other = first[key]
+        if setting != other:
+            raise InputError(r["dir"], f"a seed of cell {key_name(key)} with other settings than {other_dir}: they "
+                                       f"differ in {', '.join(sorted(setting ^ other))}; the report would pool them "
+                                       "as seeds of one cell. Report each setting's runs from a folder of their own")
+
+
 def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
     """Read every job of a sweep (a progress bar over jobs) and the grid it was meant to cover."""
     root = Path(sweep_dir)
@@ -253,6 +296,7 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
             log.warning("%s: cannot read the sweep's overrides (%s)", multirun, err)
     runs.sort(key=lambda r: (_sort_key(run_key(r)), seed_of(r), r["dir"]))
     check_replicates(runs)
+    check_cells(runs)
     done = {(run_key(r), seed_of(r)) for r in runs}
     done_keys = {k for k, _ in done}
     seeds_incomplete = {(k, seed): why for k, seed, why in broken_seeds if k in done_keys and (k, seed) not in done}
@@ -290,8 +334,9 @@ def paper_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def site_f1(run: dict[str, Any]) -> list[float]:
-    """F1 on each site's test area (the pooled ``all`` area left out, as in the paper's mean F1)."""
-    return [m["f1"] for area, m in run["areas"].items() if area != "all"]
+    """F1 on each site's test area (the pooled ``all`` area left out, as in the paper's mean F1; an area where F1
+    is undefined, without any reference landslide, left out too)."""
+    return [m["f1"] for area, m in run["areas"].items() if area != "all" and m["f1"] is not None]
 
 
 def mean_site_f1(run: dict[str, Any]) -> float | None:
@@ -303,13 +348,13 @@ def mean_site_f1(run: dict[str, Any]) -> float | None:
 def own_site_f1(run: dict[str, Any]) -> float | None:
     """F1 on the trained site's own test area; None for ``all``, which trains on every site."""
     s = run["scenario"]
-    return run["areas"][s]["f1"] if s != "all" and s in run["areas"] else None
+    return run["areas"][s]["f1"] if s != "all" and s in run["areas"] else None  # None where F1 is undefined
 
 
 def transfer_f1(run: dict[str, Any]) -> float | None:
     """Mean F1 on the other sites' test areas (pooled ``all`` left out): how a single-site model transfers; None
     for ``all``."""
-    others = [m["f1"] for a, m in run["areas"].items() if a not in ("all", run["scenario"])]
+    others = [m["f1"] for a, m in run["areas"].items() if a not in ("all", run["scenario"]) and m["f1"] is not None]
     return sum(others) / len(others) if run["scenario"] != "all" and others else None
 
 
@@ -333,7 +378,7 @@ def transfer_summary(runs: list[dict[str, Any]]) -> dict[str, float]:
         if r["scenario"] == "all":
             continue
         for area, m in r["areas"].items():
-            if area == "all":
+            if area == "all" or m["f1"] is None:
                 continue
             (own if area == r["scenario"] else other).append(m["f1"])
     return {"own_site_f1": sum(own) / len(own) if own else float("nan"),

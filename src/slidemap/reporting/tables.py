@@ -28,7 +28,9 @@ def cell_stats(runs: list[dict[str, Any]]) -> Cell:
     """Mean, sd and 95% t-interval over the runs (seeds) of one cell, per test area and metric; the interval is cut
     to [0, 1], the range of every metric (:func:`~slidemap.reporting.stats.bounded`)."""
     areas = dict.fromkeys(a for r in runs for a in r["areas"])
-    return {a: {k: bounded(t_interval([r["areas"][a][k] for r in runs if a in r["areas"]])) for k, _ in METRIC_COLUMNS}
+    return {a: {k: bounded(t_interval([r["areas"][a][k] for r in runs
+                                       if a in r["areas"] and r["areas"][a][k] is not None]))
+                for k, _ in METRIC_COLUMNS}
             for a in areas}
 
 
@@ -61,8 +63,10 @@ def largest_n(runs: list[dict[str, Any]]) -> int:
 
 
 def pct(value: float | None) -> str:
-    """A fraction in percent with two decimals; ``–`` for a missing value."""
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
+    """A fraction in percent with two decimals; ``n/a`` for an undefined one (None), ``–`` for a missing one."""
+    if value is None:
+        return "n/a"
+    return "–" if isinstance(value, float) and math.isnan(value) else f"{100 * value:.2f}"
 
 
 def pct_interval(mean: float, low: float, high: float) -> str:
@@ -76,8 +80,9 @@ def pct_interval(mean: float, low: float, high: float) -> str:
 
 
 def format_interval(interval: Interval) -> str:
-    """``mean ± half-width`` in percent, or the mean alone when there is no interval (one run)."""
-    return "" if interval.n == 0 else pct_interval(interval.mean, interval.low, interval.high)
+    """``mean ± half-width`` in percent, or the mean alone when there is no interval (one run); n/a when no run
+    has the value defined."""
+    return "n/a" if interval.n == 0 else pct_interval(interval.mean, interval.low, interval.high)
 
 
 def _name_columns(runs: list[dict[str, Any]]) -> list[str]:

@@ -16,17 +16,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from slidemap.errors import InputError
 from slidemap.io import atomic_path, write_json
-from slidemap.runs import RUN_FILE
+from slidemap.runs import RUN_FILE, job_overrides, run_cell, shaping_overrides
+from slidemap.sweep_status import clear_failure
 
 log = logging.getLogger(__name__)
-
-PRESENTATION_KEYS = ("logger", "resume", "trainer.enable_progress_bar", "data.num_workers", "hydra.launcher.n_jobs")
-"""Overrides that change how a run is shown or executed, never its result: not part of its identity."""
 
 
 @dataclass(frozen=True)
@@ -39,25 +36,10 @@ class RunIdentity:
     cell: str
 
 
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def job_overrides() -> list[str]:
-    """The job's own overrides as Hydra passed them (a sweep job's values, not the sweep's lists); [] outside Hydra."""
-    if not HydraConfig.initialized():
-        return []
-    return [str(o) for o in HydraConfig.get().overrides.task]
-
-
 def run_identity(cfg: DictConfig, overrides: list[str] | None = None) -> RunIdentity:
     """The run's identity from its overrides (default: the Hydra job's) and its composed config."""
     given = job_overrides() if overrides is None else overrides
-    shaping = tuple(sorted(o for o in given if _key(o) not in PRESENTATION_KEYS))
-    inputs = str((cfg.get("inputs") or {}).get("name", "post"))
-    augment = str((cfg.get("augment") or {}).get("name", "none"))
-    cell = f"{cfg.model.name}-{int(cfg.window)}-{cfg.scenario.name}-{inputs}"
-    return RunIdentity(shaping, cell if augment == "none" else f"{cell}-{augment}")
+    return RunIdentity(tuple(shaping_overrides(given)), run_cell(cfg))
 
 
 def claim_run_dir(out: Path, identity: RunIdentity) -> None:
@@ -70,13 +52,15 @@ def claim_run_dir(out: Path, identity: RunIdentity) -> None:
     path = out / RUN_FILE
     if path.is_file():
         try:
-            recorded = tuple(json.loads(path.read_text())["overrides"])
+            record = json.loads(path.read_text())
+            recorded = tuple(record["overrides"])
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise InputError(path, f"unreadable run record ({type(err).__name__}); move the folder away or remove "
                                    "it to start this run afresh") from err
         if recorded != identity.overrides:
             raise InputError(out, f"holds another run (overrides {list(recorded)}), not this one "
                                   f"({list(identity.overrides)}); give this sweep its own hydra.sweep.dir")
+        clear_failure(path, record)  # runs again: the last attempt's failure is history
         return
     write_json(path, asdict(identity))
 

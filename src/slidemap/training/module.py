@@ -16,7 +16,7 @@ from torch import nn
 from torchmetrics.classification import BinaryStatScores
 
 from slidemap.evaluation.calibration import CalibrationBins, bins_record, ece, pool_bins
-from slidemap.evaluation.scoring import POOLED, area_results, scores
+from slidemap.evaluation.scoring import POOLED, area_results, as_number, scores
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 
@@ -118,7 +118,7 @@ class LandslideModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         tp, fp, _, fn, _ = self.val_stats.compute().tolist()
-        self.log("val/f1", scores(tp, fp, fn)["f1"], prog_bar=True, sync_dist=True)
+        self.log("val/f1", as_number(scores(tp, fp, fn)["f1"]), prog_bar=True, sync_dist=True)
         self.val_stats.reset()
 
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -146,7 +146,8 @@ class LandslideModule(pl.LightningModule):
             results[area]["ece_uncalibrated"] = ece(raw[area])
         for area, metrics in results.items():
             for key in ("precision", "recall", "f1", "iou", "ece"):
-                self.log(f"test/{area}/{key}", metrics[key], add_dataloader_idx=False, sync_dist=True)
+                if metrics[key] is not None:  # an undefined metric is not logged as a number
+                    self.log(f"test/{area}/{key}", metrics[key], add_dataloader_idx=False, sync_dist=True)
         self.test_results = results
         self.reliability = calibrated
 

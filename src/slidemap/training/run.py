@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from slidemap.config_checks import check_choice
 from slidemap.data.split import WINDOWS
 from slidemap.errors import InputError
+from slidemap.evaluation.scoring import shown
 from slidemap.io import atomic_path
 from slidemap.models.build import build_net, net_config
 from slidemap.runs import METRICS_FILE, completed_run, output_dir, write_metrics
@@ -169,6 +170,17 @@ def predict_areas(trainer: pl.Trainer, module: LandslideModule, datamodule: Any)
     return areas
 
 
+def check_scored(results: dict[str, dict[str, Any]]) -> None:
+    """Refuse a test whose areas hold no valid pixel: its scores would be numbers without meaning."""
+    empty = [a for a, m in results.items() if not sum(int(m.get(k, 0)) for k in ("tp", "fp", "fn", "tn"))]
+    if not results or len(empty) == len(results):
+        raise InputError("test", "no valid test pixel in any test area (all nodata or NaN in some input channel): "
+                                 "nothing can be scored")
+    if empty:
+        raise InputError(empty[0], "this test area has no valid pixel (all nodata or NaN in some input channel): "
+                                   "nothing can be scored")
+
+
 def build_module(cfg: DictConfig, datamodule: Any, precision: str | int) -> LandslideModule:
     """The LightningModule from ``cfg.module``, its network from ``cfg.model.net`` (channel counts filled in from
     the data) and its optimiser from ``cfg.optimizer``; the checkpoint keeps the resolved model config."""
@@ -239,6 +251,9 @@ def run_job(cfg: DictConfig) -> float:
             ended = "not trained"
         else:
             trainer.fit(module, datamodule=datamodule, ckpt_path=fit_from)
+            if trainer.global_step == 0:  # scoring an untrained network would look like a result
+                raise InputError(out, "trained zero steps (no training batch, or the run stopped before its first "
+                                      "step): nothing to score; check trainer.limit_train_batches and the data")
             ended = stopped_by(trainer)  # now: loading the best checkpoint below restores the callbacks' old state
             ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_arg = ckpt if ckpt else None
@@ -247,6 +262,7 @@ def run_job(cfg: DictConfig) -> float:
         if not test_ckpt:  # the best weights are loaded: fit the temperature, store it in the checkpoint
             calibrate(trainer, module, datamodule, ckpt_arg)
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)  # loads the best weights
+        check_scored(module.test_results)
         if not trainer.is_global_zero:  # DDP: rank 0 alone writes maps and results
             return val_f1
         previews = write_test_outputs(out, datamodule, predict_areas(trainer, module, datamodule), cfg.threshold,
@@ -269,7 +285,7 @@ def run_job(cfg: DictConfig) -> float:
         write_metrics(out, payload)  # last: its presence marks the run complete (resume skips it)
         drop_resume_state(out)
         log.info("run %s done in %.1f s: F1 %s", out.name, payload["wall_time_s"],
-                 {a: round(m["f1"], 3) for a, m in module.test_results.items()})
+                 {a: shown(m["f1"]) for a, m in module.test_results.items()})
         return val_f1
     finally:
         finish_wandb(loggers)

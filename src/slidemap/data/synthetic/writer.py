@@ -19,6 +19,7 @@ from rasterio.warp import Resampling, reproject
 from shapely import affinity
 from shapely.geometry import mapping
 
+from slidemap.config_checks import check_seed
 from slidemap.data.synthetic.before import render_before
 from slidemap.data.synthetic.landslides import make_landslides
 from slidemap.data.synthetic.relief import carve_terrain, slope_aspect
@@ -130,6 +131,7 @@ def write_synthetic(out: str | Path, scale: float = DEFAULT_SCALE, seed: int = D
     out = Path(out)
     if not scale > 0:
         raise InputError("--scale", f"scale must be positive, got {scale}")
+    check_seed("--seed", seed)
     check_replaceable(out, [*SITES, STAMP_FILE], "slidemap synth")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for spec in SITES.values():

@@ -1,0 +1,253 @@
+"""Issue 30's probe (hardening, round two): each case an independent probe found, as a user would meet it.
+
+Every case ends in one line naming what to fix and exit 2 (or a correct result), and a refused run leaves no run
+folder and no metrics.json. The sweep that goes on past a failed job is in tests/test_sweep_failures.py; the patch
+dataset cases (an (H, W, C) .npy, a broken link, all-NaN test images) are in tests/test_patch_folder.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from test_hardening import ENV, hydra_entry, one_line
+
+import fake_sites as fs
+from checkpoints import save_checkpoint
+from conftest import REPO
+from run_records import metrics_record
+from slidemap.cli import main
+
+# ---------------------------------------------------------------- train.py: every setting checked once, one line
+
+TRAIN_REFUSED = [  # (id, overrides, the line's start)
+    ("lr-negative", ["optimizer.lr=-1"], "error: optimizer.lr: must be > 0, got -1"),
+    ("lr-not-a-number", ["optimizer.lr=fast"], "error: optimizer.lr: must be a number > 0, got 'fast'"),
+    ("lr-zero", ["optimizer.lr=0"], "error: optimizer.lr: must be > 0, got 0"),
+    ("betas-out-of-range", ["optimizer.betas=[0.9,1.5]"], "error: optimizer.betas[1]: must lie in [0, 1), got 1.5"),
+    ("weight-decay-negative", ["+optimizer.weight_decay=-0.1"], "error: optimizer.weight_decay: must be >= 0"),
+    ("window-not-a-number", ["window=big"], "error: window: must be an integer >= 1, got 'big'"),
+    ("window-float", ["window=64.0"], "error: window: must be an integer >= 1, got 64.0"),
+    ("num-workers-negative", ["data.num_workers=-2"], "error: data.num_workers: must be an integer >= 0, got -2"),
+    ("max-epochs-zero", ["trainer.max_epochs=0"], "error: trainer.max_epochs: must be an integer >= 1, got 0"),
+    ("min-above-max-epochs", ["trainer.min_epochs=9", "trainer.max_epochs=3"],
+     "error: trainer.min_epochs: is 9, above trainer.max_epochs (3)"),
+    ("pos-weight-negative", ["module.pos_weight=-3"], "error: module.pos_weight: must be > 0, got -3"),
+    ("eval-batch-size-zero", ["data.eval_batch_size=0"], "error: data.eval_batch_size: must be an integer >= 1"),
+    ("seed-too-large", ["seed=4294967296"], "error: seed: must be an integer in [0, 4294967295]"),
+    ("synthetic-seed-negative", ["data.synthetic.seed=-1"], "error: data.synthetic.seed: must be an integer in"),
+    ("augment-gain-too-large", ["augment=full", "augment.gain=1.5"], "error: augment.gain: must lie in [0, 1)"),
+    ("augment-flips-not-a-flag", ["augment=d4", "augment.flips=maybe"], "error: augment.flips: must be true or false"),
+    ("patience-negative", ["callbacks.early_stopping.patience=-1"],
+     "error: callbacks.early_stopping.patience: must be an integer >= 0"),
+    # Hydra's own composition errors, in the same one-line form
+    ("unknown-model", ["model=unett"],
+     "error: model: unknown option 'unett'; choose one of custom, resunet, smp_unet, unet (did you mean model=unet?)"),
+    ("unknown-key", ["data.batchsize=8"], "error: data.batchsize: unknown key; did you mean data.batch_size?"),
+    ("unknown-launcher", ["hydra/launcher=jobli"], "error: hydra/launcher: unknown option 'jobli'"),
+    ("bad-override-syntax", ["window=[1,"], "error: window=[1,: cannot parse this override"),
+    ("a-list-without-multirun", ["model=unet,resunet"], "error: model=unet,resunet: several values sweep only with -m"),
+]
+
+
+@pytest.mark.parametrize("args, message", [c[1:] for c in TRAIN_REFUSED], ids=[c[0] for c in TRAIN_REFUSED])
+def test_train_refuses_a_bad_setting_in_one_line(tmp_path, args, message):
+    done = hydra_entry("train.py", ["logger=none", *args], tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert one_line(done.stderr).startswith(message), done.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []  # no outputs/<date>/<time>, no data generated
+
+
+def test_hydra_full_error_keeps_hydras_own_form(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), "model=unett"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**ENV, "HYDRA_FULL_ERROR": "1"})
+    assert done.returncode == 1 and "Available options in 'model'" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_run_that_trains_zero_steps_writes_no_result(synthetic_root, tmp_path):
+    done = hydra_entry("train.py", [f"data.root={synthetic_root}", "logger=none", "window=32", "scenario=china",
+                                    "trainer.max_epochs=1", "trainer.min_epochs=1", "+trainer.limit_train_batches=0",
+                                    "model.net.base_filters=8", f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    assert done.returncode == 2 and "trained zero steps" in one_line(done.stderr), done.stderr[-2000:]
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+# ---------------------------------------------------------------- the slidemap command
+
+
+def test_synth_refuses_a_negative_seed(capsys, tmp_path):
+    assert main(["synth", "--out", str(tmp_path / "s"), "--seed", "-1"]) == 2
+    assert one_line(capsys.readouterr().err) == ("slidemap synth: error: --seed: must be an integer in "
+                                                 "[0, 4294967295], got -1")
+    assert not (tmp_path / "s").exists()
+
+
+def test_site_yaml_refuses_an_unknown_key(capsys, tmp_path):
+    site = fs.make_site(tmp_path / "sites" / "a")
+    (site / "site.yaml").write_text("bandz: [B2, B3, B4, B8]\n")
+    assert main(["describe", str(tmp_path / "sites")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert f"{site / 'site.yaml'}: unknown key 'bandz' (did you mean 'bands'?)" in line
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "unet.ckpt", window=32)
+
+
+def test_map_refuses_a_scene_whose_bands_are_all_nodata(capsys, tmp_path, ckpt):
+    scene = fs.make_site(tmp_path / "scene", bands=np.zeros((4, *fs.SHAPE), np.uint16), nodata=0)
+    assert main(["map", "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(tmp_path / "maps")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line == (f"slidemap map: error: {scene}: nothing to map: no valid pixel in s2.tif band 1 (blue), "
+                    "s2.tif band 2 (green), s2.tif band 3 (red), s2.tif band 4 (nir)"), line
+    assert not (tmp_path / "maps").exists()
+
+
+def test_map_names_the_one_empty_band(capsys, tmp_path, ckpt):
+    bands = fs.constant_bands(fs.DN)
+    bands[3] = 0  # nir all nodata: every pixel invalid, one band to blame
+    scene = fs.make_site(tmp_path / "scene", bands=bands, nodata=0)
+    assert main(["map", "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(tmp_path / "maps")]) == 2
+    assert one_line(capsys.readouterr().err).endswith("nothing to map: no valid pixel in s2.tif band 4 (nir)")
+
+
+def test_map_refuses_a_one_pixel_scene(capsys, tmp_path, ckpt):
+    scene = fs.make_site(tmp_path / "scene")
+    for name in ("s2.tif", "dem.tif"):
+        with rasterio.open(scene / name) as src:
+            profile, data = src.profile, src.read(window=((0, 1), (0, 1)))
+        profile.update(width=1, height=1, tiled=False)
+        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        with rasterio.open(scene / name, "w", **profile) as dst:
+            dst.write(data)
+    assert main(["map", "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(tmp_path / "maps")]) == 2
+    assert one_line(capsys.readouterr().err) == (f"slidemap map: error: {scene}: scene is 1 x 1 px: too small to map "
+                                                 "(at least 3 x 3 px, the neighbourhood slope is derived from)")
+
+
+# ---------------------------------------------------------------- slidemap report: records checked, failures named
+
+def _job(root, name, record):
+    job = root / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / "metrics.json").write_text(record if isinstance(record, str) else json.dumps(record))
+    return job
+
+
+@pytest.mark.parametrize("record, problem", [
+    ('{"model": "unet", "window": 64, "sce', "unreadable (JSONDecodeError"),
+    ([1, 2], "holds a list, not a run record"),
+    ({"model": "unet", "window": "64", "scenario": "china", "areas": {"china": {}}}, "window is '64', not a patch"),
+    ("F1-STRING", "areas.china.f1 is 'high', not a fraction in [0, 1] or null"),
+    ("F1-ABOVE-1", "areas.china.f1 is 1.5, not a fraction in [0, 1] or null"),
+    ("NO-AREAS", "has no test results (areas)"),
+    ("ZERO-EPOCHS", "trained zero epochs (trainer.max_epochs=0): the scores of an untrained network"),
+], ids=["truncated", "a-list", "window-a-string", "f1-a-string", "f1-above-one", "no-areas", "zero-epochs"])
+def test_report_names_the_file_and_what_is_wrong(capsys, tmp_path, record, problem):
+    if isinstance(record, str) and record.isupper():
+        good = metrics_record("unet", 64, "china", 0, {"china": 0.5})
+        if record == "NO-AREAS":
+            good["areas"] = {}
+        elif record == "ZERO-EPOCHS":
+            good.update(epochs=0, stopped_by="max_epochs")
+        else:
+            good["areas"]["china"]["f1"] = "high" if record == "F1-STRING" else 1.5
+        record = good
+    job = _job(tmp_path / "sweep", "unet-64-china", record)
+    assert main(["report", str(tmp_path / "sweep")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "no complete run" in line and f"{job / 'metrics.json'}: {problem}" in line, line
+
+
+def test_report_leaves_a_bad_record_out_and_lists_it(tmp_path):
+    from slidemap.reporting.sweep import scan_sweep
+
+    good = metrics_record("unet", 64, "china", 0, {"china": 0.5, "japan": 0.4})
+    bad = metrics_record("unet", 64, "china", 1, {"china": 0.5})
+    bad["areas"]["china"]["precision"] = "0.7"
+    _job(tmp_path, "a", good), _job(tmp_path, "b", bad)
+    sweep = scan_sweep(tmp_path, progress=False)
+    assert [r["seed"] for r in sweep.runs] == [0]
+    assert any("areas.china.precision is '0.7'" in why for _, why in sweep.missing())
+
+
+def test_an_undefined_metric_is_na_and_left_out_of_means(tmp_path):
+    """F1 on an area without any reference landslide is undefined: null in the record, n/a in the report's
+    tables, out of the cell's mean (which is then the mean of the runs that define it)."""
+    from slidemap.reporting.tables import cell_stats, format_interval
+
+    runs = [metrics_record("unet", 64, "china", s, {"china": f1, "japan": 0.4}) for s, f1 in enumerate((0.6, 0.8))]
+    runs.append(metrics_record("unet", 64, "china", 2, {"china": 0.5, "japan": 0.4}))
+    runs[2]["areas"]["china"].update(recall=None, f1=None, iou=None)
+    stats = cell_stats(runs)
+    assert stats["china"]["f1"].n == 2 and stats["china"]["f1"].mean == pytest.approx(0.7)
+    assert stats["china"]["precision"].n == 3
+    none = [metrics_record("unet", 64, "china", 0, {"china": 0.5})]
+    none[0]["areas"]["china"]["f1"] = None
+    assert format_interval(cell_stats(none)["china"]["f1"]) == "n/a"
+
+
+# ---------------------------------------------------------------- ensembles and reports that cannot mix
+
+def test_an_ensemble_refuses_one_model_twice(capsys, tmp_path, ckpt):
+    import shutil
+
+    scene = fs.make_site(tmp_path / "scene")
+    copy = shutil.copy(ckpt, tmp_path / "copy.ckpt")
+    for second, same in ((ckpt, "the same file"), (copy, "the same weights")):
+        assert main(["map", "--ckpt", str(ckpt), str(second), "--scene", str(scene), "--out",
+                     str(tmp_path / "maps")]) == 2
+        line = one_line(capsys.readouterr().err)
+        assert line == f"slidemap map: error: {second}: is {same} as {ckpt}: an ensemble needs distinct members " \
+                       "(each seed once)", line
+    assert not (tmp_path / "maps").exists()
+
+
+def test_an_ensemble_without_one_threshold_needs_one_given(tmp_path):
+    from dataclasses import replace
+
+    from slidemap.errors import InputError
+    from slidemap.mapping.checkpoint import load_checkpoint
+    from slidemap.mapping.ensemble import Ensemble
+
+    a = load_checkpoint(save_checkpoint(tmp_path / "a.ckpt"))
+    b = replace(load_checkpoint(save_checkpoint(tmp_path / "b.ckpt")), threshold=0.3)
+    with pytest.raises(InputError, match=r"members differ in threshold \(0.3, 0.5\): give the map's threshold"):
+        Ensemble([a, b]).threshold
+    assert Ensemble([a, replace(b, threshold=0.5)]).threshold == 0.5
+
+
+def test_report_refuses_a_cell_whose_seeds_differ_in_a_setting(capsys, tmp_path):
+    for seed, lr in ((0, "0.001"), (1, "0.0003")):
+        record = metrics_record("unet", 64, "china", seed, {"china": 0.5},
+                                overrides=["model=unet", "scenario=china", f"seed={seed}", f"optimizer.lr={lr}"])
+        _job(tmp_path / "sweep", f"run{seed}", record)
+    assert main(["report", str(tmp_path / "sweep")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "run1: a seed of cell model=unet window=64 scenario=china with other settings than" in line
+    assert "they differ in optimizer.lr=0.0003, optimizer.lr=0.001" in line, line
+
+
+def test_report_pools_seeds_that_differ_only_in_seed_and_spelled_axes(tmp_path):
+    from slidemap.reporting.sweep import scan_sweep
+
+    _job(tmp_path, "a", metrics_record("unet", 64, "china", 0, {"china": 0.5}, overrides=["scenario=china", "seed=0"]))
+    _job(tmp_path, "b", metrics_record("unet", 64, "china", 1, {"china": 0.6},
+                                       overrides=["scenario=china", "seed=1", "window=64", "model=unet"]))
+    assert [r["seed"] for r in scan_sweep(tmp_path, progress=False).runs] == [0, 1]
+
+
+def test_report_does_not_take_an_eval_result_for_a_training_run(tmp_path):
+    from slidemap.reporting.sweep import scan_sweep
+
+    _job(tmp_path, "train", metrics_record("unet", 64, "china", 0, {"china": 0.5}, best_checkpoint="x/best.ckpt"))
+    _job(tmp_path, "eval", metrics_record("unet", 64, "china", 0, {"china": 0.7}, checkpoint="x/best.ckpt"))
+    sweep = scan_sweep(tmp_path, progress=False)
+    assert [r["areas"]["china"]["f1"] for r in sweep.runs] == [0.5]
+    assert any(why.startswith("not a training run:") for _, why in sweep.missing())
