@@ -74,10 +74,11 @@ def test_map_tiny_scene(capsys, ckpt, scene, tmp_path, caplog):
 
 @pytest.fixture(scope="module")
 def synthetic_scene(synthetic_root, tmp_path_factory) -> Path:
-    """The synthetic china site copied without its inventory: what a responder has after an event."""
+    """The synthetic china site copied without its inventory: what a responder has after an event (its site.yaml
+    says it is synthetic, so a synthetic-trained model may map it)."""
     scene = tmp_path_factory.mktemp("scenes") / "jiuzhaigou"
     scene.mkdir()
-    for name in ("s2.tif", "dem.tif"):
+    for name in ("s2.tif", "dem.tif", "site.yaml"):
         shutil.copy(synthetic_root / "china" / name, scene / name)
     return scene
 

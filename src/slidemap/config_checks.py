@@ -154,6 +154,8 @@ TRAIN: dict[str, Rule] = {
     "augment.gain": _optional(lambda key, value: check_value("beta", value, key)),  # a gain of 1 can zero a band
     "augment.haze": _optional(_in("non_negative")),
     "resume": _optional(_flag),
+    "trainer.enable_progress_bar": _optional(lambda key, value: value if str(value).lower() == "auto"
+                                             else _flag(key, value)),
 }
 """train.py's checked settings, type and range (which windows the data accepts, the training run checks)."""
 
@@ -166,6 +168,7 @@ def check_epochs(cfg: DictConfig) -> None:
 
 EVAL: dict[str, Rule] = {
     "threshold": _optional(_in("threshold")),
+    "allow_synthetic_model": _optional(_flag),
     "overlap": _in("overlap"),
     "tile": _optional(check_count),
     "batch_size": check_count,

@@ -70,6 +70,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from slidemap.data.synthetic import DEFAULT_SCALE, DEFAULT_SEED
+    from slidemap.cli.card import add_card_parser
     from slidemap.cli.map import add_map_parser
     from slidemap.cli.region import add_region_parser
     from slidemap.cli.site import add_site_parser
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: SWEEP_DIR/report)")
     p.set_defaults(func=_report)
 
+    add_card_parser(sub)
     add_map_parser(sub)
     add_region_parser(sub)
     add_site_parser(sub)

@@ -47,7 +47,14 @@ def add_map_parser(sub: argparse._SubParsersAction) -> None:
                         "0.5: 0.125 at 512 px tiles, 0.5 at the training windows)")
     p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"],
                    help="network precision: auto = bf16 where the CPU/GPU has bf16 units, else fp32")
+    add_synthetic_flag(p)
     p.set_defaults(func=map_command)
+
+
+def add_synthetic_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-synthetic-model", action="store_true",
+                   help="map a real scene with a model trained only on the built-in synthetic sites (refused "
+                        "otherwise: such a map means nothing; every output then carries a warning tag)")
 
 
 def check_tile(tile: int) -> int:
@@ -124,7 +131,7 @@ def map_command(args: argparse.Namespace) -> int:
             name = args.name or folder.name
         scene = SceneStrips(folder, channels=model.channels)
         paths = map_scene(model, scene, out, overlap=args.overlap, tile=args.tile, threshold=args.threshold,
-                          autocast=autocast, name=name)
+                          autocast=autocast, name=name, allow_synthetic_model=args.allow_synthetic_model)
     log.info("mapped %s (%d x %d px) with %s in %.2f s: maps in %s", name, *scene.shape, model.model_name,
              time.perf_counter() - start, args.out)
     for path in paths:

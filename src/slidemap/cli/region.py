@@ -10,6 +10,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from slidemap.cli.map import add_synthetic_flag
 from slidemap.config_checks import check_count, check_value
 from slidemap.errors import InputError
 
@@ -50,6 +51,7 @@ def add_region_parser(sub: argparse._SubParsersAction) -> None:
                    help="tile overlap fraction of the blended mosaic, as for slidemap map")
     p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"])
     p.add_argument("--tta", default="none", help="test-time views of every job, as for slidemap map (none|flips|d4)")
+    add_synthetic_flag(p)
     p.set_defaults(func=region_command)
 
 
@@ -65,6 +67,7 @@ def map_options(args: argparse.Namespace) -> list[str]:
     opts += ["--mask-classes", *map(str, args.mask_classes)]
     opts += ["--allow-l1c"] if args.allow_l1c else []
     opts += ["--allow-mixed-dates"] if args.allow_mixed_dates else []
+    opts += ["--allow-synthetic-model"] if args.allow_synthetic_model else []
     return opts
 
 
@@ -116,6 +119,11 @@ def region_command(args: argparse.Namespace) -> int:
 
     check_tta(args.tta)
     config = check_executor(args.executor, args.executor_config)
+    from slidemap.mapping.checkpoint import load_checkpoint
+    from slidemap.mapping.provenance import check_synthetic_model
+
+    check_synthetic_model([load_checkpoint(c) for c in args.ckpt], {}, "the region's Sentinel-2 products",
+                          args.allow_synthetic_model)  # refused once, before any job
 
     start = time.perf_counter()
     out = Path(args.out)

@@ -35,6 +35,7 @@ from slidemap.evaluation.scoring import POOLED, area_results, as_number, confusi
 from slidemap.mapping.checkpoint import TrainedModel, check_channels, load_checkpoint, same_normaliser
 from slidemap.mapping.ensemble import Ensemble, check_tta
 from slidemap.mapping.maps import map_area, pick_device
+from slidemap.mapping.provenance import check_synthetic_model
 from slidemap.mapping.mosaic import MODES
 from slidemap.mapping.unit_guard import check_areas
 from slidemap.runs import output_dir, write_metrics
@@ -105,6 +106,8 @@ def run(cfg: DictConfig) -> float:
     if cfg.check_normaliser:
         check_normaliser(model, sites, splits, train_sites, str(cfg.scenario.name), datamodule.root)
     check_areas(model, {name: (site, splits[name].test) for name, site in sites.items()})
+    synthetic = [check_synthetic_model(model, site.meta, site.meta.get("path", name),
+                                       bool(cfg.get("allow_synthetic_model", False))) for name, site in sites.items()]
     model.to(pick_device(str(cfg.device)))
     tile = int(cfg.tile or model.window)
     threshold = model.threshold if cfg.threshold is None else check_value("threshold", cfg.threshold)
@@ -116,7 +119,7 @@ def run(cfg: DictConfig) -> float:
     for name, site in sites.items():
         block = splits[name].test
         result = map_area(model, site, out, block, mode=mode, overlap=overlap, tile=tile, threshold=threshold,
-                          batch_size=int(cfg.batch_size))
+                          batch_size=int(cfg.batch_size), synthetic_model=any(synthetic))
         label = site.label[block.slices]
         valid = site.valid[block.slices]
         counts[name] = confusion_counts(result.binary == 1, label, valid)

@@ -34,6 +34,7 @@ from slidemap.mapping.ensemble import Ensemble
 from slidemap.mapping.mosaic import MAP_TILE, default_overlap, fit_tile, iter_mosaic, site_reader, tile_count
 from slidemap.mapping.polygons import Landslides, vectorise, write_gpkg
 from slidemap.mapping.polygons_streamed import write_polygons_streamed
+from slidemap.mapping.provenance import check_synthetic_model, provenance_tags, write_gpkg_provenance
 from slidemap.mapping.rasters import write_maps
 from slidemap.mapping.unit_guard import check_scene
 
@@ -67,7 +68,7 @@ def as_ensemble(model: TrainedModel | Ensemble) -> Ensemble:
 
 def map_area(model: TrainedModel | Ensemble, site: Site, out_dir: Path, block: Block | None = None, mode: str = "blend",
              overlap: float = 0.5, tile: int | None = None, threshold: float | None = None, batch_size: int = 16,
-             progress: bool | None = None) -> AreaMap:
+             progress: bool | None = None, synthetic_model: bool = False) -> AreaMap:
     """Predict ``site`` (or its ``block``) as one mosaic and write its GeoTIFFs and polygons into ``out_dir``.
 
     Args:
@@ -77,6 +78,7 @@ def map_area(model: TrainedModel | Ensemble, site: Site, out_dir: Path, block: B
         mode, overlap, tile, batch_size, progress: Mosaic settings (:func:`~slidemap.mapping.mosaic.iter_mosaic`);
             ``tile`` defaults to the training window.
         threshold: Probability threshold of the binary map; defaults to the checkpoint's.
+        synthetic_model: The model was trained only on synthetic sites and allowed on this one: the maps say so.
     """
     model = as_ensemble(model)
     tile = int(tile or model.window)  # as eval.py and the training's test maps
@@ -95,8 +97,9 @@ def map_area(model: TrainedModel | Ensemble, site: Site, out_dir: Path, block: B
                 sd[r0:r0 + arrays[1].shape[0]] = arrays[1]
             yield r0, *arrays
 
+    tags = provenance_tags(model, threshold, tile, synthetic_model)
     prob, binary, paths = write_maps(out_dir, site.name, kept(chunks), valid.shape, transform, site.crs, threshold,
-                                     uncertainty=model.spread)
+                                     uncertainty=model.spread, tags=tags)
     n_tiles = tile_count(valid.shape, tile, mode, overlap)
     elapsed = time.perf_counter() - start
     log.info("%s: %d x %d px mosaic (%s, %d tiles of %d px) predicted and written in %.2f s (%.0f tiles/s)",
@@ -105,6 +108,7 @@ def map_area(model: TrainedModel | Ensemble, site: Site, out_dir: Path, block: B
     label = site.label[block.slices] if site.label is not None else None
     landslides = vectorise(binary, transform, site.crs, prob, label, uncertainty=sd)
     gpkg = write_gpkg(out_dir / f"{site.name}_landslides.gpkg", landslides, site.crs)
+    write_gpkg_provenance(gpkg, tags)
     log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", site.name, len(landslides),
              float(landslides.area_m2.sum()) / 1e6, time.perf_counter() - start)
     return AreaMap(prob, binary, landslides, [*paths, gpkg], transform, sd)
@@ -171,7 +175,7 @@ def produced_ahead(items: Iterator[T]) -> Iterator[T]:
 def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path, overlap: float | None = None,
               tile: int | None = None, threshold: float | None = None, batch_size: int | None = None,
               progress: bool | None = None, autocast: torch.dtype | None = None,
-              name: str | None = None) -> list[Path]:
+              name: str | None = None, allow_synthetic_model: bool = False) -> list[Path]:
     """Map a whole scene read strip by strip: memory stays bounded whatever its size (a full S2 tile too).
 
     The same blended mosaic and GeoTIFF writer as :func:`map_area`; the polygons come from the written binary
@@ -179,7 +183,8 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
     geometry list is ever held. ``tile`` defaults to :data:`~slidemap.mapping.mosaic.MAP_TILE` (or the training
     window when that is larger), ``overlap`` to
     :func:`~slidemap.mapping.mosaic.default_overlap` of the tile, ``batch_size`` to :data:`BATCH_PIXELS` worth of
-    tiles.
+    tiles. A model trained only on synthetic sites maps a real scene only with ``allow_synthetic_model`` (then every
+    output carries the warning); every output carries the provenance tags.
     """
     model = as_ensemble(model)
     tile = int(tile or max(MAP_TILE, model.window))
@@ -189,7 +194,9 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
     batch_size = batch_size or max(1, min(32, BATCH_PIXELS // tile ** 2))  # 32 tiles of 32 or 64 px, as before
     threshold = model.threshold if threshold is None else float(threshold)
     name = name or scene.name
+    synthetic = check_synthetic_model(model, scene.meta, scene.folder, allow_synthetic_model)
     check_scene(model, scene)  # a scene in other units than the checkpoint's is refused before anything is written
+    tags = provenance_tags(model, threshold, tile, synthetic)
     start = time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=MAP_GDAL_CACHE_MB):  # GDAL's default (5% of RAM) would grow with the machine
         if autocast is not None:
@@ -201,7 +208,7 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
                                  overlap=overlap, batch_size=batch_size, progress=progress,
                                  desc=f"{scene.name} (blend)", autocast=autocast)
             _, _, paths = write_maps(out_dir, name, produced_ahead(chunks), scene.shape, scene.transform, scene.crs,
-                                     threshold, keep=False, uncertainty=model.spread)
+                                     threshold, keep=False, uncertainty=model.spread, tags=tags)
         elapsed = time.perf_counter() - start
         mpx = scene.shape[0] * scene.shape[1] / 1e6
         log.info("%s: %d x %d px mosaic (%d px tiles, overlap %.3g) predicted and written in %.1f s (%.2f Mpx/s)",
@@ -210,6 +217,7 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
         gpkg = out_dir / f"{name}_landslides.gpkg"
         count, area = write_polygons_streamed(paths[1], gpkg, paths[0],
                                               uncertainty_path=paths[2] if model.spread else None)
+        write_gpkg_provenance(gpkg, tags)
         log.info("%s: %d landslide polygon(s), %.3f km2, written in %.2f s", name, count, area / 1e6,
                  time.perf_counter() - start)
     return [*paths, gpkg]

@@ -67,10 +67,11 @@ def layer_paths(out_dir: Path, name: str, uncertainty: bool = False) -> dict[str
 
 def write_maps(out_dir: Path, name: str, chunks: Iterable[tuple[int, np.ndarray] | tuple[int, np.ndarray, np.ndarray]],
                shape: tuple[int, int], transform: Affine, crs: Any, threshold: float, keep: bool = True,
-               uncertainty: bool = False) -> tuple[np.ndarray | None, np.ndarray | None, list[Path]]:
+               uncertainty: bool = False,
+               tags: dict[str, str] | None = None) -> tuple[np.ndarray | None, np.ndarray | None, list[Path]]:
     """Stream row chunks ``(row0, probabilities)`` into the probability and binary GeoTIFFs; with
     ``uncertainty``, chunks are ``(row0, probabilities, standard deviations)`` and the uncertainty GeoTIFF is
-    written too.
+    written too. ``tags``: metadata every file carries (the maps' provenance, :mod:`slidemap.mapping.provenance`).
 
     Returns the full probability and binary arrays (the polygons and metrics of a test area need them; None
     with ``keep=False``, for scenes too large to hold) and the paths (probability, binary[, uncertainty]).
@@ -103,6 +104,8 @@ def write_maps(out_dir: Path, name: str, chunks: Iterable[tuple[int, np.ndarray]
             d.build_overviews(factors, resampling)
             d.update_tags(ns="rio_overview", resampling=resampling.name)
             d.set_band_description(1, LAYERS[kind].format(threshold=threshold))
+            if tags:
+                d.update_tags(**tags)
     for path in paths.values():  # every GeoTIFF is complete and in place here
         write_raster_style(path)  # a .qml sidecar by the file's name, so QGIS opens it styled
     return prob, binary, list(paths.values())

@@ -31,6 +31,7 @@ from rasterio.windows import Window
 from slidemap.errors import InputError
 from slidemap.io import atomic_path, scratch_dir
 from slidemap.mapping.polygons_streamed import write_polygons_streamed
+from slidemap.mapping.provenance import TAG_PREFIX, write_gpkg_provenance
 from slidemap.region.plan import Footprint
 from slidemap.styles import write_raster_style
 
@@ -103,6 +104,10 @@ def merge_region(jobs: Sequence[JobMaps], out: Path, crs: str | None = None) -> 
     with scratch_dir(out, "region-merge") as tmp:  # tagged: a killed merge's staging goes with the next write
         staged = {layer: Path(tmp) / f"region_{layer}.tif" for layer in layers}
         _merge_blocks(jobs, staged, centres, dst_crs, transform, width, height)
+        tags = merged_tags(jobs)
+        for path in staged.values():  # the COG copy below keeps them
+            with rasterio.open(path, "r+") as d:
+                d.update_tags(**tags)
         for layer, path in staged.items():  # COG with overviews, then into place atomically
             final = out / f"region_{layer}.tif"
             with atomic_path(final) as part:
@@ -112,9 +117,17 @@ def merge_region(jobs: Sequence[JobMaps], out: Path, crs: str | None = None) -> 
             paths.append(final)
         gpkg = out / "region_landslides.gpkg"
         count, area = write_polygons_streamed(staged["binary"], gpkg, staged["probability"])
+        write_gpkg_provenance(gpkg, tags)
         log.info("region: %d landslide polygon(s), %.3f km2", count, area / 1e6)
         paths.append(gpkg)
     return paths
+
+
+def merged_tags(jobs: Sequence[JobMaps]) -> dict[str, str]:
+    """The provenance of a region's maps: its jobs' (one model and settings for all) and how many products."""
+    with rasterio.open(jobs[0].layer("probability")) as src:
+        tags = {k: v for k, v in src.tags().items() if k.startswith(TAG_PREFIX)}
+    return {**tags, f"{TAG_PREFIX}PRODUCTS": str(len(jobs))}
 
 
 def _merge_blocks(jobs: Sequence[JobMaps], staged: dict[str, Path], centres: list[tuple[float, float]],

@@ -23,7 +23,9 @@ from slidemap.io import atomic_path
 from slidemap.models.build import build_net, net_config
 from slidemap.runs import METRICS_FILE, completed_run, output_dir, write_metrics
 from slidemap.training.calibrate import calibrate
+from slidemap.training.card import build_card, store_card
 from slidemap.training.distributed import distributed_session, install_hydra_child_command
+from slidemap.training.epoch_log import EpochLine, progress_bar
 from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_state, identity_record,
                                        relocate_resume_state, run_identity, stopped_by)
 from slidemap.training.module import LandslideModule
@@ -240,8 +242,10 @@ def run_job(cfg: DictConfig) -> float:
     train_sites = datamodule.train_site_names
     loggers = build_loggers(cfg, out, identity)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    bar = progress_bar(cfg.trainer.get("enable_progress_bar", "auto"))
+    callbacks += [] if bar else [EpochLine()]  # a log a cluster user can read, not a stream of bar redraws
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
-                                      default_root_dir=str(out), precision=precision)
+                                      default_root_dir=str(out), precision=precision, enable_progress_bar=bar)
     try:
         test_ckpt = cfg.get("test_ckpt")
         if test_ckpt:  # score a given checkpoint, no training
@@ -282,6 +286,8 @@ def run_job(cfg: DictConfig) -> float:
             "calibration": {**(module.calibration or {"temperature": 1.0}), "reliability": module.reliability},
         }
         log_predictions_to_wandb(loggers, module.test_results, previews)
+        if ckpt and not test_ckpt:  # the card travels with the checkpoint (before metrics.json marks the run done)
+            payload["model_card"] = str(store_card(Path(ckpt), build_card(cfg, module, datamodule, payload)))
         write_metrics(out, payload)  # last: its presence marks the run complete (resume skips it)
         drop_resume_state(out)
         log.info("run %s done in %.1f s: F1 %s", out.name, payload["wall_time_s"],
