@@ -252,17 +252,6 @@ def read_mask(path: Path, shape: tuple[int, int], labels: Labels) -> tuple[np.nd
     return y, labelled
 
 
-def standardise_patch(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """One patch (C, H, W) standardised by its own mean and std per channel over its valid pixels
-    (``normalise: per_patch``); invalid pixels 0. A constant channel keeps std 1e-6, as the dataset normaliser."""
-    if not valid.any():
-        return np.zeros_like(x)
-    values = x[:, valid].astype(np.float64)
-    mean, std = values.mean(axis=1), np.maximum(values.std(axis=1), 1e-6)
-    out = (x - mean[:, None, None].astype(np.float32)) / std[:, None, None].astype(np.float32)
-    return np.where(valid[None], out, 0.0).astype(np.float32)
-
-
 def to_inputs(path: Path, raw: np.ndarray, valid: np.ndarray, spec: PatchSpec,
               inputs: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """The chosen input channels (C, H, W) float32 in physical units (0 where invalid) and the valid pixels.

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from slidemap.data.patch_check import Scan, check_dataset
-from slidemap.data.patch_files import PatchSpec, load_spec, read_mask, read_raw, standardise_patch, to_inputs
+from slidemap.data.patch_files import PatchSpec, load_spec, read_mask, read_raw, to_inputs
 from slidemap.data.patch_set import ROLES, PatchSetData, PatchSetDataModule, PatchSplit, prepare_splits, tiles_patch
 from slidemap.data.site import DEFAULT_CHANNELS
 from slidemap.data.split import WINDOWS
@@ -71,23 +71,21 @@ def plan_splits(root: Path, pairs: dict[str, list[tuple[Path, Path]]],
 
 def read_patches(pairs: list[tuple[Path, Path]], spec: PatchSpec, inputs: tuple[str, ...],
                  shape: tuple[int, int]) -> PatchSplit:
-    """One role's patches in physical units (each standardised on its own under ``normalise: per_patch``), into
-    one preallocated array; every patch must be ``shape``."""
+    """One role's patches in physical units, into one preallocated array; every patch must be ``shape``."""
     n = len(pairs)
     x = np.empty((n, len(inputs), *shape), np.float32)
     y = np.empty((n, *shape), np.uint8)
     valid = np.empty((n, *shape), bool)
+    seen = np.empty((n, *shape), bool)
     for i, (image, mask) in enumerate(pairs):
         raw, raw_valid = read_raw(image, spec)
         if raw.shape[1:] != shape:
             raise InputError(image, f"is {raw.shape[1]} x {raw.shape[2]} px; the dataset's patches are "
                                     f"{shape[0]} x {shape[1]} px (the first training image's)")
-        x[i], ok = to_inputs(image, raw, raw_valid, spec, inputs)
+        x[i], seen[i] = to_inputs(image, raw, raw_valid, spec, inputs)
         y[i], labelled = read_mask(mask, shape, spec.labels)
-        valid[i] = ok & labelled  # unlabelled pixels: no loss, no score; the normaliser zeroes their inputs
-        if spec.per_patch:
-            x[i] = standardise_patch(x[i], ok)
-    return PatchSplit(x, y, valid, tuple(image.stem for image, _ in pairs))
+        valid[i] = seen[i] & labelled  # unlabelled pixels: no loss, no score, but their inputs stay as context
+    return PatchSplit(x, y, valid, tuple(image.stem for image, _ in pairs), seen)
 
 
 def checked(root: Path, spec: PatchSpec) -> Scan:
@@ -126,7 +124,7 @@ def prepare(root: Path, spec: PatchSpec, window: int, inputs: tuple[str, ...],
             raise InputError(root / spec.layout.splits.get(role, spec.layout.splits["train"]),
                              f"the {role} split has no valid labelled pixel ({len(split)} patch(es): images all "
                              f"no-data/NaN or masks all unlabelled): nothing to {'score' if role == 'test' else 'fit'}")
-    return prepare_splits(splits, window, inputs, spec.units, what=f"{root}/train"), record
+    return prepare_splits(splits, window, inputs, spec.units, f"{root}/train", spec.per_patch), record
 
 
 class PatchFolderDataModule(PatchSetDataModule):
