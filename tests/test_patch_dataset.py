@@ -20,9 +20,12 @@ import patch_fixtures as fx
 from conftest import TINY_TRAINING, TINY_UNET, compose_config, run_training
 from slidemap.cli import main
 from slidemap.data.patch_folder import PatchFolderDataModule
+from slidemap.data.patch_layout import find_layout, plan_pairs
 from slidemap.data.patch_set import standardise_patch
 from slidemap.errors import InputError
 from slidemap.evaluation.scoring import confusion_counts
+from slidemap.mapping.checkpoint import load_checkpoint
+from slidemap.mapping.ensemble import Ensemble
 from slidemap.training.module import masked_bce
 
 REAL = Path(__file__).parent / "data" / "real"
@@ -144,7 +147,7 @@ def test_each_real_sample_trains_and_is_scored(tmp_path, capsys, name, inputs):
     meta, text = infer_and_write(capsys, root)
     if name == "bangladesh_s2_arcgis":  # what `slidemap dataset` could not infer, set as a user would
         text = text.replace("# channels:", "channels:").replace("  # landslide: [2]", "  landslide: [2]")
-    if name == "sichuan_aerial_colour_masks":  # one pair in the fixture: it trains, validates and tests
+    if name != "nepal_rgb_colour_masks":  # 1 pair (Sichuan), or 1 tile with landslides (Bangladesh): all three roles
         text = text.replace("splits: {train: .}", "splits: {train: ., val: ., test: .}")
     (root / "dataset.yaml").write_text(text)
     meta = yaml.safe_load(text)
@@ -153,7 +156,7 @@ def test_each_real_sample_trains_and_is_scored(tmp_path, capsys, name, inputs):
     metrics = json.loads((run_training(cfg) / "metrics.json").read_text())
     scores = metrics["areas"][name]
     split = metrics["split"]
-    tests = split.get("test") or [p.stem for p in (root / meta["images"]).iterdir() if p.suffix == ".png"]
+    tests = split.get("test") or [p.stem for p in (root / meta["images"]).iterdir() if p.suffix in (".png", ".tif")]
     assert scores["tp"] + scores["fn"] == _landslide_pixels(root, meta, tests) > 0
     assert 0.0 <= scores["f1"] <= 1.0
 
@@ -171,6 +174,39 @@ def test_l4s_layout_trains_with_per_patch_normalisation(tmp_path, capsys):
     info = hp["data_info"]
     assert info["normalise"] == "per_patch" and info["units"] == ["brightness"] * 3
     assert 0.0 <= info["distribution"]["mean"][0] <= 1.0  # recorded in physical units, before standardising
+    model = load_checkpoint(Path(metrics["best_checkpoint"]))
+    assert model.per_patch
+    with pytest.raises(InputError, match="normalise: per_patch"):  # mapping refuses what it cannot apply
+        Ensemble([model])
+
+
+# ---------------------------------------------------------------- layouts and pairings as published
+
+
+@pytest.mark.parametrize("image, mask", [("image_12.png", "mask_12.png"), ("img_12.png", "label_12.png"),
+                                         ("12.png", "12_mask.png"), ("Landslide012.png", "LandslideLabel012.png")])
+def test_pairing_by_number_whatever_the_prefix_or_suffix(tmp_path, image, mask):
+    for folder, name in (("images", image), ("labels", mask)):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_bytes(b"")
+        (tmp_path / folder / name.replace("12", "3")).write_bytes(b"")
+    layout, notes = find_layout(tmp_path)
+    assert (layout.splits, layout.images, layout.masks, layout.pairing) == ({"train": "."}, "images", "labels",
+                                                                            "number")
+    pairs, problems = plan_pairs(tmp_path, layout)
+    assert not problems and [(i.name, m.name) for i, m in pairs["train"]] == [
+        (image.replace("12", "3"), mask.replace("12", "3")), (image, mask)]  # natural order: 3 before 12
+
+
+@pytest.mark.parametrize("val", ["val", "valid", "validation"])
+def test_split_folder_names(tmp_path, val):
+    for split in ("train", val, "test"):
+        for folder in ("img", "mask"):
+            (tmp_path / split / folder).mkdir(parents=True)
+            (tmp_path / split / folder / "1.png").write_bytes(b"")
+    layout, _ = find_layout(tmp_path)
+    assert layout.splits == {"train": "train", "val": val, "test": "test"} and layout.pairing == "stem"
+    assert (layout.images, layout.masks) == ("img", "mask")
 
 
 # ---------------------------------------------------------------- unlabelled pixels: no loss, no score

@@ -19,6 +19,9 @@ from slidemap.data.patch_masks import code_colour
 MINOR_SHARE = 0.05
 """A colour or value with fewer pixels than this share of the largest non-background one is an edge blend."""
 
+IGNORE = 255
+"""The mask value that class-map releases (0/1 classes) use for unlabelled pixels."""
+
 _LANDSLIDE_WORDS = ("landslide", "slide", "debris", "rockfall", "scar")
 _BACKGROUND_WORDS = ("background", "non", "not", "other", "stable", "no ")
 
@@ -82,6 +85,10 @@ def infer_labels(totals: Counter[int], presence: Counter[int], masks: int, colou
     what = f"{'colours' if colours else 'values'} {shown}"
     if not colours and set(found) <= {0, 1}:
         return [Entry("labels.landslide", [1], f"mask values 0/1: {what}"), Entry("labels.background", [0], "")]
+    if not colours and set(found) == {0, 1, IGNORE}:
+        return [Entry("labels.landslide", [1], f"mask values 0/1 and {IGNORE}: {what}"),
+                Entry("labels.background", [0], ""),
+                Entry("labels.unlabelled", [IGNORE], f"{IGNORE} next to 0/1 classes: the usual ignore value")]
     background = 0  # black / zero
     if background not in totals:
         return [Entry("labels.landslide", None, f"mask {what}: no 0 or black background; say which are landslide",

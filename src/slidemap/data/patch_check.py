@@ -12,6 +12,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import rasterio
+
 from slidemap.data.patch_files import FORMATS, PatchSpec, npy_layout_problem
 from slidemap.data.patch_headers import Header, read_header
 from slidemap.data.patch_layout import Layout, plan_pairs
@@ -57,6 +59,17 @@ def scan(root: Path, layout: Layout, formats: dict[str, str], colours: bool | No
     pairs, problems = plan_pairs(root, layout)
     result = Scan(pairs, problems=problems)
     found_colour = bool(colours)
+    with rasterio.Env():  # one GDAL environment for thousands of opens, not one each
+        _scan_pairs(pairs, formats, colours, result)
+    found_colour |= result.colours
+    if found_colour and not colours:
+        result.masks = {m: _grey_as_colour(h) if max(h) <= 255 else h for m, h in result.masks.items()}
+    result.colours = found_colour
+    return result
+
+
+def _scan_pairs(pairs: dict[str, list[tuple[Path, Path]]], formats: dict[str, str], colours: bool | None,
+                result: Scan) -> None:
     for role_pairs in pairs.values():
         for image, mask in role_pairs:
             for path in (image, mask):
@@ -71,13 +84,9 @@ def scan(root: Path, layout: Layout, formats: dict[str, str], colours: bool | No
             except InputError as err:
                 result.problems.append(err)
                 continue
-            found_colour |= is_colour
+            result.colours |= is_colour
             result.masks[mask] = histogram(codes)
             result.mask_shapes[mask] = (int(codes.shape[0]), int(codes.shape[1]))
-    if found_colour and not colours:
-        result.masks = {m: _grey_as_colour(h) if max(h) <= 255 else h for m, h in result.masks.items()}
-    result.colours = found_colour
-    return result
 
 
 def check_images(found: Scan, spec: PatchSpec) -> None:

@@ -174,14 +174,15 @@ def infer(root: Path) -> Inference:
     headers = list(found.headers.values())
     fmts, dtypes = Counter(h.fmt for h in headers), Counter(h.dtype for h in headers)
     first = headers[0]
-    bands = first.bands - (1 if first.alpha else 0)
-    sample = _sample(found)
+    hwc = first.fmt == "NumPy" and len(first.shape3) == 3 and first.shape3[-1] < min(first.shape3[:2])
+    bands = first.shape3[-1] if hwc else first.bands - (1 if first.alpha else 0)
+    sample = [(np.moveaxis(d, -1, 0), i, n) if hwc else (d, i, n) for d, i, n in _sample(found)]
     channels = _channels(sample, bands, emd)
     channels.source = f"{'/'.join(fmts)} {'/'.join(dtypes)}, {bands} band(s)" + \
         (" + alpha" if first.alpha else "") + f"; {channels.source}"
     result.entries.append(channels)
     _values(sample, bands, first.dtype, result.entries, result.warnings)
-    if "NumPy" in fmts and first.shape3 and first.shape3[-1] < min(first.shape3[:2]):
+    if hwc:
         result.entries.append(Entry("npy_layout", "hwc", f"arrays stored {first.shape3}: channels last"))
     shape = found.shape() or (first.rows, first.cols)
     size = Entry("pixel_size", None, "")

@@ -88,6 +88,10 @@ class Ensemble:
                 raise InputError(m.path, f"ensemble members differ in normalisation (trained on other data or "
                                          f"another scenario than {first.path}): combine the seeds of one cell")
         for m in self.models:
+            if m.per_patch:  # a scene has no patches of the training size to standardise one by one
+                raise InputError(m.path, "trained with dataset.yaml 'normalise: per_patch' (each patch standardised "
+                                         "on its own): mapping a scene window by window does not apply it yet; "
+                                         "train with 'normalise: dataset' to map scenes")
             m.net.eval()
 
     @property
