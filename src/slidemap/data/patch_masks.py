@@ -164,10 +164,10 @@ def mask_codes(path: Path, colours: bool = False) -> tuple[np.ndarray, bool]:
         if colours:
             codes = np.where(codes < 0, -1, (codes << 16) | (codes << 8) | codes)
         return codes, colours
-    if (data < 0).any() or data.max() > 255:
+    if data.max() > 255 or ((data < 0) & (data != -1)).any():
         raise InputError(path, "colour masks are 8-bit RGB(A)")
     d = data.astype(np.int64)
-    return (d[0] << 16) | (d[1] << 8) | d[2], True
+    return np.where(d[0] < 0, -1, (d[0] << 16) | (d[1] << 8) | d[2]), True
 
 
 def histogram(codes: np.ndarray) -> dict[int, int]:
