@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from slidemap.data.datamodule import PatchDataModule
+from slidemap.data.patch_layout import ROLES
 from slidemap.data.patches import Normaliser, Patches, fit_statistics
 from slidemap.data.units import REFLECTANCE, Distribution, sample_distribution, units_of
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
 
-ROLES: tuple[str, ...] = ("train", "val", "test")
 _STAT_CHUNK = 256  # images per step when fitting the normaliser: bounded float64 temporaries on thousands of patches
 
 
