@@ -128,8 +128,8 @@ def load_spec(root: Path) -> PatchSpec:
     """``root/dataset.yaml`` checked key by key; every problem is one line naming the file."""
     path = root / SPEC_FILE
     if not path.is_file():
-        raise InputError(path, "missing: a patch dataset needs dataset.yaml naming its channels in file order, "
-                               "e.g. 'channels: [red, green, blue]' and 'units: brightness'")
+        raise InputError(path, f"missing: a patch dataset needs dataset.yaml (its layout, channels in file order, "
+                               f"units, mask encoding): `slidemap dataset {root} --write` infers it")
     try:
         meta = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
