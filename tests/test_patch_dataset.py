@@ -138,7 +138,6 @@ def _landslide_pixels(root: Path, meta: dict, names: list[str]) -> int:
     return total
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name, inputs", [("bangladesh_s2_arcgis", "[red,green,blue,nir]"),
                                           ("nepal_rgb_colour_masks", "[red,green,blue]"),
                                           ("sichuan_aerial_colour_masks", "[red,green,blue]")])
