@@ -99,3 +99,28 @@ def write_dataset(root: Path, fmt: str, counts: dict[str, int] | None = None) ->
         return write_spec(root, channels=["red", "green", "blue"], units="brightness", name="rgb-patches")
     return write_spec(root, channels=["B4", "B3", "B2", "B8", "dem"], units="reflectance", pixel_size=10.0,
                       npy_layout="hwc", mask_nodata=255)
+
+
+def stretch(band: np.ndarray) -> np.ndarray:
+    """A band stretched on its own to 0-255 (min -> 0, max -> 255), as 8-bit renderings of public sets are."""
+    low, high = float(band.min()), float(band.max())
+    return np.round((band - low) / max(high - low, 1e-12) * 255).astype(np.uint8)
+
+
+L4S_SPLITS = {"train": 6, "validation": 2, "test": 2}
+
+
+def write_l4s_png(root: Path, counts: dict[str, int] | None = None, size: int = SIZE) -> Path:
+    """The Landslide4Sense-derived PNG layout as published (issue 25): ``{train,validation,test}/{images,masks}/``,
+    ``image_N.png`` paired with ``mask_N.png`` (N from 0 in each split), RGBA images (all-opaque alpha) whose RGB
+    is stretched per patch, RGBA masks storing 0/255 in R = G = B. No dataset.yaml: ``slidemap dataset`` infers it."""
+    seed = 100
+    for split, n in (counts or L4S_SPLITS).items():
+        for i in range(n):
+            bands, mask = scene(seed := seed + 1, size)
+            opaque = np.full((size, size), 255, np.uint8)
+            rgb = [stretch(bands[k]) for k in ("red", "green", "blue")]
+            write_png(root / split / "images" / f"image_{i}.png", np.stack([*rgb, opaque]))
+            m = (mask * 255).astype(np.uint8)
+            write_png(root / split / "masks" / f"mask_{i}.png", np.stack([m, m, m, opaque]))
+    return root

@@ -121,7 +121,8 @@ def test_mask_nodata_pixels_get_no_loss_and_no_score(tmp_path):
     dm = ready(root)
     for patches in (dm.data.train, dm.data.val, dm.data.test):
         assert not patches.valid[:, 0].any() and patches.valid[:, 1:].all()
-        assert (patches.y[:, 0] == 0).all() and (patches.x[:, :, 0] == 0).all()
+        assert (patches.y[:, 0] == 0).all()
+        assert (patches.x[:, :, 0] != 0).any()  # the inputs of unlabelled pixels stay: context for sparse labels
     served = sum(int(v.sum()) for _, _, v in dm.test_dataloader()[0])
     assert served == 2 * 31 * 32
 
@@ -215,13 +216,13 @@ BAD_INPUTS = {
     "mask of another size": (lambda r: _rewrite_mask(r, np.zeros((16, 32), np.uint8)), {},
                              ["val/masks/patch_1.tif", "mask is 16 x 32 px", "image 32 x 32 px"]),
     "mask of 0/255": (lambda r: _rewrite_mask(r, np.full((32, 32), 255, np.uint8)), {},
-                      ["val/masks/patch_1.tif", "must be 0 or 1", "255"]),
+                      ["val/masks/patch_1.tif", "mask value 255", "neither landslide nor background", "'labels'"]),
     "empty split": (lambda r: [p.unlink() for p in (r / "test" / "images").iterdir()], {},
                     ["test/images", "empty split"]),
     "missing train": (lambda r: shutil.rmtree(r / "train"), {}, ["train", "missing"]),
     "missing masks folder": (lambda r: shutil.rmtree(r / "val" / "masks"), {}, ["val/masks", "missing"]),
-    "unknown format": (lambda r: (r / "train" / "images" / "patch_9.jpg").write_bytes(b"x"), {},
-                       ["train/images/patch_9.jpg", "unknown format .jpg"]),
+    "unknown format": (lambda r: (r / "train" / "images" / "patch_9.bmp").write_bytes(b"x"), {},
+                       ["train/images/patch_9.bmp", "unknown format .bmp"]),
     "image without mask": (lambda r: (r / "test" / "masks" / "patch_2.tif").unlink(), {},
                            ["test/images/patch_2.tif", "has no mask"]),
     "not a raster": (lambda r: (r / "train" / "images" / "patch_1.tif").write_text("not a tiff"), {},

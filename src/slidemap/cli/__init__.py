@@ -1,5 +1,5 @@
 """The `slidemap` command: build the synthetic sites, build a site from Sentinel-2 products and DEM tiles, describe
-a site folder, score the rule baseline, report a sweep, map a scene."""
+a site folder, infer a patch dataset's dataset.yaml, score the rule baseline, report a sweep, map a scene."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def _report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from slidemap.data.synthetic import DEFAULT_SCALE, DEFAULT_SEED
     from slidemap.cli.card import add_card_parser
+    from slidemap.cli.dataset import add_dataset_parser
     from slidemap.cli.map import add_map_parser
     from slidemap.cli.region import add_region_parser
     from slidemap.cli.site import add_site_parser
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_map_parser(sub)
     add_region_parser(sub)
     add_site_parser(sub)
+    add_dataset_parser(sub)
     return parser
 
 

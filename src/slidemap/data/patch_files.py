@@ -1,15 +1,16 @@
-"""A patch folder's files: dataset.yaml, image/mask pairs in GeoTIFF, PNG or NumPy, read into physical units.
+"""A patch folder's files: dataset.yaml, image/mask pairs in GeoTIFF, PNG, JPEG or NumPy, read into physical units.
 
 The common layout of public landslide patch datasets (Bijie, CAS Landslide, GVLM, HR-GLDD, ...) is
-``DIR/{train,val,test}/{images,masks}/`` with an image and its mask paired by file stem. The files say nothing of
-what their channels are, so ``DIR/dataset.yaml`` does (:class:`PatchSpec`); this module turns one pair into the
+``DIR/{train,val,test}/{images,masks}/`` with an image and its mask paired by file stem; others name their folders
+and pair their files otherwise (:mod:`slidemap.data.patch_layout`) and encode masks otherwise
+(:mod:`slidemap.data.patch_masks`). The files say nothing of what their channels are, so ``DIR/dataset.yaml`` does
+(:class:`PatchSpec`, written by ``slidemap dataset``); this module turns one pair into the
 chosen input channels in the contract's units (bands as reflectance or brightness 0-1, slope in degrees, DEM in
 metres), deriving slope (Horn, at the dataset's pixel size, from the patch's own DEM) and NDVI where asked.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from slidemap.data.channels import NDVI_BANDS, OPTICAL_UNITS, bands_needed, canonical_all, is_band, is_pre
 from slidemap.data.indices import ndvi
+from slidemap.data.patch_layout import Layout, parse_layout
+from slidemap.data.patch_masks import Labels, parse_labels
 from slidemap.data.raster import reading, valid_mask
 from slidemap.data.reflectance import MAX_MEDIAN_REFLECTANCE, conversion
 from slidemap.data.terrain import horn_slope
@@ -30,18 +33,20 @@ from slidemap.data.units import REFLECTANCE
 from slidemap.errors import InputError
 
 SPEC_FILE = "dataset.yaml"
-FORMATS: dict[str, str] = {".tif": "GeoTIFF", ".tiff": "GeoTIFF", ".png": "PNG", ".npy": "NumPy"}
-"""File suffixes read (case-insensitive); PNG goes through GDAL like GeoTIFF, so no new dependency."""
+FORMATS: dict[str, str] = {".tif": "GeoTIFF", ".tiff": "GeoTIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG",
+                           ".npy": "NumPy"}
+"""File suffixes read (case-insensitive); PNG and JPEG go through GDAL like GeoTIFF, so no new dependency."""
 
 STORABLE: tuple[str, ...] = ("slope", "dem", "ndvi")
 """Channels other than bands that a dataset may store (as they are: degrees, metres, index)."""
 
-KEYS: tuple[str, ...] = ("channels", "units", "scale", "offset", "pixel_size", "windows", "name", "npy_layout",
-                         "mask_nodata")
+KEYS: tuple[str, ...] = ("channels", "units", "scale", "offset", "nodata", "normalise", "pixel_size", "windows",
+                         "name", "npy_layout", "splits", "images", "masks", "pairing", "labels", "mask_nodata")
 """The keys of dataset.yaml; any other is refused (a typo would otherwise be silently ignored)."""
 
-SIDECARS: tuple[str, ...] = (".aux.xml", ".ovr", ".msk", ".pgw", ".pngw", ".tfw", ".tifw", ".wld", ".prj")
-"""GDAL and world-file sidecars next to a patch (statistics, overviews, georeference): not patches, skipped."""
+NORMALISE: tuple[str, ...] = ("dataset", "per_patch")
+"""``dataset``: one normaliser fitted on the train split (the paper); ``per_patch``: each patch standardised by its
+own mean and std per channel first (8-bit renderings stretched one by one have no common brightness scale)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,10 @@ class PatchSpec:
         windows: Windows this dataset accepts (each must tile the patch size); None = the paper's.
         name: The test area's name.
         hwc: NumPy images are (H, W, C) instead of (C, H, W).
-        mask_nodata: Mask value of pixels without a label (no loss, no score); None = every pixel is labelled.
+        nodata: Image value of pixels without data: a pixel whose every stored channel holds it is invalid.
+        per_patch: ``normalise: per_patch`` (see :data:`NORMALISE`).
+        layout: Folders and pairing (:class:`~slidemap.data.patch_layout.Layout`).
+        labels: Mask encoding (:class:`~slidemap.data.patch_masks.Labels`; ``mask_nodata`` is one unlabelled value).
     """
 
     path: Path
@@ -70,7 +78,10 @@ class PatchSpec:
     windows: tuple[int, ...] | None = None
     name: str = ""
     hwc: bool = False
-    mask_nodata: float | None = None
+    nodata: float | None = None
+    per_patch: bool = False
+    layout: Layout = Layout()
+    labels: Labels = Labels()
 
     def available(self) -> tuple[str, ...]:
         """Every channel the dataset can give: its own, slope from a DEM, NDVI from red and nir."""
@@ -117,8 +128,8 @@ def load_spec(root: Path) -> PatchSpec:
     """``root/dataset.yaml`` checked key by key; every problem is one line naming the file."""
     path = root / SPEC_FILE
     if not path.is_file():
-        raise InputError(path, "missing: a patch dataset needs dataset.yaml naming its channels in file order, "
-                               "e.g. 'channels: [red, green, blue]' and 'units: brightness'")
+        raise InputError(path, f"missing: a patch dataset needs dataset.yaml (its layout, channels in file order, "
+                               f"units, mask encoding): `slidemap dataset {root} --write` infers it")
     try:
         meta = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -152,11 +163,16 @@ def load_spec(root: Path) -> PatchSpec:
     name = str(meta.get("name") or root.resolve().name)
     if name == "all":
         raise InputError(path, "'name' cannot be 'all': metrics.json pools every test area under that name")
+    normalise = meta.get("normalise", "dataset")
+    if normalise not in NORMALISE:
+        raise InputError(path, f"'normalise' must be one of {', '.join(NORMALISE)}, got {normalise!r}")
     return PatchSpec(path, channels, units, _number(path, "scale", meta.get("scale"), positive=True),
                      _number(path, "offset", meta.get("offset")),
                      _number(path, "pixel_size", meta.get("pixel_size"), positive=True),
                      tuple(windows) if windows is not None else None, name, layout == "hwc",
-                     _number(path, "mask_nodata", meta.get("mask_nodata")))
+                     _number(path, "nodata", meta.get("nodata")), normalise == "per_patch",
+                     parse_layout(path, meta),
+                     parse_labels(path, meta.get("labels"), _number(path, "mask_nodata", meta.get("mask_nodata"))))
 
 
 def band_conversion(dtype: np.dtype, spec: PatchSpec, source: Path) -> tuple[float, float]:
@@ -181,10 +197,29 @@ def _load_npy(path: Path) -> np.ndarray:
         raise InputError(path, f"cannot read NumPy array: {' '.join(str(err).split())[:200]}") from err
 
 
+def npy_layout_problem(path: Path, shape: tuple[int, ...], spec: PatchSpec) -> InputError | None:
+    """A NumPy image stored (H, W, C) while dataset.yaml says (C, H, W) (the default), or the reverse: named with the
+    key that fixes it, instead of a window or channel count error far from the cause."""
+    n = len(spec.channels)
+    if len(shape) != 3:
+        return None
+    if not spec.hwc and shape[0] != n and shape[-1] == n:
+        return InputError(path, f"array is {shape}: looks (H, W, C) with the {n} channels last; set 'npy_layout: "
+                                f"hwc' in {spec.path}")
+    if spec.hwc and shape[-1] != n and shape[0] == n:
+        return InputError(path, f"array is {shape}: looks (C, H, W) with the {n} channels first; remove "
+                                f"'npy_layout: hwc' from {spec.path}")
+    return None
+
+
 def read_raw(path: Path, spec: PatchSpec) -> tuple[np.ndarray, np.ndarray]:
-    """An image as stored (C, H, W) and the pixels valid in each channel (C, H, W): nodata, NaN, alpha honoured."""
+    """An image as stored (C, H, W) and the pixels valid in each channel (C, H, W): nodata (the file's and
+    dataset.yaml's ``nodata``), NaN, alpha honoured."""
     if _fmt(path) == "NumPy":
         data = _load_npy(path)
+        problem = npy_layout_problem(path, data.shape, spec)
+        if problem is not None:
+            raise problem
         if data.ndim == 2:
             data = data[None]
         elif data.ndim == 3 and spec.hwc:
@@ -193,39 +228,28 @@ def read_raw(path: Path, spec: PatchSpec) -> tuple[np.ndarray, np.ndarray]:
             raise InputError(path, f"an image must be a numeric ({'H, W, C' if spec.hwc else 'C, H, W'}) array, "
                                    f"got {data.dtype} {data.shape}")
         valid = np.isfinite(data) if data.dtype.kind == "f" else np.ones(data.shape, bool)
-        return data, valid
-    with reading(path), warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path) as src:
-            count = src.count
-            alpha = count == len(spec.channels) + 1 and src.colorinterp[-1] == ColorInterp.alpha
-            indexes = list(range(1, count + (0 if alpha else 1)))
-            data = src.read(indexes)
-            valid = np.stack([valid_mask(src, i, data[i - 1]) for i in indexes])
-            if alpha:
-                valid &= src.read(count)[None] > 0
-    return data, valid
-
-
-def read_mask(path: Path, shape: tuple[int, int], nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """A 0/1 mask (H, W) uint8 and its labelled pixels; other values than 0, 1 and ``nodata`` are refused."""
-    if _fmt(path) == "NumPy":
-        mask = _load_npy(path)
     else:
         with reading(path), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as src:
-                mask = src.read()
-    mask = mask[0] if mask.ndim == 3 and mask.shape[0] == 1 else mask
-    mask = mask[..., 0] if mask.ndim == 3 and mask.shape[-1] == 1 else mask
-    if mask.shape != shape:
-        raise InputError(path, f"mask is {' x '.join(map(str, mask.shape))} px, its image {shape[0]} x {shape[1]} px")
-    labelled = np.ones(shape, bool) if nodata is None else mask != nodata
-    if not np.isin(mask[labelled], (0, 1)).all():
-        found = np.unique(mask[labelled])[:10].tolist()
-        also = "" if nodata is None else f" (or mask_nodata {nodata:g})"
-        raise InputError(path, f"mask values must be 0 or 1{also}; found {found}")
-    return np.where(labelled, mask, 0).astype(np.uint8), labelled
+                count = src.count
+                alpha = count == len(spec.channels) + 1 and src.colorinterp[-1] == ColorInterp.alpha
+                indexes = list(range(1, count + (0 if alpha else 1)))
+                data = src.read(indexes)
+                valid = np.stack([valid_mask(src, i, data[i - 1]) for i in indexes])
+                if alpha:
+                    valid &= src.read(count)[None] > 0
+    if spec.nodata is not None:
+        valid &= ~(data == spec.nodata).all(axis=0)[None]
+    return data, valid
+
+
+def read_mask(path: Path, shape: tuple[int, int], labels: Labels) -> tuple[np.ndarray, np.ndarray]:
+    """A 0/1 landslide mask (H, W) uint8 and its labelled pixels, decoded by dataset.yaml's ``labels``."""
+    y, labelled = labels.read(path)
+    if y.shape != shape:
+        raise InputError(path, f"mask is {' x '.join(map(str, y.shape))} px, its image {shape[0]} x {shape[1]} px")
+    return y, labelled
 
 
 def to_inputs(path: Path, raw: np.ndarray, valid: np.ndarray, spec: PatchSpec,
@@ -273,40 +297,3 @@ def check_band_values(path: Path, spec: PatchSpec, stored: dict[str, np.ndarray]
     if median > MAX_MEDIAN_REFLECTANCE:
         raise InputError(path, f"band values cannot be {spec.units} (median {median:.4g} after scale {scale:g}, "
                                f"offset {offset:g}; {spec.units} lies in 0-1): set 'scale' in {spec.path}")
-
-
-def natural_key(path: Path) -> tuple[Any, ...]:
-    """Sort key: patch_2 before patch_10, as numbered releases list them."""
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.stem))
-
-
-def _files(folder: Path) -> dict[str, Path]:
-    """The folder's files by stem (hidden files and sidecars skipped); two files of one stem are refused."""
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir(), key=natural_key):
-        if path.name.startswith(".") or path.name.lower().endswith(SIDECARS) or not path.is_file():
-            continue
-        if path.stem in found:
-            raise InputError(path, f"two files of one patch: {found[path.stem].name} and {path.name}")
-        found[path.stem] = path
-    return found
-
-
-def list_pairs(split: Path) -> list[tuple[Path, Path]]:
-    """``(image, mask)`` of one split folder, paired by stem and naturally sorted; refuses unpaired files."""
-    images, masks = split / "images", split / "masks"
-    for folder in (images, masks):
-        if not folder.is_dir():
-            raise InputError(folder, "missing: a split holds images/ and masks/ (paired by file stem)")
-    image_files, mask_files = _files(images), _files(masks)
-    if not image_files:
-        raise InputError(images, f"empty split: no patches ({', '.join(FORMATS)})")
-    for stem, path in image_files.items():
-        _fmt(path)
-        if stem not in mask_files:
-            raise InputError(path, f"has no mask: expected {masks}/{stem}.* (same stem)")
-    for stem, path in mask_files.items():
-        if stem not in image_files:
-            raise InputError(path, f"has no image: expected {images}/{stem}.* (same stem)")
-    return [(path, mask_files[stem]) for stem, path in image_files.items()]
-

@@ -1,8 +1,9 @@
 """``data=patches``: a folder of image/mask patch pairs served as one patch-set DataModule, trained and scored like
 Landslide4Sense.
 
-``DIR/{train,val,test}/{images,masks}/`` with ``DIR/dataset.yaml`` (:mod:`slidemap.data.patch_files`). A split that
-is missing is drawn from ``train/`` by patch: with only ``train/``, a seeded 3:1:1 train/val/test split (seed
+``DIR/{train,val,test}/{images,masks}/`` with ``DIR/dataset.yaml`` (:mod:`slidemap.data.patch_files`; other
+folder names and pairings by its keys, :mod:`slidemap.data.patch_layout`). The whole structure is checked first
+(:mod:`slidemap.data.patch_check`). A split that is missing is drawn from ``train/`` by patch: with only ``train/``, a seeded 3:1:1 train/val/test split (seed
 ``data.seed``, or ``data.split_seed`` to hold the split while a sweep varies the seed), the same for the same seed
 and files, recorded under ``split`` in metrics.json.
 """
@@ -10,12 +11,14 @@ and files, recorded under ``split`` in metrics.json.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from slidemap.data.patch_files import PatchSpec, list_pairs, load_spec, read_mask, read_raw, to_inputs
+from slidemap.data.patch_check import Scan, check_dataset
+from slidemap.data.patch_files import PatchSpec, load_spec, read_mask, read_raw, to_inputs
 from slidemap.data.patch_set import ROLES, PatchSetData, PatchSetDataModule, PatchSplit, prepare_splits, tiles_patch
 from slidemap.data.site import DEFAULT_CHANNELS
 from slidemap.data.split import WINDOWS
@@ -49,18 +52,17 @@ def draw_split(count: int, missing: tuple[str, ...], seed: int, source: Path) ->
     return drawn
 
 
-def plan_splits(root: Path, seed: int) -> tuple[dict[str, list[tuple[Path, Path]]], dict[str, Any]]:
-    """The (image, mask) pairs of each role and the record metrics.json shows of where they came from."""
-    if not (root / "train").is_dir():
-        raise InputError(root / "train", "missing: a patch dataset needs train/{images,masks}/ (val/ and test/ are "
-                                         "drawn from it when absent)")
-    present = {r: list_pairs(root / r) for r in ROLES if (root / r).is_dir()}
+def plan_splits(root: Path, pairs: dict[str, list[tuple[Path, Path]]],
+                seed: int) -> tuple[dict[str, list[tuple[Path, Path]]], dict[str, Any]]:
+    """The (image, mask) pairs of each role (the present split folders', the missing roles drawn from train) and the
+    record metrics.json shows of where they came from."""
+    present = {r: pairs[r] for r in ROLES if r in pairs}
     missing = tuple(r for r in ROLES if r not in present)
     record: dict[str, Any] = {"drawn_from_train": list(missing)}
     if missing:
-        pairs = present["train"]
-        drawn = draw_split(len(pairs), missing, seed, root / "train")
-        present.update({r: [pairs[i] for i in drawn[r]] for r in drawn})
+        train = present["train"]
+        drawn = draw_split(len(train), missing, seed, train[0][0].parent.parent if train else root)
+        present.update({r: [train[i] for i in drawn[r]] for r in drawn})
         record.update({"ratio": ":".join(str(SHARES[r]) for r in ("train", *missing)), "seed": seed,
                        **{r: [image.stem for image, _ in present[r]] for r in missing}})
     record["patches"] = {r: len(present[r]) for r in ROLES}
@@ -74,29 +76,42 @@ def read_patches(pairs: list[tuple[Path, Path]], spec: PatchSpec, inputs: tuple[
     x = np.empty((n, len(inputs), *shape), np.float32)
     y = np.empty((n, *shape), np.uint8)
     valid = np.empty((n, *shape), bool)
+    seen = np.empty((n, *shape), bool)
     for i, (image, mask) in enumerate(pairs):
         raw, raw_valid = read_raw(image, spec)
         if raw.shape[1:] != shape:
             raise InputError(image, f"is {raw.shape[1]} x {raw.shape[2]} px; the dataset's patches are "
                                     f"{shape[0]} x {shape[1]} px (the first training image's)")
-        x[i], ok = to_inputs(image, raw, raw_valid, spec, inputs)
-        y[i], labelled = read_mask(mask, shape, spec.mask_nodata)
-        valid[i] = ok & labelled  # unlabelled pixels: no loss, no score; the normaliser zeroes their inputs
-    return PatchSplit(x, y, valid, tuple(image.stem for image, _ in pairs))
+        x[i], seen[i] = to_inputs(image, raw, raw_valid, spec, inputs)
+        y[i], labelled = read_mask(mask, shape, spec.labels)
+        valid[i] = seen[i] & labelled  # unlabelled pixels: no loss, no score, but their inputs stay as context
+    return PatchSplit(x, y, valid, tuple(image.stem for image, _ in pairs), seen)
 
 
-def patch_shape(pairs: list[tuple[Path, Path]], spec: PatchSpec) -> tuple[int, int]:
-    """(rows, cols) of the dataset's patches: the first training image's."""
-    raw, _ = read_raw(pairs[0][0], spec)
-    return int(raw.shape[1]), int(raw.shape[2])
+def checked(root: Path, spec: PatchSpec) -> Scan:
+    """The dataset's structure checked as a whole before any pixel is read: the first problem stops the run (``slidemap
+    dataset`` lists them all)."""
+    start = time.perf_counter()
+    found = check_dataset(root, spec)
+    if found.problems:
+        more = f" (and {len(found.problems) - 1} more problem(s): slidemap dataset {root})" \
+            if len(found.problems) > 1 else ""
+        err = found.problems[0]
+        raise InputError(err.path, err.problem + more)
+    log.info("%s: structure checked in %.1f s (%d pairs)", root, time.perf_counter() - start,
+             sum(len(p) for p in found.pairs.values()))
+    return found
 
 
 def prepare(root: Path, spec: PatchSpec, window: int, inputs: tuple[str, ...],
             seed: int) -> tuple[PatchSetData, dict[str, Any]]:
-    """Plan and read the splits, normalise with the train split's statistics, cut windows; and the split record."""
+    """Check the structure, plan and read the splits, normalise with the train split's statistics, cut windows; and
+    the split record."""
     spec.check_inputs(inputs)  # a channel the dataset lacks fails before any file is read
-    plan, record = plan_splits(root, seed)
-    shape = patch_shape(plan["train"], spec)
+    found = checked(root, spec)
+    plan, record = plan_splits(root, found.pairs, seed)
+    shape = found.shape()
+    assert shape is not None, "check_dataset refuses a dataset without a readable train pair"
     if not tiles_patch(window, shape):
         raise InputError("window", f"window {window} px does not tile the {shape[0]} x {shape[1]} px patches of "
                                    f"{root}; use a window that divides the patch size")
@@ -105,7 +120,11 @@ def prepare(root: Path, spec: PatchSpec, window: int, inputs: tuple[str, ...],
         pixels = split.valid.size
         log.info("%s: %d patches of %d x %d px, invalid share %.3f%%", role, len(split), *shape,
                  100.0 * (pixels - int(split.valid.sum())) / max(pixels, 1))
-    return prepare_splits(splits, window, inputs, spec.units, what=f"{root}/train"), record
+        if not split.valid.any():
+            raise InputError(root / spec.layout.splits.get(role, spec.layout.splits["train"]),
+                             f"the {role} split has no valid labelled pixel ({len(split)} patch(es): images all "
+                             f"no-data/NaN or masks all unlabelled): nothing to {'score' if role == 'test' else 'fit'}")
+    return prepare_splits(splits, window, inputs, spec.units, f"{root}/train", spec.per_patch), record
 
 
 class PatchFolderDataModule(PatchSetDataModule):

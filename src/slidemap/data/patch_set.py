@@ -18,24 +18,35 @@ import numpy as np
 import torch
 
 from slidemap.data.datamodule import PatchDataModule
+from slidemap.data.patch_layout import ROLES
 from slidemap.data.patches import Normaliser, Patches, fit_statistics
 from slidemap.data.units import REFLECTANCE, Distribution, sample_distribution, units_of
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
 
-ROLES: tuple[str, ...] = ("train", "val", "test")
 _STAT_CHUNK = 256  # images per step when fitting the normaliser: bounded float64 temporaries on thousands of patches
 
 
 @dataclass(frozen=True)
 class PatchSplit:
-    """One split in memory: the chosen channels (N, C, H, W) float32 (0 where invalid), masks, validity, names."""
+    """One split in memory: the chosen channels (N, C, H, W) float32 (0 where invalid), masks, validity, names.
+
+    ``valid`` is where loss and scores count (input valid and labelled); ``inputs_valid``, when given, is where the
+    inputs are valid, labelled or not: sparse labels (ArcGIS exports label 0.3% of pixels) must not blank the
+    context the model sees around them, so statistics and normalisation use it.
+    """
 
     x: np.ndarray
     y: np.ndarray
     valid: np.ndarray
     names: tuple[str, ...]
+    inputs_valid: np.ndarray | None = None
+
+    @property
+    def seen(self) -> np.ndarray:
+        """Where the inputs are valid (``inputs_valid``, else ``valid``)."""
+        return self.valid if self.inputs_valid is None else self.inputs_valid
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -45,7 +56,7 @@ def _pieces(train: PatchSplit, channels: tuple[str, ...]) -> Iterator[tuple[Iter
     """The train split in chunks of images, as the statistics functions take them (bounded float64 temporaries)."""
     for s in range(0, len(train), _STAT_CHUNK):
         x = train.x[s:s + _STAT_CHUNK]
-        yield (x[:, k] for k in range(len(channels))), train.valid[s:s + _STAT_CHUNK]
+        yield (x[:, k] for k in range(len(channels))), train.seen[s:s + _STAT_CHUNK]
 
 
 def fit_normaliser(train: PatchSplit, channels: tuple[str, ...], what: str = "the train split") -> Normaliser:
@@ -66,7 +77,19 @@ def fit_distribution(train: PatchSplit, channels: tuple[str, ...]) -> Distributi
 def normalise(split: PatchSplit, normaliser: Normaliser) -> None:
     """Standardise a split in place, image by image (no second copy of the train split), invalid pixels to 0."""
     for i in range(len(split)):
-        split.x[i] = normaliser(split.x[i], split.valid[i])
+        split.x[i] = normaliser(split.x[i], split.seen[i])
+
+
+def standardise_patch(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """One patch (C, H, W) standardised by its own mean and std per channel over its valid pixels
+    (``normalise: per_patch``: 8-bit renderings stretched one by one share no brightness scale); invalid pixels 0.
+    A constant channel keeps std 1e-6, as the dataset normaliser does."""
+    if not valid.any():
+        return np.zeros_like(x)
+    values = x[:, valid].astype(np.float64)
+    mean, std = values.mean(axis=1), np.maximum(values.std(axis=1), 1e-6)
+    out = (x - mean[:, None, None].astype(np.float32)) / std[:, None, None].astype(np.float32)
+    return np.where(valid[None], out, 0.0).astype(np.float32)
 
 
 def tiles_patch(window: int, shape: tuple[int, int]) -> bool:
@@ -109,18 +132,26 @@ class PatchSetData:
     test_split: PatchSplit
     distribution: Distribution | None = None
     optical_unit: str = REFLECTANCE
+    per_patch: bool = False
 
 
 def prepare_splits(splits: dict[str, PatchSplit], window: int, channels: tuple[str, ...],
-                   optical_unit: str = REFLECTANCE, what: str = "the train split") -> PatchSetData:
+                   optical_unit: str = REFLECTANCE, what: str = "the train split",
+                   per_patch: bool = False) -> PatchSetData:
     """Normalise every split with the train split's statistics and cut each into windows (in place: the arrays
-    are the reader's, not copied)."""
+    are the reader's, not copied). ``per_patch``: each patch is first standardised on its own
+    (:func:`standardise_patch`); the train distribution is still recorded in physical units."""
+    distribution = fit_distribution(splits["train"], channels) if splits["train"].seen.any() else None
+    if per_patch:
+        for split in splits.values():
+            for i in range(len(split)):
+                split.x[i] = standardise_patch(split.x[i], split.seen[i])
     normaliser = fit_normaliser(splits["train"], channels, what)
-    distribution = fit_distribution(splits["train"], channels)  # before normalising: physical units
+    assert distribution is not None, "fit_normaliser refuses a train split without a valid pixel first"
     for split in splits.values():
         normalise(split, normaliser)
     return PatchSetData(normaliser, *(cut_windows(splits[r], window) for r in ROLES), test_split=splits["test"],
-                        distribution=distribution, optical_unit=optical_unit)
+                        distribution=distribution, optical_unit=optical_unit, per_patch=per_patch)
 
 
 class PatchSetDataModule(PatchDataModule):
@@ -162,10 +193,13 @@ class PatchSetDataModule(PatchDataModule):
         """Channels, their units and the train split's distribution, window and normaliser: what mapping new data
         needs."""
         assert self.data is not None, "call setup() first"
-        return {"channels": list(self.channels), "window": self.window,
+        info = {"channels": list(self.channels), "window": self.window,
                 "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names,
                 "units": list(units_of(self.channels, self.data.optical_unit)),
                 "distribution": self.data.distribution.to_dict()}
+        if self.data.per_patch:  # mapping standardises each window on its own before the normaliser
+            info["normalise"] = "per_patch"
+        return info
 
     def test_probabilities(self, predictions: list[list[torch.Tensor]] | list[torch.Tensor]) -> np.ndarray:
         """Tile probabilities put back on their test images (N, H, W); NaN where no tile was scored.

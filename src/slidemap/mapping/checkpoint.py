@@ -47,6 +47,7 @@ class TrainedModel:
     distribution: Distribution | None = None
     temperature: float = 1.0  # calibration: probabilities are sigmoid(logit / temperature); 1.0 = uncalibrated
     card: dict[str, Any] | None = None  # the model card (slidemap.mapping.model_card); None in older checkpoints
+    per_patch: bool = False  # trained on patches standardised one by one (dataset.yaml 'normalise: per_patch')
 
     def to(self, device: str | torch.device) -> "TrainedModel":
         """Move the network to ``device`` (in place) and return self."""
@@ -138,7 +139,7 @@ def load_checkpoint(path: str | PathLike[str]) -> TrainedModel:
     units, distribution = read_units(info, channels, path)
     return TrainedModel(net=net, model_name=name, channels=channels, window=window, normaliser=normaliser,
                         threshold=float(hp.get("threshold", 0.5)), path=path, units=units, distribution=distribution,
-                        temperature=_temperature(hp, path),
+                        temperature=_temperature(hp, path), per_patch=info.get("normalise") == "per_patch",
                         card=hp.get("card") if isinstance(hp.get("card"), dict) else None)
 
 

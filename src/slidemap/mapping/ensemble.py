@@ -112,6 +112,10 @@ class Ensemble:
         if len(self.models) > 1:
             check_distinct(self.models)
         for m in self.models:
+            if m.per_patch:  # a scene has no patches of the training size to standardise one by one
+                raise InputError(m.path, "trained with dataset.yaml 'normalise: per_patch' (each patch standardised "
+                                         "on its own): mapping a scene window by window does not apply it yet; "
+                                         "train with 'normalise: dataset' to map scenes")
             m.net.eval()
 
     @property
