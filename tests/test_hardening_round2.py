@@ -8,6 +8,7 @@ dataset cases (an (H, W, C) .npy, a broken link, all-NaN test images) are in tes
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -34,8 +35,6 @@ TRAIN_REFUSED = [  # (id, overrides, the line's start)
     ("window-float", ["window=64.0"], "error: window: must be an integer >= 1, got 64.0"),
     ("num-workers-negative", ["data.num_workers=-2"], "error: data.num_workers: must be an integer >= 0, got -2"),
     ("max-epochs-zero", ["trainer.max_epochs=0"], "error: trainer.max_epochs: must be an integer >= 1, got 0"),
-    ("min-above-max-epochs", ["trainer.min_epochs=9", "trainer.max_epochs=3"],
-     "error: trainer.min_epochs: is 9, above trainer.max_epochs (3)"),
     ("pos-weight-negative", ["module.pos_weight=-3"], "error: module.pos_weight: must be > 0, got -3"),
     ("eval-batch-size-zero", ["data.eval_batch_size=0"], "error: data.eval_batch_size: must be an integer >= 1"),
     ("seed-too-large", ["seed=4294967296"], "error: seed: must be an integer in [0, 4294967295]"),
@@ -44,6 +43,25 @@ TRAIN_REFUSED = [  # (id, overrides, the line's start)
     ("augment-flips-not-a-flag", ["augment=d4", "augment.flips=maybe"], "error: augment.flips: must be true or false"),
     ("patience-negative", ["callbacks.early_stopping.patience=-1"],
      "error: callbacks.early_stopping.patience: must be an integer >= 0"),
+    # a config's class or arguments refused by its library (found by the independent probe)
+    ("optimizer-class-unknown", ["optimizer._target_=torch.optim.Nope"],
+     "error: optimizer._target_: cannot find the class 'torch.optim.Nope'"),
+    ("optimizer-argument-unknown", ["+optimizer.foo=1"],
+     "error: optimizer: cannot build torch.optim.Adam: Adam.__init__() got an unexpected keyword argument 'foo'"),
+    ("trainer-devices-zero", ["trainer=ddp", "trainer.devices=0"], "error: trainer.devices: must be an integer >= 1"),
+    ("trainer-argument-refused", ["+trainer.num_nodes=0"],
+     "error: trainer: cannot build pytorch_lightning.trainer.trainer.Trainer: "),
+    ("network-without-parameters", ["model=custom", "model.net._target_=torch.nn.Identity"],
+     "error: model.net: torch.nn.Identity has no trainable parameters"),
+    ("monitor-unknown", ["callbacks.early_stopping.monitor=val/bogus"],
+     "error: callbacks.early_stopping.monitor: unknown monitor 'val/bogus'; choose one of val/loss, val/f1, train/loss"),
+    ("train-sites-empty", ["scenario.train_sites=[]"], "error: scenario.train_sites: must be a non-empty list of sites"),
+    ("channels-empty", ["inputs.channels=[]"], "error: inputs.channels: must be a non-empty list of channels"),
+    ("channels-last-not-a-flag", ["channels_last=maybe"], "error: channels_last: must be auto, true or false"),
+    ("gradient-clip-negative", ["+trainer.gradient_clip_val=-1"], "error: trainer.gradient_clip_val: must be >= 0"),
+    ("base-filters-zero", ["model.net.base_filters=0"],
+     "error: model.net: cannot build slidemap.models.UNet: base_filters must be a positive integer (the paper: 32)"),
+    ("override-with-a-space", ["data.root=sp ace/sïtes"], "error: data.root=sp ace/sïtes: cannot parse this override"),
     # Hydra's own composition errors, in the same one-line form
     ("unknown-model", ["model=unett"],
      "error: model: unknown option 'unett'; choose one of custom, resunet, smp_unet, unet (did you mean model=unet?)"),
@@ -55,11 +73,22 @@ TRAIN_REFUSED = [  # (id, overrides, the line's start)
 
 
 @pytest.mark.parametrize("args, message", [c[1:] for c in TRAIN_REFUSED], ids=[c[0] for c in TRAIN_REFUSED])
-def test_train_refuses_a_bad_setting_in_one_line(tmp_path, args, message):
-    done = hydra_entry("train.py", ["logger=none", *args], tmp_path)
+def test_train_refuses_a_bad_setting_in_one_line(synthetic_root, tmp_path, args, message):
+    root = [f"data.root={synthetic_root}"] if args[0].startswith(("optimizer", "+optimizer", "trainer", "+trainer", "model")) \
+        else []  # refused once the data is read: the synthetic sites are not written again
+    done = hydra_entry("train.py", ["logger=none", "window=32", *root, *args], tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
     assert one_line(done.stderr).startswith(message), done.stderr[-2000:]
     assert list(tmp_path.iterdir()) == []  # no outputs/<date>/<time>, no data generated
+
+
+def test_a_network_that_is_not_one_logit_per_pixel_is_refused(synthetic_root, tmp_path):
+    done = hydra_entry("train.py", ["logger=none", "window=32", f"data.root={synthetic_root}", "model=custom",
+                                    "model.net._target_=torch.nn.Conv2d", "+model.net.kernel_size=1",
+                                    "+model.net.stride=2"], tmp_path)  # half the size: not one logit per pixel
+    assert done.returncode == 2
+    assert one_line(done.stderr) == ("error: model.net: torch.nn.Conv2d maps a 1 x 5 x 32 x 32 input to "
+                                     "(1, 1, 16, 16); a segmentation network gives one logit per pixel, (1, 1, 32, 32)")
 
 
 def test_hydra_full_error_keeps_hydras_own_form(tmp_path):
@@ -251,3 +280,64 @@ def test_report_does_not_take_an_eval_result_for_a_training_run(tmp_path):
     sweep = scan_sweep(tmp_path, progress=False)
     assert [r["areas"]["china"]["f1"] for r in sweep.runs] == [0.5]
     assert any(why.startswith("not a training run:") for _, why in sweep.missing())
+
+
+# ---------------------------------------------------------------- more from the independent probe
+
+def test_a_read_only_run_folder_is_one_line(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    immutable = os.access(ro, os.W_OK) and subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode == 0
+    try:
+        if os.access(ro, os.W_OK) and not immutable:
+            pytest.skip("root writes into read-only folders and chattr is not available")
+        done = hydra_entry("train.py", ["logger=none", f"hydra.run.dir={ro}/run"], tmp_path)
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(ro)], check=True)
+        ro.chmod(0o700)
+    assert done.returncode == 2
+    assert one_line(done.stderr).startswith(f"error: {ro}/run: cannot write the run's folder there: "), done.stderr
+
+
+def test_a_test_area_without_valid_pixels_is_refused_before_training(tmp_path):
+    import patch_fixtures as px
+
+    root = px.write_dataset(tmp_path / "nan", "tif")
+    for image in (root / "test" / "images").iterdir():
+        with rasterio.open(image, "r+") as dst:
+            dst.write(np.full((dst.count, dst.height, dst.width), np.nan, dst.dtypes[0]))
+    done = hydra_entry("train.py", ["logger=none", "data=patches", f"data.root={root}", "inputs=rgbn", "window=32",
+                                    f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    assert done.returncode == 2 and "no valid" in one_line(done.stderr), done.stderr[-2000:]
+    assert not (tmp_path / "run").exists()  # refused before training: no checkpoints left behind
+
+
+def test_an_8_bit_s2_is_no_reflectance(capsys, tmp_path, ckpt):
+    scene = fs.make_site(tmp_path / "scene", bands=fs.constant_bands((50, 60, 70, 200), dtype=np.uint8))
+    assert main(["map", "--ckpt", str(ckpt), "--scene", str(scene), "--out", str(tmp_path / "maps")]) == 2
+    assert "8-bit values are no reflectance" in one_line(capsys.readouterr().err)
+
+
+def test_product_options_are_refused_with_a_scene(capsys, tmp_path, ckpt):
+    scene = fs.make_site(tmp_path / "scene")
+    assert main(["map", "--ckpt", str(ckpt), "--scene", str(scene), "--bounds", "1", "2", "3", "4", "--out",
+                 str(tmp_path / "maps")]) == 2
+    assert one_line(capsys.readouterr().err).startswith("slidemap map: error: --bounds: goes with --s2 PRODUCT")
+
+
+def test_an_output_below_a_file_is_refused(capsys, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    assert main(["synth", "--out", str(tmp_path / "afile" / "sub")]) == 2
+    assert one_line(capsys.readouterr().err) == (f"slidemap synth: error: {tmp_path / 'afile'}: is a file, not a "
+                                                 f"folder: {tmp_path / 'afile' / 'sub'} cannot be made below it")
+
+
+def test_report_refuses_runs_on_other_data(capsys, tmp_path):
+    _job(tmp_path / "sweep", "a", metrics_record("unet", 64, "china", 0, {"china": 0.5}, overrides=["scenario=china"]))
+    _job(tmp_path / "sweep", "b", metrics_record("unet", 64, "all", 0, {"p": 0.5},
+                                                 overrides=["data=patches", "data.root=/x"]))
+    assert main(["report", str(tmp_path / "sweep")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "was trained on other data than" in line and "data.root=/x, data=patches" in line, line

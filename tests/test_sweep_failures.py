@@ -78,9 +78,9 @@ def test_a_rerun_that_succeeds_clears_the_failure(synthetic_root, tmp_path):
 
 
 @pytest.mark.parametrize("shared, message", [
-    ("threshold=2", "error: threshold: must lie in (0, 1), got 2 (every job of this sweep has it: nothing was "
-                    "started)"),
-    ("optimizer.lr=-1", "error: optimizer.lr: must be > 0, got -1 (every job"),
+    ("threshold=2", "error: threshold: must lie in (0, 1), got 2 (refused before any job started)"),
+    ("optimizer.lr=-1", "error: optimizer.lr: must be > 0, got -1 (refused"),
+    ("seed=0,0", "error: seed: sweeps 0 twice; give each value once (refused before any job started)"),
     ("data=scenes", "error: data.root: missing"),
 ])
 def test_a_bad_setting_every_job_shares_is_refused_once_before_any_job(tmp_path, shared, message):

@@ -129,6 +129,34 @@ def _flag(key: str, value: Any) -> bool:
     return value
 
 
+MONITORED = ("val/loss", "val/f1", "train/loss")
+"""What a run logs per epoch, so what early stopping and the checkpoint callback can watch."""
+
+
+def _auto_or_flag(key: str, value: Any) -> Any:
+    if str(value).lower() == "auto" or isinstance(value, bool):
+        return value
+    raise InputError(key, f"must be auto, true or false, got {value!r}")
+
+
+def _names(key: str, value: Any, allow_none: bool = False, what: str = "name") -> Any:
+    """A non-empty list of names (channels, training sites); None where ``allow_none`` (e.g. every site)."""
+    if value is None and allow_none:
+        return value
+    if isinstance(value, str) or not hasattr(value, "__len__") or len(value) == 0 \
+            or not all(isinstance(v, str) and v for v in value):
+        hint = " (null for every site)" if allow_none else ""
+        raise InputError(key, f"must be a non-empty list of {what}s{hint}, got {value!r}")
+    return value
+
+
+def _devices(key: str, value: Any) -> Any:
+    """Lightning's devices: a count >= 1, ``auto``, or a list of device ids."""
+    if str(value) == "auto" or (hasattr(value, "__len__") and not isinstance(value, str) and len(value) > 0):
+        return value
+    return check_count(key, value)
+
+
 TRAIN: dict[str, Rule] = {
     "threshold": _in("threshold"),
     "seed": check_seed,
@@ -154,17 +182,16 @@ TRAIN: dict[str, Rule] = {
     "augment.gain": _optional(lambda key, value: check_value("beta", value, key)),  # a gain of 1 can zero a band
     "augment.haze": _optional(_in("non_negative")),
     "resume": _optional(_flag),
-    "trainer.enable_progress_bar": _optional(lambda key, value: value if str(value).lower() == "auto"
-                                             else _flag(key, value)),
+    "trainer.enable_progress_bar": _optional(_auto_or_flag),
+    "channels_last": _optional(_auto_or_flag),
+    "trainer.devices": _optional(_devices),
+    "trainer.gradient_clip_val": _optional(_in("non_negative")),
+    "callbacks.early_stopping.monitor": _optional(lambda key, value: check_choice(key, value, MONITORED)),
+    "callbacks.model_checkpoint.monitor": _optional(lambda key, value: check_choice(key, value, MONITORED)),
+    "inputs.channels": lambda key, value: _names(key, value, what="channel"),
+    "scenario.train_sites": lambda key, value: _names(key, value, allow_none=True, what="site"),
 }
 """train.py's checked settings, type and range (which windows the data accepts, the training run checks)."""
-
-
-def check_epochs(cfg: DictConfig) -> None:
-    """``trainer.min_epochs`` above ``trainer.max_epochs`` would be silently capped by Lightning."""
-    low, high = OmegaConf.select(cfg, "trainer.min_epochs"), OmegaConf.select(cfg, "trainer.max_epochs")
-    if isinstance(low, int) and isinstance(high, int) and low > high:
-        raise InputError("trainer.min_epochs", f"is {low}, above trainer.max_epochs ({high})")
 
 EVAL: dict[str, Rule] = {
     "threshold": _optional(_in("threshold")),
@@ -227,5 +254,3 @@ def check_config(cfg: DictConfig, rules: dict[str, Rule], skip: Iterable[str] = 
                 raise
             continue
         rule(key, value)
-    if rules is TRAIN and not {"trainer", "trainer.min_epochs", "trainer.max_epochs"} & set(skip):
-        check_epochs(cfg)

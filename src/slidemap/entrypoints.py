@@ -28,8 +28,9 @@ from slidemap.sweep_status import record_failure
 REPORT_HINT = ("this is a bug in slidemap, not in your input: please report it with the command you ran and the "
                "traceback above")
 
-BARE_RUN = (".hydra", "run.json")
-"""What a run folder holds (besides logs) before any training or evaluation result: safe to remove on failure."""
+BARE_RUN = (".hydra", "run.json", "wandb_run_id.txt", "wandb")
+"""What a run folder holds (besides logs) before any training or evaluation result: safe to remove on failure
+(the W&B run id and W&B's own folder are made when the loggers start, before the first step)."""
 
 _received: list[int] = []  # the signals that interrupted this process
 
@@ -95,10 +96,37 @@ def run_reported(call: Callable[[], Any], prog: str = "", errors: list[str] | No
         if isinstance(err, InstantiationException) and isinstance(err.__cause__, InputError):
             say(f"error: {_one_line(str(err.__cause__))}")  # refused by a constructor
             return 2, None
+        if isinstance(err, InstantiationException) and not _our_target(err):
+            say(f"error: {instantiation_line(err)}")  # a config's class or arguments refused by its library
+            return 2, None
         traceback.print_exc()
         lines.append(f"internal error: {type(err).__name__}: {_one_line(str(err))[:200]}")
         print(f"{prog}internal error: {REPORT_HINT}", file=sys.stderr)
         return 1, None
+
+
+def _target_of(err: InstantiationException) -> str:
+    text = str(err)
+    return text.split("'")[1] if text.count("'") >= 2 else ""
+
+
+def _our_target(err: InstantiationException) -> bool:
+    """Whether the class Hydra failed to build is slidemap's own (then the failure is a bug: its constructors
+    refuse bad input with an InputError)."""
+    return _target_of(err).startswith("slidemap.") and "Error locating target" not in str(err)
+
+
+def instantiation_line(err: InstantiationException) -> str:
+    """``<config key>: cannot build <class>: <the library's reason>`` from Hydra's several-line message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "")
+    target = _target_of(err)
+    if "Error locating target" in str(err):
+        return f"{key + '._target_: ' if key else ''}cannot find the class {target!r} (check its module and name)"
+    cause = err.__cause__
+    reason = _one_line(f"{type(cause).__name__}: {cause}") if cause is not None else _one_line(lines[1] if
+                                                                                           len(lines) > 1 else "")
+    return f"{key + ': ' if key else ''}cannot build {target}: {reason[:300]}"
 
 
 def _load(target: str) -> Callable[[Any], Any]:

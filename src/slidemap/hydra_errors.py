@@ -76,7 +76,9 @@ def hydra_error_line(err: HydraException, config_dir: Path, config_name: str) ->
         hint = f" (did you mean {group}={near[0]}?)" if near else ""
         return f"{group}: unknown option {option!r}; choose one of {', '.join(err.options)}{hint}"
     if isinstance(err, OverrideParseException):
-        return f"{err.override}: cannot parse this override ({_first(err.message)}); see {GRAMMAR}"
+        quote = (" (a value with spaces or special characters is quoted: 'key=\"a value\"')"
+                 if " " in str(err.override) else "")
+        return f"{err.override}: cannot parse this override ({_first(err.message)}){quote}; see {GRAMMAR}"
     message = _first(err)
     if isinstance(err, ConfigCompositionException) and message.startswith("Could not override '"):
         key = message.split("'")[1]
@@ -109,6 +111,11 @@ def hydra_main(main: Callable[[], Any], config_dir: Path, config_name: str) -> i
         main()
     except HydraException as err:
         print(f"error: {' '.join(hydra_error_line(err, config_dir, config_name).split())}", file=sys.stderr)
+        return 2
+    except OSError as err:  # Hydra making the run or sweep folder (a read-only parent, a full disk)
+        if err.filename is None:
+            raise
+        print(f"error: {err.filename}: cannot write the run's folder there: {err.strerror or err}", file=sys.stderr)
         return 2
     except Exception:  # a failure outside any job (a launcher's, say): the traceback, as Hydra would print it
         traceback.print_exc()

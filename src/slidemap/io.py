@@ -163,6 +163,7 @@ def check_replaceable(out: str | os.PathLike[str], own: Iterable[str], what: str
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise InputError(folder, "exists and is a file; the output must be a folder")
+    check_parents(folder)
     if not folder.is_dir():
         return
     patterns = list(own)
@@ -171,6 +172,15 @@ def check_replaceable(out: str | os.PathLike[str], own: Iterable[str], what: str
     if foreign:
         raise InputError(folder, f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which "
                                  f"{what} did not write; refusing to replace it (choose an empty or new folder)")
+
+
+def check_parents(folder: Path) -> None:
+    """Refuse an output folder below an existing file (``afile/sub``): it could never be made."""
+    for parent in folder.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(parent, f"is a file, not a folder: {folder} cannot be made below it")
+            return
 
 
 def _missing_parents(folder: Path) -> list[Path]:
@@ -194,6 +204,7 @@ def output_folder(out: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(out)
     if target.exists() and not target.is_dir():
         raise InputError(target, "output folder is an existing file")
+    check_parents(target)
     existed = target.is_dir()
     created = [] if existed else _missing_parents(target)
     home = target if existed else target.parent

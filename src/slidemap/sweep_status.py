@@ -120,6 +120,18 @@ def swept_keys(overrides: list[str]) -> set[str]:
     return {o.key_or_group.split("@")[0].replace("/", ".") for o in parsed if o.is_sweep_override()}
 
 
+def check_distinct_values(overrides: list[str]) -> None:
+    """Refuse a sweep value given twice (``seed=0,0``): both jobs would run into one folder, at once under a
+    parallel launcher."""
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if not o.is_sweep_override():
+            continue
+        values = list(o.sweep_string_iterator())
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise InputError(o.key_or_group, f"sweeps {', '.join(twice)} twice; give each value once")
+
+
 def sweep_axes(config: DictConfig) -> set[str]:
     """The swept keys of a multirun's config (its task overrides)."""
     return swept_keys([str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or []])
@@ -127,6 +139,7 @@ def sweep_axes(config: DictConfig) -> set[str]:
 
 def check_shared_settings(config: DictConfig, schema: str) -> None:
     """Refuse, once and before any job starts, a bad setting every job of the sweep shares."""
+    check_distinct_values([str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or []])
     skip = sweep_axes(config)
     job_cfg = OmegaConf.masked_copy(config, [k for k in config.keys() if k != "hydra"])
     check_config(job_cfg, SCHEMAS[schema], skip=skip, resolve=False)
@@ -144,7 +157,7 @@ class SweepSummary(Callback):
         try:
             check_shared_settings(config, schema)
         except InputError as err:
-            print(f"error: {' '.join(str(err).split())} (every job of this sweep has it: nothing was started)",
+            print(f"error: {' '.join(str(err).split())} (refused before any job started)",
                   file=sys.stderr)
             sys.exit(2)
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
-from slidemap.entrypoints import run_reported
+from slidemap.entrypoints import install_signal_handlers, run_reported
 
 log = logging.getLogger("slidemap")
 
@@ -116,8 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; failures end as :func:`slidemap.entrypoints.run_reported` describes (one line for
     bad input and interruptions, a traceback only for a bug)."""
-    args = build_parser().parse_args(argv)
+    install_signal_handlers()  # Ctrl-C while the command still starts up ends as "interrupted" too
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("slidemap: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
     status, result = run_reported(lambda: args.func(args), f"slidemap {args.command}")
+    if status >= 128 and any(t.name == "mosaic-producer" and t.is_alive() for t in threading.enumerate()):
+        # Interrupted while a worker thread still runs torch (the map's producer): every cleanup has run; tearing
+        # the interpreter down under that thread would abort ("terminate called without an active exception").
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     return status or int(result)

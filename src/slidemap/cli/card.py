@@ -12,10 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from slidemap.mapping.checkpoint import load_checkpoint
-from slidemap.mapping.model_card import UNKNOWN, card_markdown, file_fingerprint
-from slidemap.reporting.stats import bounded, t_interval
-from slidemap.reporting.tables import format_interval
 from slidemap.runs import METRICS_FILE
 
 
@@ -40,6 +36,9 @@ def held_card(model: Any) -> dict[str, Any]:
 
 def seed_intervals(ckpt: Path) -> dict[str, str]:
     """F1 per test area over the seeds of the checkpoint's sweep cell (its run's siblings with the same cell)."""
+    from slidemap.reporting.stats import bounded, t_interval
+    from slidemap.reporting.tables import format_interval
+
     run = ckpt.parent.parent
     try:
         own = json.loads((run / METRICS_FILE).read_text())
@@ -66,6 +65,9 @@ def seed_intervals(ckpt: Path) -> dict[str, str]:
 
 
 def card_command(args: argparse.Namespace) -> int:
+    from slidemap.mapping.checkpoint import load_checkpoint  # torch: imported by the command, not by --help
+    from slidemap.mapping.model_card import UNKNOWN, card_markdown, file_fingerprint
+
     model = load_checkpoint(args.ckpt)
     card = model.card or held_card(model)
     if args.json:

@@ -7,15 +7,10 @@ import logging
 import time
 from pathlib import Path
 
-from slidemap.data.scene import SceneStrips
-from slidemap.data.channels import is_pre
-from slidemap.errors import InputError
-from slidemap.mapping.checkpoint import load_checkpoint
 from slidemap.config_checks import check_file_name, check_value
+from slidemap.errors import InputError
 from slidemap.io import output_folder, scratch_dir
-from slidemap.mapping.ensemble import Ensemble, check_tta
-from slidemap.mapping.maps import inference_dtype, map_scene, pick_device
-from slidemap.mapping.mosaic import BLEND_MARGIN, MAP_TILE, TILE_MULTIPLE
+from slidemap.mapping.tiles import BLEND_MARGIN, MAP_TILE, TILE_MULTIPLE, check_tile
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +52,23 @@ def add_synthetic_flag(p: argparse.ArgumentParser) -> None:
                         "otherwise: such a map means nothing; every output then carries a warning tag)")
 
 
-def check_tile(tile: int) -> int:
-    """A tile size every network takes whole: a positive multiple of :data:`TILE_MULTIPLE`."""
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < TILE_MULTIPLE or tile % TILE_MULTIPLE:
-        raise InputError("--tile", f"must be a multiple of {TILE_MULTIPLE} px (e.g. 256, 512, 1024), got {tile!r}")
-    return tile
-
-
 def _product_name(path: str) -> str:
     """A short file prefix from a product path: the SAFE/zip/STAC/folder name without its suffixes."""
     name = Path(path.rstrip("/")).name
     for suffix in (".zip", ".json", ".SAFE"):
         name = name[: -len(suffix)] if name.endswith(suffix) else name
     return name or "scene"
+
+
+def product_only_options(args: argparse.Namespace) -> list[tuple[str, object, object]]:
+    """(flag, value given, default) of the options that only building a site from products reads."""
+    from slidemap.ingest.scl_classes import DEFAULT_MASK_CLASSES
+
+    return [("--bounds", getattr(args, "bounds", None), None),
+            ("--bounds-crs", getattr(args, "bounds_crs", "EPSG:4326"), "EPSG:4326"),
+            ("--mask-classes", list(getattr(args, "mask_classes", DEFAULT_MASK_CLASSES)), list(DEFAULT_MASK_CLASSES)),
+            ("--allow-l1c", getattr(args, "allow_l1c", False), False),
+            ("--allow-mixed-dates", getattr(args, "allow_mixed_dates", False), False)]
 
 
 def _scene_source(args: argparse.Namespace) -> str:
@@ -80,6 +79,10 @@ def _scene_source(args: argparse.Namespace) -> str:
     if args.scene:
         if getattr(args, "s2_pre", None):
             raise InputError("--s2-pre", "goes with --s2 PRODUCT...; a --scene folder brings its own s2_pre.tif")
+        given = [flag for flag, value, default in product_only_options(args) if value != default]
+        if given:  # they shape how products become a site: a --scene folder is one already
+            raise InputError(given[0], "goes with --s2 PRODUCT...; a --scene folder is mapped whole, as it is (cut "
+                                       "it, or build it with slidemap site --bounds ...)")
         return "scene"
     if not getattr(args, "s2", None) or not getattr(args, "dem", None):
         raise InputError("--s2" if not getattr(args, "s2", None) else "--dem",
@@ -104,6 +107,12 @@ def map_command(args: argparse.Namespace) -> int:
         check_tile(args.tile)
     if args.name is not None:
         check_file_name("--name", args.name)
+    from slidemap.data.channels import is_pre  # torch and rasterio: imported once the options are checked
+    from slidemap.data.scene import SceneStrips
+    from slidemap.mapping.checkpoint import load_checkpoint
+    from slidemap.mapping.ensemble import Ensemble, check_tta
+    from slidemap.mapping.maps import inference_dtype, map_scene, pick_device
+
     check_tta(args.tta)
     model = Ensemble([load_checkpoint(c) for c in args.ckpt], args.tta)  # refused here: nothing written yet
     device = pick_device("auto")

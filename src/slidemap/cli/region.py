@@ -107,7 +107,7 @@ def region_command(args: argparse.Namespace) -> int:
     if args.overlap is not None:
         check_value("overlap", args.overlap, "--overlap")
     if args.tile is not None:
-        from slidemap.cli.map import check_tile
+        from slidemap.mapping.tiles import check_tile
 
         check_tile(args.tile)
     from slidemap.io import check_replaceable
@@ -151,8 +151,11 @@ def region_command(args: argparse.Namespace) -> int:
         for job in manifest.record["jobs"]:
             if job["status"] != DONE:
                 log.error("job %s %s: %s", job["name"], job["status"], job.get("error"))
-        raise InputError(out, f"{failed} of {len(manifest.record['jobs'])} job(s) failed (errors in manifest.json, "
-                              "slidemap region --status); run the same command again to retry them")
+        first = next(j for j in manifest.record["jobs"] if j["status"] != DONE)
+        raise InputError(out, f"{failed} of {len(manifest.record['jobs'])} job(s) failed; first, {first['name']}: "
+                              f"{' '.join(str(first.get('error')).split())[:300]} (all in slidemap region --status "
+                              f"{out}); fix what the error names and run the same command again: it redoes only the "
+                              "failed jobs")
     from slidemap.region.jobs import footprint_of, job_dir
 
     done = [JobMaps(j["name"], job_dir(out, j["name"]), footprint_of(j)) for j in manifest.record["jobs"]]

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from slidemap.ingest.scl import DEFAULT_MASK_CLASSES, SCL_CLASSES
+from slidemap.ingest.scl_classes import DEFAULT_MASK_CLASSES, SCL_CLASSES
 
 
 def format_summary(summary: dict[str, Any]) -> str:

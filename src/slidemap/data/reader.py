@@ -119,10 +119,12 @@ def read_image(path: Path, meta: dict[str, Any],
             held = s2_band_indexes(path, src, meta)
         else:
             held = image_band_indexes(path, src, meta)
-        if path.name == IMAGE_FILE and src.dtypes[0] == "uint8" and unit == "reflectance" and meta.get("scale") is None:
-            raise InputError(path, "8-bit values are no reflectance (x 10000 would need 16 bits): set 'units: "
-                                   "brightness' in site.yaml for uncalibrated imagery (values / 255), or the 'scale' "
-                                   "that makes them reflectance")
+        if src.dtypes[0] == "uint8" and unit == "reflectance" and meta.get("scale") is None:
+            fix = ("set 'units: brightness' in site.yaml for uncalibrated imagery (values / 255), or the 'scale' that "
+                   "makes them reflectance") if path.name == IMAGE_FILE else (
+                "an 8-bit rendering of Sentinel-2 is no L2A product: build the site from the product (slidemap site), "
+                "or give site.yaml the 'scale' that makes its values reflectance")
+            raise InputError(path, f"8-bit values are no reflectance (x 10000 would need 16 bits): {fix}")
         window = None if rows is None else Window(0, rows[0], src.width, rows[1] - rows[0])
         dn, valid = read_valid(src, held.indexes, window)
         grid = Grid.of(src)

@@ -36,6 +36,7 @@ from slidemap.mapping.checkpoint import TrainedModel, check_channels, load_check
 from slidemap.mapping.ensemble import Ensemble, check_tta
 from slidemap.mapping.maps import map_area, pick_device
 from slidemap.mapping.provenance import check_synthetic_model
+from slidemap.mapping.tiles import check_tile
 from slidemap.mapping.mosaic import MODES
 from slidemap.mapping.unit_guard import check_areas
 from slidemap.runs import output_dir, write_metrics
@@ -109,7 +110,7 @@ def run(cfg: DictConfig) -> float:
     synthetic = [check_synthetic_model(model, site.meta, site.meta.get("path", name),
                                        bool(cfg.get("allow_synthetic_model", False))) for name, site in sites.items()]
     model.to(pick_device(str(cfg.device)))
-    tile = int(cfg.tile or model.window)
+    tile = model.window if cfg.tile is None else check_tile(cfg.tile, "tile")
     threshold = model.threshold if cfg.threshold is None else check_value("threshold", cfg.threshold)
 
     counts: dict[str, dict[str, int]] = {}

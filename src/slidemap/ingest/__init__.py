@@ -1,14 +1,21 @@
 """Real data in: Sentinel-2 products (SAFE, STAC, band folders) and DEM tiles -> a site folder.
 
 The folder follows the README's "The data contract: a site on disk"; docs/architecture.md places ingest in the
-layers (it writes what data/ reads).
+layers (it writes what data/ reads). Names are imported on first use (rasterio, scipy, shapely take a second), so
+the command line answers ``--help`` at once.
 """
 
-from slidemap.ingest.dem_tiles import DemMosaic, mosaic_dem
-from slidemap.ingest.products import BandFile, Product, Reflectance, read_window
-from slidemap.ingest.scl import DEFAULT_MASK_CLASSES, SCL_CLASSES
-from slidemap.ingest.site_builder import build_site
-from slidemap.ingest.sources import open_product
+from importlib import import_module
+from typing import Any
 
-__all__ = ["BandFile", "DEFAULT_MASK_CLASSES", "DemMosaic", "Product", "Reflectance", "SCL_CLASSES", "build_site",
-           "mosaic_dem", "open_product", "read_window"]
+_WHERE = {"DemMosaic": "dem_tiles", "mosaic_dem": "dem_tiles", "BandFile": "products", "Product": "products",
+          "Reflectance": "products", "read_window": "products", "DEFAULT_MASK_CLASSES": "scl_classes",
+          "SCL_CLASSES": "scl_classes", "build_site": "site_builder", "open_product": "sources"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"slidemap.ingest.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,16 +15,8 @@ from rasterio.windows import Window, from_bounds
 from slidemap.data.grid import Grid
 from slidemap.data.raster import reading
 from slidemap.errors import InputError
+from slidemap.ingest.scl_classes import DEFAULT_MASK_CLASSES, SCL_CLASSES
 
-SCL_CLASSES: dict[int, str] = {
-    0: "no data", 1: "saturated or defective", 2: "dark area / topographic shadow", 3: "cloud shadow",
-    4: "vegetation", 5: "not vegetated", 6: "water", 7: "unclassified", 8: "cloud, medium probability",
-    9: "cloud, high probability", 10: "thin cirrus", 11: "snow or ice",
-}
-"""The L2A scene classification legend (Sen2Cor)."""
-
-DEFAULT_MASK_CLASSES: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
-"""Classes that become no-data: no data, saturated/defective, cloud shadow, cloud (medium, high), thin cirrus."""
 
 _OUTSIDE = 255  # pixels the SCL raster does not reach: no classification, so no valid data either
 

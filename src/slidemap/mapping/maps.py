@@ -131,7 +131,8 @@ def produced_ahead(items: Iterator[T]) -> Iterator[T]:
     """``items``, computed one ahead in a background thread: the next band of tiles runs through the network while
     the caller compresses and writes this one (torch and GDAL both release the GIL). An error in the producer is
     raised here. When the caller stops early (an error, or a signal turned into one), this returns at once: the
-    producer, a daemon that writes nothing, drops what it is computing and ends."""
+    producer, a daemon that writes nothing, drops what it is computing and ends (an interrupted ``slidemap`` then
+    leaves without tearing down the interpreter under it: :func:`slidemap.cli.main`)."""
     box: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
     done = object()

@@ -35,18 +35,9 @@ from tqdm.auto import tqdm
 from slidemap.data.patches import Normaliser
 from slidemap.data.site import Site
 from slidemap.data.split import Block
+from slidemap.mapping.tiles import BLEND_MARGIN, MAP_TILE, TILE_MULTIPLE  # noqa: F401 -- also read from here
 
 MODES = ("blend", "grid")
-MAP_TILE = 512
-"""``slidemap map``'s (and ``slidemap region``'s) default tile: far less work per pixel than the training window's
-tiles (a 64 px blend ramp, so each pixel is computed ~1.3 times instead of 4; the networks are fully convolutional
-and pad any size to their stride). Measured on 2 cores: 3.0x the mosaic's Mpx/s of the 64 px tiles, F1 within 0.44
-points (benchmarks/README.md, large tiles). A scene smaller than the tile gets one tile of its own size
-(:func:`fit_tile`); a checkpoint trained on larger windows maps with its window."""
-BLEND_MARGIN = 64
-"""Pixels over which a blended tile's weight ramps up from 0 at an inner border (:func:`default_overlap`)."""
-TILE_MULTIPLE = 32
-"""Tiles are multiples of this (the U-Net's total stride 16, ResU-Net's 8, smp encoders' 32)."""
 
 RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 """``read(r0, r1)`` -> the normalised input rows ``[r0, r1)`` of the area, float32 (C, r1 - r0, W) with zeros at

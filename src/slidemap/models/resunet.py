@@ -102,6 +102,8 @@ class ResUNet(nn.Module):
 
     def __init__(self, in_channels: int = 5, base_filters: int = 64, out_channels: int = 1) -> None:
         super().__init__()
+        if isinstance(base_filters, bool) or not isinstance(base_filters, int) or base_filters < 1:
+            raise ValueError(f"base_filters must be a positive integer (the paper: 64), got {base_filters!r}")
         f = base_filters
         self.encoder = nn.ModuleList(
             [

@@ -82,6 +82,8 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int = 5, base_filters: int = 32, out_channels: int = 1) -> None:
         super().__init__()
+        if isinstance(base_filters, bool) or not isinstance(base_filters, int) or base_filters < 1:
+            raise ValueError(f"base_filters must be a positive integer (the paper: 32), got {base_filters!r}")
         widths = [base_filters * 2**i for i in range(self.depth)]  # 32, 64, 128, 256
         self.encoder = nn.ModuleList()
         channels = in_channels

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import product
@@ -244,17 +245,26 @@ def _setting(overrides: set[str]) -> set[str]:
 
 def check_cells(runs: list[dict[str, Any]]) -> None:
     """Refuse a cell whose runs differ in anything but the seed (another data root, learning rate, threshold or
-    epoch cap): their mean and interval would mix settings as if they were seeds of one. Runs without recorded
-    overrides (from before run.json) cannot be told apart and are not checked.
+    epoch cap): their mean and interval would mix settings as if they were seeds of one; and runs on other data
+    (``data=...``, ``data.root=...``) anywhere in the report, whose tables and figures would compare them. Runs
+    without recorded overrides (from before run.json) cannot be told apart and are not checked.
 
     Raises:
         InputError: naming both folders and the overrides in which they differ.
     """
     first: dict[RunKey, tuple[str, set[str]]] = {}
+    data: tuple[str, set[str]] | None = None
     for r in runs:
         recorded = set(r.get("overrides") or ()) or _overrides(r["dir"])
         if not recorded:
             continue
+        shared = {o for o in recorded if o.split("=", 1)[0].lstrip("+~").split(".")[0] == "data"}
+        if data is None:
+            data = (r["dir"], shared)
+        elif shared != data[1]:  # one report compares runs on one dataset: its tables put them side by side
+            raise InputError(r["dir"], f"was trained on other data than {data[0]} (they differ in "
+                                       f"{', '.join(sorted(shared ^ data[1]))}); one report compares runs on one "
+                                       "dataset: report each dataset's runs from a folder of their own")
         setting = _setting(recorded)
         key = run_key(r)
         if key not in first:
@@ -273,7 +283,8 @@ def scan_sweep(sweep_dir: str | Path, progress: bool = True) -> Sweep:
     runs, incomplete, broken_seeds = [], {}, []
     axes: dict[str, set[Any]] = {name: set() for name in AXES}
     jobs = _job_dirs(root)
-    for job in tqdm(jobs, desc="reading runs", unit="run", disable=not progress, leave=False):
+    bar = progress and sys.stderr.isatty()  # a redirected report (or its one-line refusal) gets no bar fragments
+    for job in tqdm(jobs, desc="reading runs", unit="run", disable=not bar, leave=False):
         record, why = _read_job(job)
         if record is not None:
             runs.append(record)

@@ -183,6 +183,27 @@ def check_scored(results: dict[str, dict[str, Any]]) -> None:
                                    "nothing can be scored")
 
 
+@torch.no_grad()
+def check_network(net: torch.nn.Module, channels: int, window: int, target: str) -> None:
+    """Refuse a network that cannot be trained as a segmentation model: no parameters, or not one logit per pixel
+    for a window of the data (checked on zeros, in eval mode: no batch statistics change)."""
+    if not any(p.requires_grad for p in net.parameters()):
+        raise InputError("model.net", f"{target} has no trainable parameters")
+    was_training = net.training
+    net.eval()
+    try:
+        out = net(torch.zeros(1, channels, window, window))
+    except Exception as err:  # noqa: BLE001 -- any failure here is the configured network's, named in one line
+        raise InputError("model.net", f"{target} fails on a 1 x {channels} x {window} x {window} input: "
+                                      f"{type(err).__name__}: {' '.join(str(err).split())[:200]}") from err
+    finally:
+        net.train(was_training)
+    shape = tuple(getattr(out, "shape", ()))
+    if shape != (1, 1, window, window):
+        raise InputError("model.net", f"{target} maps a 1 x {channels} x {window} x {window} input to {shape}; a "
+                                      f"segmentation network gives one logit per pixel, (1, 1, {window}, {window})")
+
+
 def build_module(cfg: DictConfig, datamodule: Any, precision: str | int) -> LandslideModule:
     """The LightningModule from ``cfg.module``, its network from ``cfg.model.net`` (channel counts filled in from
     the data) and its optimiser from ``cfg.optimizer``; the checkpoint keeps the resolved model config."""
@@ -196,9 +217,15 @@ def build_module(cfg: DictConfig, datamodule: Any, precision: str | int) -> Land
         net = build_net(model_cfg["net"])
     except ValueError as err:
         raise InputError("model.net", str(err)) from err
+    check_network(net, datamodule.in_channels, int(cfg.window), str(model_cfg["net"].get("_target_")))
+    optimizer = instantiate(cfg.optimizer)
+    try:  # a partial: its arguments meet the optimiser only in fit; try them on one parameter now
+        optimizer([torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as err:
+        raise InputError("optimizer", f"cannot build {cfg.optimizer.get('_target_')}: {err}") from err
     # A partial, called with Python objects: Hydra would instantiate the ``_target_`` inside ``model`` again.
     make_module = instantiate(cfg.module, _partial_=True)
-    return make_module(net=net, optimizer=instantiate(cfg.optimizer), model=model_cfg,
+    return make_module(net=net, optimizer=optimizer, model=model_cfg,
                        test_areas=datamodule.test_areas,
                        channels_last=use_channels_last(cfg.get("channels_last", "auto"), precision),
                        data_info={**datamodule.checkpoint_info(), "scenario": str(cfg.scenario.name)})
@@ -237,10 +264,19 @@ def run_job(cfg: DictConfig) -> float:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
     datamodule.setup()  # reads and checks the data (e.g. window vs test area) before any training
+    empty = [a for a, p in zip(datamodule.test_areas, datamodule.test_patch_sets()) if not p.valid.any()]
+    if empty:  # found now, not after training: nothing could be scored
+        raise InputError(empty[0], "this test area has no valid pixel (all nodata or NaN in some input channel): "
+                                   "nothing can be scored")
     precision = run_precision(cfg)
     module = build_module(cfg, datamodule, precision)
     train_sites = datamodule.train_site_names
-    loggers = build_loggers(cfg, out, identity)
+    try:
+        loggers = build_loggers(cfg, out, identity)
+    except Exception as err:  # noqa: BLE001 -- a logger's library refusing its settings (a W&B project name, ...)
+        if type(err).__module__.split(".")[0] not in ("wandb", "pytorch_lightning", "lightning_fabric"):
+            raise
+        raise InputError("logger", f"{type(err).__name__}: {' '.join(str(err).split())[:300]}") from err
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     bar = progress_bar(cfg.trainer.get("enable_progress_bar", "auto"))
     callbacks += [] if bar else [EpochLine()]  # a log a cluster user can read, not a stream of bar redraws

@@ -20,6 +20,7 @@ from shapely import affinity
 from shapely.geometry import mapping
 
 from slidemap.config_checks import check_seed
+from slidemap.data.synthetic.defaults import DEFAULT_SCALE, DEFAULT_SEED
 from slidemap.data.synthetic.before import render_before
 from slidemap.data.synthetic.landslides import make_landslides
 from slidemap.data.synthetic.relief import carve_terrain, slope_aspect
@@ -32,8 +33,6 @@ from slidemap.styles import write_raster_style
 log = logging.getLogger(__name__)
 
 STAMP_FILE = "synthetic.json"
-DEFAULT_SEED = 0
-DEFAULT_SCALE = 0.1
 GENERATOR_VERSION = 2  # 2: s2_pre.tif
 PIXEL_M = 10.0
 DEM_PIXEL_M = 12.5
