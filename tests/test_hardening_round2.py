@@ -12,9 +12,12 @@ import os
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
+import torch
 from test_hardening import ENV, hydra_entry, one_line
 
 import fake_sites as fs
@@ -341,3 +344,41 @@ def test_report_refuses_runs_on_other_data(capsys, tmp_path):
     assert main(["report", str(tmp_path / "sweep")]) == 2
     line = one_line(capsys.readouterr().err)
     assert "was trained on other data than" in line and "data.root=/x, data=patches" in line, line
+
+
+# ---------------------------------------------------------------- from the second independent probe
+
+def test_eval_flags_are_flags(tmp_path):
+    for key in ("calibrated", "check_normaliser"):
+        done = hydra_entry("eval.py", ["ckpt_path=x.ckpt", f"{key}=no"], tmp_path)
+        assert done.returncode == 2 and one_line(done.stderr) == f"error: {key}: must be true or false, got 'no'"
+
+
+def test_a_synthetic_model_without_a_card_is_still_refused(capsys, tmp_path):
+    """An interrupted run's checkpoints have no card; they record the data kind from their first save."""
+    path = save_checkpoint(tmp_path / "last.ckpt")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state["hyper_parameters"]["data_info"]["data_kind"] = "synthetic"
+    torch.save(state, path)
+    scene = fs.make_site(tmp_path / "scene")
+    assert main(["map", "--ckpt", str(path), "--scene", str(scene), "--out", str(tmp_path / "maps")]) == 2
+    assert "was trained only on the built-in synthetic sites" in one_line(capsys.readouterr().err)
+    assert main(["card", str(path)]) == 0
+    assert "It records that it was trained on synthetic data." in capsys.readouterr().out
+
+
+def test_dataset_force_goes_with_write(capsys, tmp_path):
+    assert main(["dataset", str(tmp_path), "--force"]) == 2
+    assert one_line(capsys.readouterr().err) == ("slidemap dataset: error: --force: goes with --write (it replaces a "
+                                                 "different dataset.yaml)")
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    fs.make_site(tmp_path / "sites" / "a")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "slidemap.cli", "describe", str(tmp_path / "sites")],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, env=ENV)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert one_line(done.stderr) == "slidemap describe: error: the output: No space left on device"

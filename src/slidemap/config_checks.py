@@ -196,6 +196,8 @@ TRAIN: dict[str, Rule] = {
 EVAL: dict[str, Rule] = {
     "threshold": _optional(_in("threshold")),
     "allow_synthetic_model": _optional(_flag),
+    "calibrated": _flag,
+    "check_normaliser": _flag,
     "overlap": _in("overlap"),
     "tile": _optional(check_count),
     "batch_size": check_count,

@@ -8,6 +8,7 @@ temporary files run for it as for Ctrl-C.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import shutil
 import signal
@@ -31,6 +32,9 @@ REPORT_HINT = ("this is a bug in slidemap, not in your input: please report it w
 BARE_RUN = (".hydra", "run.json", "wandb_run_id.txt", "wandb")
 """What a run folder holds (besides logs) before any training or evaluation result: safe to remove on failure
 (the W&B run id and W&B's own folder are made when the loggers start, before the first step)."""
+
+OUTPUT_ERRNOS = (errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EDQUOT)
+"""Errors of the machine, not of slidemap, that name no file (printing to a full disk or a closed pipe)."""
 
 _received: list[int] = []  # the signals that interrupted this process
 
@@ -88,9 +92,9 @@ def run_reported(call: Callable[[], Any], prog: str = "", errors: list[str] | No
         say(f"error: {key + ': ' if key else ''}{_one_line(str(err).splitlines()[0])}")
         return 2, None
     except OSError as err:
-        if err.filename is None:
+        if err.filename is None and err.errno not in OUTPUT_ERRNOS:
             raise
-        say(f"error: {err.filename}: {err.strerror or err}")
+        say(f"error: {err.filename or 'the output'}: {err.strerror or err}")
         return 1, None
     except Exception as err:
         if isinstance(err, InstantiationException) and isinstance(err.__cause__, InputError):

@@ -53,7 +53,8 @@ def seed_intervals(ckpt: Path) -> dict[str, str]:
             continue
         if record.get("cell") == cell and cell is not None:
             siblings.append(record)
-    if len(siblings) < 2:
+    seeds = [r.get("seed") for r in siblings]
+    if len(siblings) < 2 or len(set(seeds)) != len(seeds):  # a seed twice: not an interval over seeds
         return {}
     areas = own.get("areas") or {}
     out = {}
@@ -76,7 +77,8 @@ def card_command(args: argparse.Namespace) -> int:
         return 0
     text = card_markdown(card, model.path, seed_intervals(model.path) or None)
     if model.card is None:
-        text += f"\nThis checkpoint has no card ({UNKNOWN}): the data that trained it, its recipe and scores.\n"
+        text += f"\nThis checkpoint has no card ({UNKNOWN}): the data that trained it, its recipe and scores."
+        text += f" It records that it was trained on {model.data_kind} data.\n" if model.data_kind else "\n"
     print(text, end="")
     return 0
 

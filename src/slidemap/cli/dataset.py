@@ -57,6 +57,8 @@ def dataset_command(args: argparse.Namespace) -> int:
     from slidemap.io import atomic_path
 
     root = Path(args.root)
+    if args.force and not args.write:
+        raise InputError("--force", "goes with --write (it replaces a different dataset.yaml)")
     inference = infer(root)
     text = format_inference(inference)
     print(text, end="")

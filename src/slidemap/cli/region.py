@@ -118,6 +118,9 @@ def region_command(args: argparse.Namespace) -> int:
     from slidemap.region.plan import plan_jobs
 
     check_tta(args.tta)
+    from slidemap.ingest.scl import parse_mask_classes
+
+    parse_mask_classes(args.mask_classes)  # refused here, before the region's folder is made, not in every job
     config = check_executor(args.executor, args.executor_config)
     from slidemap.mapping.checkpoint import load_checkpoint
     from slidemap.mapping.provenance import check_synthetic_model

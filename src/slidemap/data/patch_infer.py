@@ -239,6 +239,14 @@ def _check(result: Inference, found: Scan) -> None:
     if "channels" in meta:
         spec = PatchSpec(path, tuple(meta["channels"]), hwc=meta.get("npy_layout") == "hwc")
         check_images(found, spec)
+    else:  # channels still to be set: the patch sizes are checked all the same
+        first: tuple[int, int] | None = None
+        for image, header in found.headers.items():
+            size = tuple(header.shape3[:2]) if meta.get("npy_layout") == "hwc" else (header.rows, header.cols)
+            first = first or size
+            if size != first:
+                found.problems.append(InputError(image, f"is {size[0]} x {size[1]} px; the dataset's patches are "
+                                                        f"{first[0]} x {first[1]} px (the first image's)"))
     labels = meta.get("labels", {})
     if "landslide" in labels and "background" in labels:
         check_masks(found, parse_labels(path, labels), path)

@@ -48,6 +48,7 @@ class TrainedModel:
     temperature: float = 1.0  # calibration: probabilities are sigmoid(logit / temperature); 1.0 = uncalibrated
     card: dict[str, Any] | None = None  # the model card (slidemap.mapping.model_card); None in older checkpoints
     per_patch: bool = False  # trained on patches standardised one by one (dataset.yaml 'normalise: per_patch')
+    data_kind: str | None = None  # what trained it (synthetic | sites | ...), recorded from the first save on
 
     def to(self, device: str | torch.device) -> "TrainedModel":
         """Move the network to ``device`` (in place) and return self."""
@@ -140,7 +141,8 @@ def load_checkpoint(path: str | PathLike[str]) -> TrainedModel:
     return TrainedModel(net=net, model_name=name, channels=channels, window=window, normaliser=normaliser,
                         threshold=float(hp.get("threshold", 0.5)), path=path, units=units, distribution=distribution,
                         temperature=_temperature(hp, path), per_patch=info.get("normalise") == "per_patch",
-                        card=hp.get("card") if isinstance(hp.get("card"), dict) else None)
+                        card=hp.get("card") if isinstance(hp.get("card"), dict) else None,
+                        data_kind=str(info["data_kind"]) if info.get("data_kind") else None)
 
 
 def _temperature(hp: dict[str, Any], path: Path) -> float:

@@ -17,7 +17,8 @@ CARD_KEY = "card"
 """Where a checkpoint keeps its card: ``hyper_parameters[CARD_KEY]``."""
 
 DATA_KINDS = ("synthetic", "sites", "landslide4sense", "patches")
-UNKNOWN = "unknown (not recorded: a checkpoint from before model cards)"
+UNKNOWN = ("unknown (not recorded: the card is written when a run finishes; this checkpoint is of a run that did not "
+           "finish, or from before model cards)")
 FINGERPRINT_CHUNK = 1 << 20
 
 

@@ -37,6 +37,12 @@ def members_of(model: Any) -> list[Any]:
     return list(model) if isinstance(model, list) else list(getattr(model, "models", [model]))
 
 
+def trained_on(model: Any) -> str | None:
+    """The kind of data that trained a checkpoint: its card's, else the kind every checkpoint records from its
+    first save (an interrupted run has no card); None for a checkpoint from before either."""
+    return data_kind(getattr(model, "card", None)) or getattr(model, "data_kind", None)
+
+
 def is_synthetic_scene(meta: dict[str, Any]) -> bool:
     """A scene (site folder) written by ``slidemap synth``: its site.yaml records the generator."""
     return "synthetic" in (meta or {})
@@ -45,7 +51,7 @@ def is_synthetic_scene(meta: dict[str, Any]) -> bool:
 def check_synthetic_model(model: Any, scene_meta: dict[str, Any], source: object, allow: bool) -> bool:
     """Refuse a model trained only on synthetic sites for a scene that is not one, unless ``allow``; returns
     whether the outputs must carry the synthetic-model warning."""
-    synthetic = [m for m in members_of(model) if data_kind(getattr(m, "card", None)) == "synthetic"]
+    synthetic = [m for m in members_of(model) if trained_on(m) == "synthetic"]
     if not synthetic or is_synthetic_scene(scene_meta):
         return False
     if not allow:
@@ -64,7 +70,7 @@ def provenance_tags(model: Any, threshold: float, tile: int, synthetic_model: bo
         "VERSION": slidemap_version(),
         "CHECKPOINTS": ";".join(str(Path(m.path).resolve()) for m in members),
         "CHECKPOINT_FINGERPRINTS": ";".join(file_fingerprint(Path(m.path)) for m in members),
-        "TRAINING_DATA": ";".join(data_kind(getattr(m, "card", None)) or "unknown" for m in members),
+        "TRAINING_DATA": ";".join(trained_on(m) or "unknown" for m in members),
         "THRESHOLD": f"{float(threshold):g}",
         "TEMPERATURES": ";".join(f"{m.temperature:g}" for m in members),
         "ENSEMBLE_MEMBERS": str(len(members)),

@@ -47,22 +47,31 @@ def _is_synthetic_site(folder: Path) -> bool:
     return isinstance(meta, dict) and "synthetic" in meta
 
 
+def data_kind_of(cfg: DictConfig, datamodule: Any) -> str:
+    """synthetic | sites | landslide4sense | patches: what the run trains on (every checkpoint records it from its
+    first save, so even an interrupted run's ``last.ckpt`` cannot pass a synthetic model off as unknown)."""
+    target = str(cfg.data.get("_target_", ""))
+    if target.endswith("Landslide4SenseDataModule"):
+        return "landslide4sense"
+    if target.endswith("PatchFolderDataModule"):
+        return "patches"
+    folders = [Path(datamodule.root) / s for s in datamodule.train_site_names]
+    return "synthetic" if folders and all(_is_synthetic_site(f) for f in folders) else "sites"
+
+
 def data_record(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
     """What trained the model: kind (synthetic | sites | landslide4sense | patches), root, name, training sites
     and patches, and a fingerprint of the files it read."""
     root = Path(datamodule.root).resolve()
-    target = str(cfg.data.get("_target_", ""))
     sites = list(datamodule.train_site_names)
-    if target.endswith("Landslide4SenseDataModule"):
-        kind, name, files = "landslide4sense", "Landslide4Sense", [p for p in root.rglob("*") if p.is_file()]
-    elif target.endswith("PatchFolderDataModule"):
-        kind, files = "patches", [p for p in root.rglob("*") if p.is_file()]
-        name = str(getattr(datamodule, "test_areas", [root.name])[0])
+    kind = data_kind_of(cfg, datamodule)
+    if kind in ("landslide4sense", "patches"):
+        files = [p for p in root.rglob("*") if p.is_file()]
+        name = "Landslide4Sense" if kind == "landslide4sense" else str(getattr(datamodule, "test_areas",
+                                                                                 [root.name])[0])
     else:
-        folders = [root / s for s in sites]
-        kind = "synthetic" if folders and all(_is_synthetic_site(f) for f in folders) else "sites"
         name = root.name
-        files = [p for f in folders for p in f.rglob("*") if p.is_file()]
+        files = [p for f in (root / s for s in sites) for p in f.rglob("*") if p.is_file()]
     fingerprint, count = files_fingerprint(files, root)
     return {"kind": kind, "root": str(root), "name": name, "train_sites": sites,
             "train_patches": len(datamodule.data.train), "fingerprint": fingerprint, "files": count}

@@ -23,7 +23,7 @@ from slidemap.io import atomic_path
 from slidemap.models.build import build_net, net_config
 from slidemap.runs import METRICS_FILE, completed_run, output_dir, write_metrics
 from slidemap.training.calibrate import calibrate
-from slidemap.training.card import build_card, store_card
+from slidemap.training.card import build_card, data_kind_of, store_card
 from slidemap.training.distributed import distributed_session, install_hydra_child_command
 from slidemap.training.epoch_log import EpochLine, progress_bar
 from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_state, identity_record,
@@ -228,7 +228,8 @@ def build_module(cfg: DictConfig, datamodule: Any, precision: str | int) -> Land
     return make_module(net=net, optimizer=optimizer, model=model_cfg,
                        test_areas=datamodule.test_areas,
                        channels_last=use_channels_last(cfg.get("channels_last", "auto"), precision),
-                       data_info={**datamodule.checkpoint_info(), "scenario": str(cfg.scenario.name)})
+                       data_info={**datamodule.checkpoint_info(), "scenario": str(cfg.scenario.name),
+                                  "data_kind": data_kind_of(cfg, datamodule)})
 
 
 def run(cfg: DictConfig) -> float:
