@@ -382,3 +382,35 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, env=ENV)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert one_line(done.stderr) == "slidemap describe: error: the output: No space left on device"
+
+
+# ---------------------------------------------------------------- from the third independent probe
+
+def test_a_new_top_level_key_is_refused(tmp_path):
+    for args, message in ((["loss=bogus"], "error: loss: unknown key: no such setting (conf/train.yaml lists them)"),
+                          (["+loss=bogus"], "error: loss: is no setting train.py reads")):
+        done = hydra_entry("train.py", ["logger=none", *args], tmp_path)
+        assert done.returncode == 2 and one_line(done.stderr).startswith(message), done.stderr[-1000:]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_ensemble_refuses_an_unfinished_run_and_a_seed_twice(tmp_path):
+    from dataclasses import replace
+
+    from slidemap.errors import InputError
+    from slidemap.mapping.checkpoint import load_checkpoint
+    from slidemap.mapping.ensemble import Ensemble
+
+    a = load_checkpoint(save_checkpoint(tmp_path / "a.ckpt"))
+    b = load_checkpoint(save_checkpoint(tmp_path / "b.ckpt"))
+    with pytest.raises(InputError, match="a run that did not finish"):
+        Ensemble([a, replace(b, data_kind="sites")])
+    card = {"name": "unet-64-china-post seed 0"}
+    with pytest.raises(InputError, match="is unet-64-china-post seed 0 again"):
+        Ensemble([replace(a, card=card), replace(b, card=card)])
+
+
+def test_eval_refuses_an_overlap_for_the_grid(tmp_path):
+    done = hydra_entry("eval.py", ["ckpt_path=x.ckpt", "inference=grid", "overlap=0.3"], tmp_path)
+    assert done.returncode == 2
+    assert one_line(done.stderr) == "error: overlap: goes with inference=blend (the paper's grid does not overlap)"

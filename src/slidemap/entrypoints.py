@@ -143,6 +143,7 @@ def guarded(target: str, cfg: Any, schema: str | None = None) -> Any:
     any failure ends the process as :func:`run_reported` describes."""
     def call() -> Any:
         if schema is not None:
+            check_added_keys(schema)
             check_config(cfg, SCHEMAS[schema])
         return _load(target)(cfg)
 
@@ -155,6 +156,22 @@ def guarded(target: str, cfg: Any, schema: str | None = None) -> Any:
         drop_bare_run_dir(cfg)
         sys.exit(status)
     return result
+
+
+def check_added_keys(schema: str) -> None:
+    """Refuse a new top-level key added with ``+`` (``+loss=bogus``): train.py and eval.py read a fixed set of
+    top-level settings, so it would be recorded and silently ignored. A config group added so (``+group=option``)
+    is kept."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    groups = set(HydraConfig.get().runtime.choices)
+    for override in slidemap.runs.job_overrides():
+        key = override.split("=", 1)[0]
+        if key.startswith("+") and "." not in key and key.lstrip("+") not in groups:
+            raise InputError(key.lstrip("+"), f"is no setting {schema}.py reads: a new top-level key would be "
+                                              f"recorded and ignored (see conf/{schema}.yaml for the settings)")
 
 
 def in_sweep() -> bool:

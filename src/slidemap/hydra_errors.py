@@ -85,8 +85,11 @@ def hydra_error_line(err: HydraException, config_dir: Path, config_name: str) ->
         cause = _first(err.__cause__) if err.__cause__ is not None else ""
         if "not in struct" in cause:
             near = closest_key(key, config_dir, config_name)
-            hint = f"did you mean {near}? " if near else ""
-            return f"{key}: unknown key; {hint}(a new key is added with +{key}=VALUE)"
+            if near:
+                return f"{key}: unknown key; did you mean {near}?"
+            if "." not in key:  # a top-level key nothing reads: adding it with + would be ignored
+                return f"{key}: unknown key: no such setting (conf/{config_name}.yaml lists them)"
+            return f"{key}: unknown key (a new argument is added with +{key}=VALUE)"
         return f"{key}: cannot be set: {cause or message}"
     if isinstance(err, ConfigCompositionException) and message.startswith("Ambiguous value for argument"):
         override = message.split("'")[1]

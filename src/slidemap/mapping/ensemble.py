@@ -74,7 +74,16 @@ def check_distinct(models: Sequence[TrainedModel]) -> None:
     """Refuse one model twice in an ensemble (the same file, or a copy of it): it would weigh twice in the mean and
     shrink the spread, an uncertainty the members do not have."""
     seen: dict[str, Path] = {}
+    names: dict[str, Path] = {}
     for m in models:
+        if m.card is None and m.data_kind is not None:  # this version's checkpoint without its card
+            raise InputError(m.path, "is a checkpoint of a run that did not finish (no model card, no calibration): "
+                                     "finish the run (the same command resumes it) or leave it out of the ensemble")
+        name = (m.card or {}).get("name")
+        if name in names:
+            raise InputError(m.path, f"is {name} again, as {names[name]}: an ensemble takes each seed of a cell once")
+        if name:
+            names[name] = m.path
         key = weights_fingerprint(m.net)
         if key in seen:
             same = "the same file" if Path(m.path).resolve() == Path(seen[key]).resolve() else "the same weights"

@@ -51,6 +51,10 @@ def is_synthetic_scene(meta: dict[str, Any]) -> bool:
 def check_synthetic_model(model: Any, scene_meta: dict[str, Any], source: object, allow: bool) -> bool:
     """Refuse a model trained only on synthetic sites for a scene that is not one, unless ``allow``; returns
     whether the outputs must carry the synthetic-model warning."""
+    unknown = [str(m.path) for m in members_of(model) if trained_on(m) is None]
+    if unknown:
+        log.warning("%s: what trained %s is not recorded (a checkpoint from before slidemap recorded it): make sure "
+                    "it was trained on real data", source, ", ".join(unknown))
     synthetic = [m for m in members_of(model) if trained_on(m) == "synthetic"]
     if not synthetic or is_synthetic_scene(scene_meta):
         return False

@@ -59,7 +59,8 @@ def claim_run_dir(out: Path, identity: RunIdentity) -> None:
                                    "it to start this run afresh") from err
         if recorded != identity.overrides:
             raise InputError(out, f"holds another run (overrides {list(recorded)}), not this one "
-                                  f"({list(identity.overrides)}); give this sweep its own hydra.sweep.dir")
+                                  f"({list(identity.overrides)}); give this run its own folder (hydra.run.dir, or "
+                                  "hydra.sweep.dir for a sweep)")
         clear_failure(path, record)  # runs again: the last attempt's failure is history
         return
     write_json(path, asdict(identity))
