@@ -30,8 +30,8 @@ def _key(override: str) -> str:
 def job_overrides() -> list[str]:
     """The job's own overrides as Hydra passed them (a sweep job's values, not the sweep's lists); [] outside Hydra."""
     if not HydraConfig.initialized():
-        return []
-    return [str(o) for o in HydraConfig.get().overrides.task]
+        return []  # as typed: an override holding ${...} is not resolved here (its failure is the check's to name)
+    return [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False) or []]
 
 
 def shaping_overrides(overrides: list[str]) -> list[str]:
