@@ -23,7 +23,8 @@ PRESENTATION_KEYS = ("logger", "resume", "trainer.enable_progress_bar", "data.nu
 """Overrides that change how a run is shown or executed, never its result: not part of its identity."""
 
 
-def _key(override: str) -> str:
+def override_key(override: str) -> str:
+    """The key an override sets (``+trainer.x=1`` -> ``trainer.x``): one parse for every reader of overrides."""
     return override.split("=", 1)[0].lstrip("+~")
 
 
@@ -36,7 +37,7 @@ def job_overrides() -> list[str]:
 
 def shaping_overrides(overrides: list[str]) -> list[str]:
     """``overrides`` that shape a run's result (the presentation keys left out), sorted: a run's identity."""
-    return sorted(o for o in overrides if _key(o) not in PRESENTATION_KEYS)
+    return sorted(o for o in overrides if override_key(o) not in PRESENTATION_KEYS)
 
 
 def run_cell(cfg: DictConfig) -> str:

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from slidemap.config_checks import SCHEMAS, check_config
 from slidemap.errors import InputError
 from slidemap.io import write_json
-from slidemap.runs import METRICS_FILE, RUN_FILE
+from slidemap.runs import METRICS_FILE, RUN_FILE, override_key
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def summary_line(jobs: list[JobState], axes: set[str] = frozenset(), shown: int 
     values of the sweep's ``axes``, or by all its overrides without axes)."""
 
     def name(job: JobState) -> str:
-        on_axes = [o for o in job.overrides if o.split("=", 1)[0].lstrip("+~").replace("/", ".") in axes]
+        on_axes = [o for o in job.overrides if override_key(o).replace("/", ".") in axes]
         return " ".join(on_axes or job.overrides) or job.folder.name
 
     done = sum(j.status == "done" for j in jobs)

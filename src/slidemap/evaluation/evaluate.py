@@ -39,7 +39,7 @@ from slidemap.mapping.provenance import check_synthetic_model
 from slidemap.mapping.tiles import check_tile
 from slidemap.mapping.mosaic import MODES
 from slidemap.mapping.unit_guard import check_areas
-from slidemap.runs import job_overrides, output_dir, write_metrics
+from slidemap.runs import job_overrides, output_dir, override_key, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _settings(cfg: DictConfig) -> tuple[list[str], str, float]:
     check_tta(str(cfg.get("tta", "none")), "tta")
     paths = [str(p) for p in cfg.ckpt_path] if isinstance(cfg.ckpt_path, (list, ListConfig)) else [str(cfg.ckpt_path)]
     mode = str(check_choice("inference", str(cfg.inference), MODES))
-    if mode == "grid" and any(o.split("=", 1)[0].lstrip("+") == "overlap" for o in job_overrides()):
+    if mode == "grid" and any(override_key(o) == "overlap" for o in job_overrides()):
         raise InputError("overlap", "goes with inference=blend (the paper's grid does not overlap)")
     return paths, mode, check_value("overlap", cfg.overlap)
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from slidemap.errors import InputError
 from slidemap.reporting.records import record_problem
-from slidemap.runs import METRICS_FILE, RUN_FILE
+from slidemap.runs import METRICS_FILE, RUN_FILE, override_key
 from slidemap.sweep_status import FAILED, job_state
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ whether given on the command line or left at their default)."""
 
 def _setting(overrides: set[str]) -> set[str]:
     """A run's overrides without its seed and its cell's axes: what the seeds of one cell must share."""
-    return {o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in CELL_KEYS}
+    return {o for o in overrides if override_key(o) not in CELL_KEYS}
 
 
 def check_cells(runs: list[dict[str, Any]]) -> None:
@@ -258,7 +258,7 @@ def check_cells(runs: list[dict[str, Any]]) -> None:
         recorded = set(r.get("overrides") or ()) or _overrides(r["dir"])
         if not recorded:
             continue
-        shared = {o for o in recorded if o.split("=", 1)[0].lstrip("+~").split(".")[0] == "data"}
+        shared = {o for o in recorded if override_key(o).split(".")[0] == "data"}
         if data is None:
             data = (r["dir"], shared)
         elif shared != data[1]:  # one report compares runs on one dataset: its tables put them side by side
