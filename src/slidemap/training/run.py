@@ -265,7 +265,7 @@ def run_job(cfg: DictConfig) -> float:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
     datamodule.setup()  # reads and checks the data (e.g. window vs test area) before any training
-    empty = [a for a, p in zip(datamodule.test_areas, datamodule.test_patch_sets()) if not p.valid.any()]
+    empty = [a for a, p in zip(datamodule.test_areas, datamodule.test_patch_sets()) if not p.any_valid()]
     if empty:  # found now, not after training: nothing could be scored
         raise InputError(empty[0], "this test area has no valid pixel (all nodata or NaN in some input channel): "
                                    "nothing can be scored")
