@@ -28,8 +28,8 @@ from slidemap.models.build import IN_CHANNEL_ARGS, build_net, network_class
 
 log = logging.getLogger(__name__)
 
-RETRAIN_HINT = ("retrain it with this version (python train.py model=... window=... scenario=...): see the README's "
-                "'Checkpoints' section")
+RETRAIN_HINT = ("retrain it with this version (python train.py model=... window=... scenario=...): see docs/mapping.md, "
+                "'Models you can trust'")
 
 
 @dataclass(frozen=True, eq=False)
