@@ -187,8 +187,10 @@ class PatchSetDataModule(PatchDataModule):
                 "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names,
                 "units": list(units_of(self.channels, self.data.optical_unit)),
                 "distribution": self.data.distribution.to_dict()}
-        if self.data.per_patch:  # mapping standardises each window on its own before the normaliser
+        if self.data.per_patch:  # mapping standardises each tile of the patch size on its own, then normalises
             info["normalise"] = "per_patch"
+            info["patch_size"] = [int(s) for s in self.data.test_split.valid.shape[1:]] \
+                if isinstance(self.data.test_split, PatchSplit) else list(self.data.test.shape)
         if self.data.normaliser_fit is not None:
             info["normaliser_fit"] = self.data.normaliser_fit
         return info
