@@ -108,3 +108,14 @@ def test_a_split_whose_masks_label_nothing_is_refused_before_any_image_is_read(t
         np.save(mask, np.full(np.load(mask).shape, 255, np.uint8))
     with pytest.raises(InputError, match="the test split has no labelled pixel"):
         ready(root, stream=True)
+
+
+def test_the_temperature_is_fitted_on_a_seeded_sample_of_a_large_validation_area():
+    from slidemap.training.calibrate import sample_pixels
+
+    z, y = np.arange(10, dtype=np.float32), (np.arange(10) % 2).astype(np.uint8)
+    assert sample_pixels(z, y, cap=10)[0] is z  # small areas: every pixel, as before
+    a, b = sample_pixels(z, y, cap=4, seed=1), sample_pixels(z, y, cap=4, seed=1)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert len(a[0]) == 4 and len(set(a[0].tolist())) == 4  # without replacement
+    np.testing.assert_array_equal(a[1], a[0].astype(int) % 2)  # labels stay with their logits

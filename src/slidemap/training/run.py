@@ -11,6 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -152,8 +153,10 @@ def resume_checkpoint(out: Path) -> str | None:
 
 
 @torch.no_grad()
-def predict_areas(trainer: pl.Trainer, module: LandslideModule, datamodule: Any) -> list[list[torch.Tensor]]:
-    """Probabilities of every test patch, batch by batch per area, under the trainer's precision.
+def predict_areas(trainer: pl.Trainer, module: LandslideModule,
+                  loaders: list[DataLoader]) -> list[list[torch.Tensor]]:
+    """Probabilities of every patch of ``loaders`` (the test areas' or some of their patches), batch by batch per
+    loader, under the trainer's precision.
 
     A plain loop in this process (not ``trainer.predict``): under DDP each rank would only see its shard. It runs
     like the test loop (eval mode, inference mode, the same precision context; in one process the same batches),
@@ -163,7 +166,7 @@ def predict_areas(trainer: pl.Trainer, module: LandslideModule, datamodule: Any)
     module.eval()
     areas = []
     with torch.inference_mode():
-        for loader in datamodule.predict_dataloader():
+        for loader in loaders:
             batches = []
             for i, batch in enumerate(loader):
                 with trainer.precision_plugin.forward_context():
@@ -306,8 +309,8 @@ def run_job(cfg: DictConfig) -> float:
         check_scored(module.test_results)
         if not trainer.is_global_zero:  # DDP: rank 0 alone writes maps and results
             return val_f1
-        previews = write_test_outputs(out, datamodule, predict_areas(trainer, module, datamodule), cfg.threshold,
-                                      previews=int(cfg.get("previews", 4)))
+        previews = write_test_outputs(out, datamodule, lambda loaders: predict_areas(trainer, module, loaders),
+                                      cfg.threshold, previews=int(cfg.get("previews", 4)))
         payload = {
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
             "inputs": str((cfg.get("inputs") or {}).get("name", "post")), "channels": list(datamodule.channels),
