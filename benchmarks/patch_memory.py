@@ -75,7 +75,7 @@ dm.setup()
 net = UNet(in_channels=len(channels))
 opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 x, y, valid = next(iter(dm.train_dataloader()))
-loss = (torch.nn.functional.binary_cross_entropy_with_logits(net(x), y, reduction="none") * valid).mean()
+loss = (torch.nn.functional.binary_cross_entropy_with_logits(net(x).squeeze(1), y, reduction="none") * valid).mean()
 loss.backward()
 opt.step()
 print(json.dumps({"first_step_s": time.perf_counter() - start}))
@@ -100,7 +100,7 @@ for step in range(steps + 1):  # one step of each in turn: whatever else the mac
         t = time.perf_counter()
         x, y, valid = next(batches)
         opt.zero_grad()
-        loss = (torch.nn.functional.binary_cross_entropy_with_logits(net(x), y, reduction="none") * valid).mean()
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(net(x).squeeze(1), y, reduction="none") * valid).mean()
         loss.backward()
         opt.step()
         if step:  # the first step warms up
@@ -140,12 +140,14 @@ def main() -> None:
                 for i in range(args.subset):
                     (subset / "train" / kind / f"patch_{i}.npy").hardlink_to(full / "train" / kind / f"patch_{i}.npy")
             shutil.copy(full / "dataset.yaml", subset / "dataset.yaml")
-        print(f"$ {' '.join(sys.argv)}\nCPU: {cpu_name()}\nfabricated {args.patches} pairs of 14 x {SIZE} px in "
-              f"{made:.0f} s")
+        made_in = "reused from --dir" if made != made else f"fabricated in {made:.0f} s"
+        print(f"$ {' '.join(sys.argv)}\nCPU: {cpu_name()}\n{args.patches} pairs of 14 x {SIZE} px: {made_in}")
+        run_dir = base / "run"
+        shutil.rmtree(run_dir, ignore_errors=True)  # a finished run there would be skipped, not trained
         run = [sys.executable, str(REPO / "train.py"), "data=patches", f"data.root={full}", "window=128",
                f"inputs.channels=[{','.join(CHANNELS)}]", "logger=none", "trainer.max_epochs=1",
                "trainer.min_epochs=1", f"+trainer.limit_train_batches={args.train_batches}",
-               "+trainer.limit_val_batches=10", f"hydra.run.dir={base / 'run'}", "previews=0"]
+               "+trainer.limit_val_batches=10", f"hydra.run.dir={run_dir}", "previews=0"]
         wall, rss, code = timed_child(run, base / "train.log")
         print(f"train.py on {args.patches} patches (data.stream=auto): exit {code}, {wall:.0f} s wall, "
               f"peak RSS {rss:.2f} GiB")
