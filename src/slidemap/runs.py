@@ -19,7 +19,8 @@ RUN_FILE = "run.json"
 """A run's identity: the overrides that shape its result (:mod:`slidemap.training.identity`)."""
 
 
-PRESENTATION_KEYS = ("logger", "resume", "trainer.enable_progress_bar", "data.num_workers", "hydra.launcher.n_jobs")
+PRESENTATION_KEYS = ("logger", "resume", "trainer.enable_progress_bar", "data.num_workers", "hydra.launcher.n_jobs",
+                     "search")
 """Overrides that change how a run is shown or executed, never its result: not part of its identity."""
 
 

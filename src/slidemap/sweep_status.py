@@ -124,7 +124,7 @@ def check_distinct_values(overrides: list[str]) -> None:
     """Refuse a sweep value given twice (``seed=0,0``): both jobs would run into one folder, at once under a
     parallel launcher."""
     for o in OverridesParser.create().parse_overrides(overrides):
-        if not o.is_sweep_override():
+        if not o.is_sweep_override() or o.is_interval_sweep():  # an interval is a search's, not a list
             continue
         values = list(o.sweep_string_iterator())
         twice = sorted({v for v in values if values.count(v) > 1})

@@ -14,6 +14,7 @@ to ``OUT/.submitit/``.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -103,7 +104,11 @@ def make_executor(kind: str, folder: Path, config: dict[str, Any]) -> Any:
 
 
 def one_line(err: BaseException) -> str:
-    """The last line of a task's error (submitit's carry the whole remote traceback)."""
+    """The last line of a task's error (submitit's carry the whole remote traceback); for a task that ended without
+    a result (cancelled, killed, out of time or memory) the state SLURM gives it, not submitit's pointer to a log."""
+    state = re.search(r"has not produced any output \(state: ([^)]*)\)", str(err))
+    if state:
+        return f"the task ended without a result (state {state.group(1).strip()}); its log is under {SUBMITIT}/"
     lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
     return (lines[-1] if lines else type(err).__name__)[:500]
 
