@@ -17,8 +17,7 @@ from test_training import REPO, tiny, train
 pytest.importorskip("optuna", reason="the search needs slidemap[search] (hydra-optuna-sweeper, optuna)")
 pytestmark = pytest.mark.slow
 
-TINY = ["logger=none", "model.net.base_filters=8", "trainer.max_epochs=1", "window=32", "scenario=china",
-        "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1"]
+TINY = ["logger=none", "model.net.base_filters=8", "trainer.max_epochs=1", "window=32", "scenario=china"]
 
 
 def search_args(root: Path, sweep: Path, *extra: str) -> list[str]:
@@ -81,6 +80,7 @@ def test_a_killed_search_resumes_and_keeps_its_finished_trials(synthetic_root, t
     assert (sweep / first["run_dir"] / "metrics.json").stat().st_mtime_ns == stamp
     for t in interrupted:  # the trial the kill cut short is asked again, with its settings
         assert t.state.name == "FAIL" and any(c.params == t.params for c in complete)
+    assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 3  # no settings drawn twice
     for t in complete:  # the objective is the run's validation F1
         metrics = json.loads((sweep / t.user_attrs["run_dir"] / "metrics.json").read_text())
         assert t.value == pytest.approx(metrics["val_f1"])

@@ -8,6 +8,7 @@ and the same command completes it. Skipped, with the reason, where no cluster an
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -54,7 +55,7 @@ def sacct_states(array_id: str) -> dict[str, str]:
 
 def submitit_ids(folder: Path) -> set[str]:
     """The SLURM job ids submitit's logs name (``Starting with JobEnvironment(job_id=12_0, ...``)."""
-    text = "".join(p.read_text(errors="replace") for p in folder.rglob("*_log.err"))
+    text = "".join(p.read_text(errors="replace") for p in folder.rglob("*_log.*"))
     return set(re.findall(r"JobEnvironment\(job_id=([0-9_]+)", text))
 
 
@@ -78,20 +79,41 @@ def test_a_sweep_runs_as_slurm_jobs_and_the_report_reads_it(cluster, synthetic_r
     assert "2 complete run(s)" in text and "china" in text and "japan" in text
 
 
-def test_a_job_past_its_time_limit_is_requeued_and_continues_from_last_ckpt(cluster, synthetic_root, tmp_path):
-    """timeout_min=1 on a run of about 90 s: SLURM signals the job (USR2, signal_delay_s before the limit; its
-    periodic check makes that 25-55 s in), submitit requeues it, and the next start resumes from last.ckpt."""
-    sweep, epochs = tmp_path / "sweep", 10
+def test_a_search_runs_its_trials_as_slurm_jobs(cluster, synthetic_root, tmp_path):
+    pytest.importorskip("optuna", reason="the search needs slidemap[search]")
+    sweep = tmp_path / "search"
+    done = train(["-m", "search=default", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                  "~hydra.sweeper.params.augment", *JOB, "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}",
+                  *tiny(synthetic_root, "logger=none", "model.net.base_filters=8", "trainer.max_epochs=1",
+                        "window=32", "scenario=china")], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = json.loads((sweep / "search.json").read_text())["trials"]
+    assert [t["state"] for t in trials] == ["complete", "complete"]
+    for t in trials:  # each trial's objective is its run's validation F1
+        assert t["value"] == pytest.approx(json.loads((sweep / t["run_dir"] / "metrics.json").read_text())["val_f1"])
+    ids = submitit_ids(sweep / ".submitit")
+    assert len(ids) == 2 and set(sacct_states(next(iter(ids)).split("_")[0]).values()) == {"COMPLETED"}
+
+
+def test_a_job_past_its_time_limit_is_requeued_and_continues_from_last_ckpt(cluster, monkeypatch, synthetic_root,
+                                                                           tmp_path):
+    """timeout_min=1 on a run of over a minute (6 epochs of 8 s, tests/slow_epochs.py, after ~10 s of start-up):
+    SLURM signals the job (USR2, signal_delay_s before the limit; its 30 s periodic check makes that 25-55 s in),
+    submitit requeues it, and the next start resumes from last.ckpt."""
+    sweep, epochs = tmp_path / "sweep", 6
+    tests = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p))
     done = train(["-m", *JOB, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5",
                   "hydra.launcher.max_num_timeout=4", f"hydra.sweep.dir={sweep}", "window=32",
                   *tiny(synthetic_root, "logger=none", "model.net.base_filters=8", f"trainer.max_epochs={epochs}",
                         f"trainer.min_epochs={epochs}", "callbacks.early_stopping.patience=100",
-                        "+trainer.limit_train_batches=40", "+trainer.limit_val_batches=2")], tmp_path, timeout=900)
+                        "+callbacks.slow._target_=slow_epochs.SlowEpochs", "+callbacks.slow.seconds=8")],
+                 tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     job = sweep / "unet-32-all"
     metrics = json.loads((job / "metrics.json").read_text())
     assert metrics["epochs"] == epochs and str(metrics["resumed_from"]).endswith("checkpoints/last.ckpt")
-    logs = "".join(p.read_text(errors="replace") for p in (sweep / ".submitit").rglob("*_log.err"))
+    logs = "".join(p.read_text(errors="replace") for p in (sweep / ".submitit").rglob("*_log.*"))
     assert "this job is timed-out" in logs and "Requeued" in logs  # submitit's own lines
     # the job's log (appended by every start): epochs in order, each once but for one cut short by the signal
     log = (job / "train.log").read_text()
@@ -130,10 +152,10 @@ def test_a_region_runs_as_a_job_array_and_a_cancelled_task_is_rerun(cluster, cap
     assert len(ids) == 2, proc.communicate()[1][-2000:]
     assert subprocess.run(["scancel", ids["T51QUF"]], timeout=30).returncode == 0
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 1, err[-2000:]
+    assert proc.returncode == 2 and "1 of 2 job(s) failed" in err, err[-2000:]
     jobs = {j["name"]: j for j in json.loads(manifest.read_text())["jobs"]}
     assert jobs["T51QTF"]["status"] == "done" and jobs["T51QUF"]["status"] == "failed", jobs
-    assert "CANCELLED" in jobs["T51QUF"]["error"]
+    assert "ended without a result (state CANCELLED" in jobs["T51QUF"]["error"]  # SLURM's word, not a log path
     assert sacct_states(ids["T51QUF"].split("_")[0]) == {ids["T51QTF"]: "COMPLETED", ids["T51QUF"]: "CANCELLED"}
 
     again = _region(*args)  # the same command: only the failed task runs

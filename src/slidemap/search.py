@@ -5,8 +5,9 @@ The stock Optuna sweeper keeps its study in any storage, but the same command af
 stay ``RUNNING`` forever. :class:`ResumableSearch` counts what the study already holds: the command again (same
 ``hydra.sweep.dir``, the study in ``optuna.db`` there) asks only for the trials still missing; an interrupted trial is
 marked failed (``interrupted``) and its settings are asked again first, so its run folder continues from its
-``last.ckpt``. A trial whose job failed (slidemap's sweep jobs return NaN: :mod:`slidemap.sweep_status`) is
-recorded ``FAIL`` and counts as done: the search goes on past it.
+``last.ckpt``; the sampler is reseeded, or a seeded one would draw the first run's settings again. A trial whose
+job failed (slidemap's sweep jobs return NaN: :mod:`slidemap.sweep_status`) is recorded ``FAIL`` and counts as
+done: the search goes on past it.
 
 After every batch the sweep folder gets ``search.json`` (each trial's state, objective, settings and run folder;
 the best trial), which ``slidemap report`` reads without Optuna.
@@ -24,11 +25,10 @@ from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_p
 from omegaconf import OmegaConf
 
 from slidemap.io import write_json
+from slidemap.runs import SEARCH_FILE
 
 log = logging.getLogger(__name__)
 
-SEARCH_FILE = "search.json"
-"""The search's record in its sweep folder (written by the sweeper, read by the report)."""
 INTERRUPTED = "interrupted"
 """User attribute of a trial that was running when its sweeper died: failed, not counted, asked again."""
 RUN_DIR = "run_dir"
@@ -92,6 +92,21 @@ def search_record(study: Any, n_trials: int, space: list[str], fixed: dict[str, 
             "trials": trials, "best": best}
 
 
+def tell(study: Any, trial: Any, value: float | None) -> None:
+    """Record the trial's objective, or its failure (``value`` None). A grid sampler calls ``study.stop()`` on its
+    last point, which optuna 2 refuses outside ``optimize``: the trial is recorded all the same."""
+    import optuna
+
+    try:
+        if value is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, value)
+    except RuntimeError as err:
+        if "Study.stop" not in str(err):
+            raise
+
+
 class ResumableSearch(OptunaSweeperImpl):
     """hydra-optuna-sweeper's sweep, resumed from its storage: see the module docstring."""
 
@@ -113,13 +128,13 @@ class ResumableSearch(OptunaSweeperImpl):
         study = optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler,
                                     directions=self._get_directions(), load_if_exists=True)
         again = requeue_interrupted(study)
+        if study.get_trials(deepcopy=False):  # a seeded sampler would draw the first run's settings again
+            study.sampler.reseed_rng()
         done = sum(finished(t) for t in study.get_trials(deepcopy=False))
         todo = max(0, self.n_trials - done)
         log.info("search %s (%s): %d of %d trials done, %d interrupted asked again; %d to go", study.study_name,
                  self.storage, done, self.n_trials, again, todo)
-        record = lambda: write_json(sweep_dir / SEARCH_FILE,  # noqa: E731
-                                    search_record(study, self.n_trials, sorted(space), fixed))
-        record()
+        write_json(sweep_dir / SEARCH_FILE, search_record(study, self.n_trials, sorted(space), fixed))
         while todo > 0:
             batch = [study.ask() for _ in range(min(todo, self.n_jobs))]
             overrides = self._configure_trials(batch, space, fixed)
@@ -132,11 +147,9 @@ class ResumableSearch(OptunaSweeperImpl):
                 value = objective(ret)
                 if value is None:
                     log.warning("trial %d failed (%s): recorded, the search goes on", trial.number, folder)
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                else:
-                    study.tell(trial, value)
+                tell(study, trial, value)
             todo -= len(batch)
-            record()
+            write_json(sweep_dir / SEARCH_FILE, search_record(study, self.n_trials, sorted(space), fixed))
         result = search_record(study, self.n_trials, sorted(space), fixed)
         best = result["best"]
         failed = sum(t["state"] == "fail" and not t["interrupted"] for t in result["trials"])

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from slidemap.config_checks import SCHEMAS, check_config
 from slidemap.errors import InputError
 from slidemap.io import write_json
-from slidemap.runs import METRICS_FILE, RUN_FILE, override_key
+from slidemap.runs import METRICS_FILE, RUN_FILE, SEARCH_FILE, override_key
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,9 @@ class SweepSummary(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         jobs = sweep_jobs(sweep_dir)
         line = summary_line(jobs, sweep_axes(config))
+        if (sweep_dir / SEARCH_FILE).is_file():  # a search's failed trials are recorded failed in its study
+            log.info("search %s: %s; slidemap report %s lists the trials", sweep_dir, line, sweep_dir)
+            return
         if any(j.status != "done" for j in jobs):
             print(f"sweep {sweep_dir}: {line}; the same command with hydra.sweep.dir={sweep_dir} reruns only "
                   "the failed and unfinished jobs", file=sys.stderr)

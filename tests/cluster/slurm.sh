@@ -70,6 +70,8 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
+# a requeued job becomes eligible by time, which only the periodic scheduler sees (default every 60 s)
+SchedulerParameters=sched_interval=5,bf_interval=5
 MpiDefault=none
 ReturnToService=2
 StateSaveLocation=$STATE

@@ -21,9 +21,9 @@ from slidemap.errors import InputError
 from slidemap.io import atomic_dir, atomic_path, write_json
 from slidemap.reporting.claims import compare
 from slidemap.reporting.stats import Interval, bounded, t_interval, verdict
-from slidemap.reporting.tables import pct, pct_interval
+from slidemap.reporting.tables import pct_interval
+from slidemap.runs import SEARCH_FILE
 
-SEARCH_FILE = "search.json"  # slidemap.search writes it; read here without importing Optuna
 RERUN_DIR = "rerun"
 SEEDS_DIR = "seeds"
 ARMS = ("best", "default")
@@ -188,6 +188,3 @@ def write_search_report(sweep_dir: str | Path, out_dir: str | Path | None = None
                                  t.get("run_dir")])
         write_json(tmp / "search.json", record)
     return out / "report.md"
-
-
-__all__ = ["is_search", "write_search_report", "rerun_command", "trial_config", "comparison_rows", "pct"]
