@@ -44,7 +44,8 @@ STORABLE: tuple[str, ...] = ("slope", "dem", "ndvi")
 """Channels other than bands that a dataset may store (as they are: degrees, metres, index)."""
 
 KEYS: tuple[str, ...] = ("channels", "units", "scale", "offset", "nodata", "normalise", "pixel_size", "windows",
-                         "name", "npy_layout", "h5_key", "splits", "images", "masks", "pairing", "labels", "mask_nodata")
+                         "name", "npy_layout", "h5_key", "splits", "images", "masks", "pairing", "labels",
+                         "mask_nodata")
 """The keys of dataset.yaml; any other is refused (a typo would otherwise be silently ignored)."""
 
 NORMALISE: tuple[str, ...] = ("dataset", "per_patch")
@@ -224,8 +225,8 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def npy_layout_problem(path: Path, shape: tuple[int, ...], spec: PatchSpec) -> InputError | None:
-    """An array image (NumPy, HDF5) stored (H, W, C) while dataset.yaml says (C, H, W) (the default), or the reverse: named with the
-    key that fixes it, instead of a window or channel count error far from the cause."""
+    """An array image (NumPy, HDF5) stored (H, W, C) while dataset.yaml says (C, H, W) (the default), or the
+    reverse: named with the key that fixes it, instead of a window or channel count error far from the cause."""
     n = len(spec.channels)
     if len(shape) != 3:
         return None
