@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     from slidemap.data.synthetic import DEFAULT_SCALE, DEFAULT_SEED
     from slidemap.cli.card import add_card_parser
     from slidemap.cli.dataset import add_dataset_parser
+    from slidemap.cli.export import add_export_parser
     from slidemap.cli.map import add_map_parser
     from slidemap.cli.region import add_region_parser
     from slidemap.cli.site import add_site_parser
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_card_parser(sub)
     add_map_parser(sub)
+    add_export_parser(sub)
     add_region_parser(sub)
     add_site_parser(sub)
     add_dataset_parser(sub)

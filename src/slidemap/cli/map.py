@@ -14,6 +14,8 @@ from slidemap.mapping.tiles import BLEND_MARGIN, MAP_TILE, TILE_MULTIPLE, check_
 
 log = logging.getLogger(__name__)
 
+ENGINES = ("torch", "onnxruntime")
+
 
 def add_map_parser(sub: argparse._SubParsersAction) -> None:
     """The ``map`` subcommand and its arguments."""
@@ -23,8 +25,13 @@ def add_map_parser(sub: argparse._SubParsersAction) -> None:
                        description="Maps of a scene (no inventory needed): a site folder (--scene), or Sentinel-2 "
                                    "products + DEM tiles (--s2 ... --dem ...) built into one on the fly, exactly as "
                                    "`slidemap site` does. Cloud-masked pixels are no-data in every output.")
-    p.add_argument("--ckpt", required=True, nargs="+",
+    p.add_argument("--ckpt", nargs="+", default=None,
                    help="one or more checkpoints written by train.py (several: an ensemble, e.g. the seeds of a cell)")
+    p.add_argument("--model", default=None, help="an ONNX model written by `slidemap export` (with --engine "
+                                                 "onnxruntime, which a --model implies)")
+    p.add_argument("--engine", default=None, choices=ENGINES,
+                   help="torch: the checkpoints (--ckpt); onnxruntime: an exported model (--model) on onnxruntime's "
+                        "CPU provider, fp32 or int8 as exported (needs pip install 'slidemap[onnx]')")
     p.add_argument("--tta", default="none", help="test-time augmentation: none | flips (4 views) | d4 (8 flips and "
                                                  "rotations); with several predictions per pixel, the standard "
                                                  "deviation is written as <name>_uncertainty.tif")
@@ -90,6 +97,47 @@ def _scene_source(args: argparse.Namespace) -> str:
     return "products"
 
 
+def check_engine(args: argparse.Namespace) -> str:
+    """The engine, from --engine or from which of --ckpt and --model is given; a mismatch is one line."""
+    engine = args.engine or ("onnxruntime" if args.model and not args.ckpt else "torch")
+    if engine == "torch":
+        if args.model:
+            raise InputError("--model", "is an ONNX model for --engine onnxruntime; the torch engine maps --ckpt")
+        if not args.ckpt:
+            raise InputError("--ckpt", "missing: give one or more checkpoints (or --model MODEL.onnx for the "
+                                       "onnxruntime engine)")
+        return engine
+    if args.ckpt:
+        raise InputError("--ckpt", "--engine onnxruntime maps an exported model: give --model MODEL.onnx (write one "
+                                   "with slidemap export CKPT [CKPT ...] --out MODEL.onnx)")
+    if not args.model:
+        raise InputError("--model", "missing: --engine onnxruntime maps an exported model (slidemap export)")
+    if args.precision != "auto":
+        raise InputError("--precision", "is the torch engine's; an ONNX model runs as exported (fp32, or int8 with "
+                                        "slidemap export --quantize int8)")
+    return engine
+
+
+def load_model(args: argparse.Namespace, engine: str):
+    """The model to map with and the torch autocast dtype (None for onnxruntime)."""
+    from slidemap.mapping.ensemble import Ensemble, check_tta
+
+    check_tta(args.tta)
+    if engine == "onnxruntime":
+        import torch
+
+        from slidemap.mapping.onnx_engine import OnnxModel
+
+        return OnnxModel(args.model, args.tta, threads=torch.get_num_threads()), None
+    from slidemap.mapping.checkpoint import load_checkpoint
+    from slidemap.mapping.maps import inference_dtype, pick_device
+
+    model = Ensemble([load_checkpoint(c) for c in args.ckpt], args.tta)  # refused here: nothing written yet
+    device = pick_device("auto")
+    autocast = inference_dtype(args.precision, device)
+    return model.to(device), autocast
+
+
 def map_command(args: argparse.Namespace) -> int:
     """``slidemap map``: maps of a whole scene, no inventory needed.
 
@@ -100,6 +148,7 @@ def map_command(args: argparse.Namespace) -> int:
     """
     start = time.perf_counter()
     source = _scene_source(args)
+    engine = check_engine(args)
     check_value("threshold", args.threshold, "--threshold")
     if args.overlap is not None:
         check_value("overlap", args.overlap, "--overlap")
@@ -109,15 +158,9 @@ def map_command(args: argparse.Namespace) -> int:
         check_file_name("--name", args.name)
     from slidemap.data.channels import is_pre  # torch and rasterio: imported once the options are checked
     from slidemap.data.scene import SceneStrips
-    from slidemap.mapping.checkpoint import load_checkpoint
-    from slidemap.mapping.ensemble import Ensemble, check_tta
-    from slidemap.mapping.maps import inference_dtype, map_scene, pick_device
+    from slidemap.mapping.maps import map_scene
 
-    check_tta(args.tta)
-    model = Ensemble([load_checkpoint(c) for c in args.ckpt], args.tta)  # refused here: nothing written yet
-    device = pick_device("auto")
-    autocast = inference_dtype(args.precision, device)
-    model.to(device)
+    model, autocast = load_model(args, engine)
     needs_pre = [c for c in model.channels if is_pre(c)]
     if source == "products" and needs_pre and not getattr(args, "s2_pre", None):
         raise InputError(model.path, f"the model reads {', '.join(needs_pre)}, which need a pre-event image: "

@@ -62,8 +62,10 @@ class AreaMap:
 
 
 def as_ensemble(model: TrainedModel | Ensemble) -> Ensemble:
-    """One checkpoint as an ensemble of one (no test-time views): its calibrated probabilities, no spread."""
-    return model if isinstance(model, Ensemble) else Ensemble([model])
+    """One checkpoint as an ensemble of one (no test-time views): its calibrated probabilities, no spread. An
+    ensemble, or another engine's model that stands for one (:class:`~slidemap.mapping.onnx_engine.OnnxModel`), as
+    it is."""
+    return Ensemble([model]) if isinstance(model, TrainedModel) else model
 
 
 def map_area(model: TrainedModel | Ensemble, site: Site, out_dir: Path, block: Block | None = None, mode: str = "blend",

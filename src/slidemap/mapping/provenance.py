@@ -68,12 +68,14 @@ def check_synthetic_model(model: Any, scene_meta: dict[str, Any], source: object
 
 def provenance_tags(model: Any, threshold: float, tile: int, synthetic_model: bool = False) -> dict[str, str]:
     """The record every map carries: slidemap version, each checkpoint's file and fingerprint, the data kind that
-    trained it, threshold, temperatures, ensemble size and views, tile and the UTC date."""
+    trained it, threshold, temperatures, ensemble size and views, tile and the UTC date; an exported model's members
+    name the checkpoints they were exported from, and the model adds its engine, file and quantisation."""
     members = members_of(model)
     tags = {
         "VERSION": slidemap_version(),
-        "CHECKPOINTS": ";".join(str(Path(m.path).resolve()) for m in members),
-        "CHECKPOINT_FINGERPRINTS": ";".join(file_fingerprint(Path(m.path)) for m in members),
+        "CHECKPOINTS": ";".join(getattr(m, "checkpoint", None) or str(Path(m.path).resolve()) for m in members),
+        "CHECKPOINT_FINGERPRINTS": ";".join(getattr(m, "fingerprint", None) or file_fingerprint(Path(m.path))
+                                            for m in members),
         "TRAINING_DATA": ";".join(trained_on(m) or "unknown" for m in members),
         "THRESHOLD": f"{float(threshold):g}",
         "TEMPERATURES": ";".join(f"{m.temperature:g}" for m in members),
@@ -82,6 +84,7 @@ def provenance_tags(model: Any, threshold: float, tile: int, synthetic_model: bo
         "TILE": str(int(tile)),
         "DATE": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    tags.update(getattr(model, "provenance", {}))  # another engine's facts (the ONNX file, its quantisation)
     if synthetic_model:
         tags["WARNING"] = SYNTHETIC_WARNING
     return {TAG_PREFIX + k: v for k, v in tags.items()}
