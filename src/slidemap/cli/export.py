@@ -59,8 +59,8 @@ def export_command(args: argparse.Namespace) -> int:
     from slidemap.mapping.ensemble import Ensemble
     from slidemap.mapping.onnx_export import export_onnx, require
 
-    require("onnx", "slidemap export")
-    require("onnxruntime", "slidemap export")
+    require("onnx")
+    require("onnxruntime")
     model = Ensemble([load_checkpoint(c) for c in args.ckpt])  # the checks of slidemap map --ckpt A B ...
     if args.quantize == "none":
         export_onnx(model, out)

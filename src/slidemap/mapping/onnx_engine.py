@@ -46,9 +46,9 @@ class OnnxModel:
         self.views = check_tta(tta)
         self.tta = tta
         self.file = Path(path)
+        ort: Any = require("onnxruntime", "--engine onnxruntime")
         if not self.file.is_file():
             raise InputError(self.file, "ONNX model not found")
-        ort: Any = require("onnxruntime", "--engine onnxruntime")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)

@@ -31,7 +31,7 @@ from slidemap.io import atomic_path
 from slidemap.mapping.checkpoint import TrainedModel
 from slidemap.mapping.ensemble import Ensemble
 from slidemap.mapping.model_card import file_fingerprint
-from slidemap.mapping.onnx_meta import INPUT_NAME, OUTPUT_NAMES, TILE_MULTIPLE, metadata
+from slidemap.mapping.onnx_meta import INPUT_NAME, OUTPUT_NAMES, TILE_MULTIPLE, metadata, tile_multiple
 from slidemap.mapping.provenance import slidemap_version
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ SELF_CHECK_TOLERANCE = 1e-3
 """Largest difference in probability allowed between onnxruntime and torch (fp32) on the export's own check."""
 
 
-def require(module: str, key: str) -> object:
+def require(module: str, key: str | None = None) -> object:
     """Import ``onnx`` or ``onnxruntime``; missing, it is one line saying how to install them."""
     import importlib
 
@@ -113,12 +113,12 @@ def _export_error(models: list[TrainedModel], err: BaseException, opset: int) ->
     return InputError(culprit.path, f"cannot be exported to ONNX ({network}): {_first_line(err)}")
 
 
-def self_check(data: bytes, wrapper: nn.Module, channels: int, tile: int, path: Path) -> float:
+def self_check(data: bytes, wrapper: nn.Module, channels: int, tile: int, multiple: int, path: Path) -> float:
     """Run the export at another tile size than the traced one with onnxruntime; refuse it when it differs from torch
     (a network whose graph depends on the input size in a way tracing cannot follow). Returns the largest difference."""
-    ort = require("onnxruntime", "slidemap export")
+    ort = require("onnxruntime")
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])  # type: ignore[attr-defined]
-    size = (tile + TILE_MULTIPLE, tile + 2 * TILE_MULTIPLE)
+    size = (tile + multiple, tile + 3 * multiple)
     x = np.random.default_rng(1).standard_normal((2, channels, *size)).astype(np.float32)
     got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
     with torch.no_grad():
@@ -139,7 +139,7 @@ def export_onnx(model: Ensemble, out: Path, opset: int = OPSET, extra: dict[str,
         InputError: onnx or onnxruntime missing, an operator without an ONNX form, or an export that does not
             reproduce the network at another tile size.
     """
-    onnx = require("onnx", "slidemap export")
+    onnx = require("onnx")
     members = model.models
     wrapper = CalibratedMean([m.net for m in members], [m.temperature for m in members]).eval().cpu()
     tile, channels = trace_tile(model.window), len(model.channels)
@@ -147,7 +147,7 @@ def export_onnx(model: Ensemble, out: Path, opset: int = OPSET, extra: dict[str,
         data = to_onnx_bytes(wrapper, channels, tile, opset)
     except Exception as err:  # noqa: BLE001 -- the exporter fails in many ways (unsupported operator, tracer errors)
         raise _export_error(members, err, opset) from err
-    diff = self_check(data, wrapper, channels, tile, Path(members[0].path))
+    diff = self_check(data, wrapper, channels, tile, tile_multiple(members), Path(members[0].path))
     log.info("exported %s (%d member(s), opset %d): onnxruntime equals torch within %.2g at another tile size",
              model.model_name, len(members), opset, diff)
     proto = onnx.load_from_string(data)  # type: ignore[attr-defined]
@@ -159,7 +159,7 @@ def export_onnx(model: Ensemble, out: Path, opset: int = OPSET, extra: dict[str,
 
 def write_model(proto: object, props: dict[str, str], out: Path) -> None:
     """Set ``props`` as the model's metadata (replacing slidemap's earlier ones) and save it atomically."""
-    onnx = require("onnx", "slidemap export")
+    onnx = require("onnx")
     kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in props]  # type: ignore[attr-defined]
     del proto.metadata_props[:]  # type: ignore[attr-defined]
     for key, value in [*kept, *props.items()]:

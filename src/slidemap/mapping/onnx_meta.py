@@ -28,10 +28,12 @@ FORMAT = "1"
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("probability", "sd")
 TILE_MULTIPLE = 32
-"""Tile heights and widths the exported graph takes: multiples of this (the networks pad other sizes inside, a branch
-that tracing fixes to the no-padding case; :class:`~slidemap.mapping.onnx_engine.OnnxModel` pads such tiles itself)."""
+"""Tile heights and widths the exported graph takes: multiples of the networks' total stride (16 for the U-Net, 8 for
+the ResU-Net; this for a network that does not say, or members that differ). The networks pad other sizes inside, a
+branch that tracing fixes to the no-padding case; :class:`~slidemap.mapping.onnx_engine.OnnxModel` pads such tiles
+itself, as the networks do. Mapping's tiles are multiples of 32 px anyway."""
 INPUT_DOC = ("float32 (N, C, H, W): the channels in this order, each (value - mean) / std with the normaliser below, "
-             f"0 at no-data pixels; H and W any multiples of {TILE_MULTIPLE}")
+             "0 at no-data pixels; H and W any multiples of tile_multiple")
 OUTPUT_DOC = ("probability: float32 (N, 1, H, W), the mean over members of sigmoid(logit / temperature); sd: their "
               "population standard deviation (0 for one member)")
 
@@ -66,6 +68,13 @@ def member_record(model: TrainedModel, fingerprint: str) -> dict[str, Any]:
             "data_kind": model.data_kind, "card": model.card}
 
 
+def tile_multiple(models: list[TrainedModel]) -> int:
+    """The members' common total stride (``output_stride``), else :data:`TILE_MULTIPLE`."""
+    strides = {getattr(m.net, "output_stride", None) for m in models}
+    stride = strides.pop() if len(strides) == 1 else None
+    return int(stride) if isinstance(stride, int) and stride > 0 else TILE_MULTIPLE
+
+
 def metadata(models: list[TrainedModel], fingerprints: list[str], extra: dict[str, str]) -> dict[str, str]:
     """The ``metadata_props`` of an export of ``models`` (one, or an ensemble's members)."""
     first = models[0]
@@ -78,7 +87,7 @@ def metadata(models: list[TrainedModel], fingerprints: list[str], extra: dict[st
         "units": json.dumps(list(first.units) if first.units else None),
         "normaliser": json.dumps(first.normaliser.to_dict()),
         "window": str(first.window),
-        "tile_multiple": str(TILE_MULTIPLE),
+        "tile_multiple": str(tile_multiple(models)),
         "temperature": json.dumps([m.temperature for m in models]),
         "threshold": json.dumps(thresholds[0] if len(thresholds) == 1 else [m.threshold for m in models]),
         "ensemble_members": str(len(models)),
