@@ -111,7 +111,7 @@ def test_metadata_holds_what_the_checkpoint_holds(exported):
     # batch, height and width are dynamic: named dimensions, not numbers
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param != "" for d in dims] == [True, False, True, True] and dims[1].dim_value == 5
-    assert [o.name for o in proto.graph.output] == ["probability", "sd"]
+    assert [o.name for o in proto.graph.output] == ["probability"]  # one member: no spread
 
 
 @pytest.mark.slow
@@ -151,6 +151,8 @@ def test_an_ensemble_with_views_predicts_as_the_torch_ensemble(tmp_path):
         got_mean, got_sd = model(tiles)
         assert model.size == 2 * (4 if tta == "flips" else 1) and want_sd.max() > 1e-3
         assert np.abs(got_mean - want_mean).max() < 1e-5 and np.abs(got_sd - want_sd).max() < 1e-5
+    outputs = [o.name for o in onnx.load(str(tmp_path / "pair.onnx")).graph.output]
+    assert outputs == ["probability", "sd"]
     # a tile that is not a multiple of 32 px is padded and cropped as the network pads it
     odd = tiles[:, :, :40, :40]
     assert np.abs(OnnxModel(tmp_path / "pair.onnx")(odd)[0] - Ensemble([load_checkpoint(c) for c in ckpts])(odd)[0]

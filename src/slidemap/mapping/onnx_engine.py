@@ -20,8 +20,8 @@ from slidemap.data.patches import Normaliser
 from slidemap.errors import InputError
 from slidemap.mapping.ensemble import apply_view, check_tta, undo_view
 from slidemap.mapping.model_card import file_fingerprint
-from slidemap.mapping.onnx_export import require
-from slidemap.mapping.onnx_meta import INPUT_NAME, OUTPUT_NAMES, PREFIX, OnnxMember, read_members, read_normaliser
+from slidemap.mapping.onnx_export import output_names, require
+from slidemap.mapping.onnx_meta import INPUT_NAME, PREFIX, OnnxMember, read_members, read_normaliser
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,11 @@ class OnnxModel:
         self.multiple = int(props.get(PREFIX + "tile_multiple", "32"))
         self.quantization = props.get(PREFIX + "quantization", "unknown")
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        self.outputs = output_names(len(self.models))
         outputs = [o.name for o in self.session.get_outputs()]
-        if INPUT_NAME not in inputs or outputs[:2] != list(OUTPUT_NAMES) or inputs[INPUT_NAME][1] != len(self.channels):
+        if INPUT_NAME not in inputs or outputs != self.outputs or inputs[INPUT_NAME][1] != len(self.channels):
             raise InputError(self.file, f"graph does not take '{INPUT_NAME}' (N, {len(self.channels)}, H, W) to "
-                                        f"{', '.join(OUTPUT_NAMES)}: not a slidemap export of this version")
+                                        f"{', '.join(self.outputs)}: not a slidemap export of this version")
         log.info("loaded ONNX model %s (%s, %d member(s), %s) on onnxruntime %s", self.file, self.model_name,
                  len(self.models), self.quantization, ort.__version__)
 
@@ -120,15 +121,17 @@ class OnnxModel:
         """Nothing to do: the layout is the graph's."""
 
     def _run(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean probability and spread (N, h, w) of the members for one view; tiles of other sizes than the graph's
-        multiple are padded as the networks pad them (reflection, or edge replication when too small) and cropped."""
+        """Mean probability and spread (N, h, w) of the members for one view (0 for one member); tiles of other sizes
+        than the graph's multiple are padded as the networks pad them (reflection, or edge replication when too
+        small) and cropped."""
         h, w = tiles.shape[-2:]
         ph, pw = -h % self.multiple, -w % self.multiple
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "edge"
             tiles = np.pad(tiles, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
-        mean, sd = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(tiles, np.float32)})
-        return mean[:, 0, :h, :w], sd[:, 0, :h, :w]
+        mean, *sd = self.session.run(self.outputs, {INPUT_NAME: np.ascontiguousarray(tiles, np.float32)})
+        mean = mean[:, 0, :h, :w]
+        return mean, (sd[0][:, 0, :h, :w] if sd else np.zeros_like(mean))
 
     def __call__(self, tiles: np.ndarray, autocast: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Mean calibrated probability (N, h, w) of every member and view, and its standard deviation (None for a

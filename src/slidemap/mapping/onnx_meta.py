@@ -34,8 +34,8 @@ branch that tracing fixes to the no-padding case; :class:`~slidemap.mapping.onnx
 itself, as the networks do. Mapping's tiles are multiples of 32 px anyway."""
 INPUT_DOC = ("float32 (N, C, H, W): the channels in this order, each (value - mean) / std with the normaliser below, "
              "0 at no-data pixels; H and W any multiples of tile_multiple")
-OUTPUT_DOC = ("probability: float32 (N, 1, H, W), the mean over members of sigmoid(logit / temperature); sd: their "
-              "population standard deviation (0 for one member)")
+OUTPUT_DOC = ("probability: float32 (N, 1, H, W), the mean over members of sigmoid(logit / temperature); sd (an "
+              "ensemble's only): their population standard deviation")
 
 
 @dataclass(frozen=True, eq=False)
