@@ -261,3 +261,18 @@ def test_a_synthetic_model_exported_is_still_refused_on_a_real_scene(capsys, exp
     assert main(["map", *args, "--allow-synthetic-model"]) == 0
     with rasterio.open(tmp_path / "maps" / "scene_binary.tif") as src:
         assert "not a map of the real ground" in src.tags()["SLIDEMAP_WARNING"]
+
+
+def test_a_per_patch_model_is_refused_rather_than_exported_without_its_standardisation(tmp_path):
+    import dataclasses
+
+    from slidemap.errors import InputError
+    from slidemap.mapping.onnx_export import export_onnx
+
+    model = dataclasses.replace(load_checkpoint(save_checkpoint(tmp_path / "p.ckpt", unet_config(5, 4))),
+                                per_patch=True, patch_size=32)
+    ensemble = Ensemble.__new__(Ensemble)  # the members as slidemap map holds them, without its mapping checks
+    ensemble.models, ensemble.views, ensemble.tta = [model], ((0, False),), "none"
+    with pytest.raises(InputError, match="normalise: per_patch.*does not carry that step yet; map it with --ckpt"):
+        export_onnx(ensemble, tmp_path / "p.onnx")
+    assert not (tmp_path / "p.onnx").exists()

@@ -111,6 +111,15 @@ class OnnxModel:
         return {"ENGINE": "onnxruntime", "ONNX_MODEL": str(self.file.resolve()),
                 "ONNX_FINGERPRINT": file_fingerprint(self.file), "QUANTIZATION": self.quantization}
 
+    @property
+    def standardise(self) -> None:
+        """No per-patch standardisation: models trained with it are not exported."""
+        return None
+
+    def map_tile(self, tile: int | None, default: int) -> int:
+        """The tile a scene is mapped in: ``tile`` or ``default`` (as for a checkpoint without per-patch inputs)."""
+        return int(tile or default)
+
     def to(self, device: Any) -> "OnnxModel":
         """CPU only (onnxruntime's CPU provider): anything else is refused."""
         if str(device) != "cpu":

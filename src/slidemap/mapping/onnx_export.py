@@ -150,6 +150,10 @@ def export_onnx(model: Ensemble, out: Path, opset: int = OPSET, extra: dict[str,
     """
     onnx = require("onnx")
     members = model.models
+    for m in members:
+        if m.per_patch:  # the graph takes tiles normalised by the dataset normaliser only
+            raise InputError(m.path, "trained with dataset.yaml 'normalise: per_patch' (each patch standardised on its "
+                                     "own): an ONNX export does not carry that step yet; map it with --ckpt")
     wrapper = CalibratedMean([m.net for m in members], [m.temperature for m in members]).eval().cpu()
     tile, channels = trace_tile(model.window), len(model.channels)
     try:
