@@ -387,8 +387,8 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
 # ---------------------------------------------------------------- from the third independent probe
 
 def test_a_new_top_level_key_is_refused(tmp_path):
-    for args, message in ((["loss=bogus"], "error: loss: unknown key: no such setting (conf/train.yaml lists them)"),
-                          (["+loss=bogus"], "error: loss: is no setting train.py reads")):
+    for args, message in ((["lossy=bogus"], "error: lossy: unknown key: no such setting (conf/train.yaml lists them)"),
+                          (["+lossy=bogus"], "error: lossy: is no setting train.py reads")):
         done = hydra_entry("train.py", ["logger=none", *args], tmp_path)
         assert done.returncode == 2 and one_line(done.stderr).startswith(message), done.stderr[-1000:]
     assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,4 @@
-"""LightningModule: masked binary cross-entropy, the configured optimiser, and pixel metrics per test area.
+"""LightningModule: the configured loss (the paper's masked BCE by default) and optimiser, pixel metrics per test area.
 
 Its ``temperature`` (1 until :func:`slidemap.training.calibrate.calibrate` fits one on the validation area) divides
 the logits of every test and prediction probability, and is kept in the checkpoint's
@@ -17,25 +17,11 @@ from torchmetrics.classification import BinaryStatScores
 
 from slidemap.evaluation.calibration import CalibrationBins, bins_record, ece, pool_bins
 from slidemap.evaluation.scoring import POOLED, area_results, as_number, scores
+from slidemap.training.losses import build_loss, masked_bce
+
+__all__ = ["LandslideModule", "masked_bce"]
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
-
-
-def masked_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-               pos_weight: float | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Binary cross-entropy on logits averaged over valid pixels only (nodata never teaches the model).
-
-    Args:
-        logits, target, valid: (N, H, W); target in {0, 1}, valid bool.
-        pos_weight: optional weight of the landslide class (imbalanced data).
-        weight: optional per-pixel weight map (N, H, W), as in the paper's weighted loss.
-    """
-    pw = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
-    loss = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none", pos_weight=pw)
-    w = valid.to(logits.dtype)
-    if weight is not None:
-        w = w * weight
-    return (loss * w).sum() / w.sum().clamp_min(1.0)
 
 
 class LandslideModule(pl.LightningModule):
@@ -49,6 +35,8 @@ class LandslideModule(pl.LightningModule):
             loading rebuilds the network exactly (:func:`slidemap.mapping.checkpoint.load_checkpoint`).
         test_areas: Names of the test dataloaders, in order; metrics are kept per area and pooled as "all".
         pos_weight: Optional positive-class weight for the BCE loss.
+        loss: The training loss (:func:`slidemap.training.losses.build_loss` of the ``loss`` group); None = the
+            paper's masked BCE with ``pos_weight``.
         threshold: Probability threshold for the binary map (the paper: 0.5).
         data_info: Channels and normalisation, recorded in the checkpoint so maps can be made later.
         channels_last: Keep activations in NHWC layout: oneDNN's fast path for bf16 convolutions on CPU
@@ -57,11 +45,12 @@ class LandslideModule(pl.LightningModule):
 
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory | None = None, model: dict | None = None,
                  test_areas: list[str] | None = None, pos_weight: float | None = None, threshold: float = 0.5,
-                 data_info: dict | None = None, channels_last: bool = True) -> None:
+                 data_info: dict | None = None, channels_last: bool = True, loss: nn.Module | None = None) -> None:
         super().__init__()
+        self.loss_fn = loss if loss is not None else build_loss(None, pos_weight)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.optimizer_factory = optimizer
-        self.save_hyperparameters(ignore=["net", "optimizer"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "loss"])
         self.test_areas = list(test_areas or [])
         self.val_stats = BinaryStatScores(threshold=threshold, ignore_index=-1)
         self.test_stats = nn.ModuleList(BinaryStatScores(threshold=threshold, ignore_index=-1)
@@ -99,7 +88,7 @@ class LandslideModule(pl.LightningModule):
         x, y, valid = batch[:3]
         logits = self(x)
         weight = batch[3] if len(batch) > 3 else None
-        return masked_bce(logits, y, valid, self.hparams.pos_weight, weight), logits
+        return self.loss_fn(logits, y, valid, weight), logits
 
     @staticmethod
     def _masked_target(y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -21,13 +21,14 @@ from slidemap.errors import InputError
 from slidemap.evaluation.scoring import shown
 from slidemap.io import atomic_path
 from slidemap.models.build import build_net, net_config
-from slidemap.runs import METRICS_FILE, completed_run, output_dir, write_metrics
+from slidemap.runs import METRICS_FILE, completed_run, loss_name, output_dir, write_metrics
 from slidemap.training.calibrate import calibrate
 from slidemap.training.card import build_card, data_kind_of, store_card
 from slidemap.training.distributed import distributed_session, install_hydra_child_command
 from slidemap.training.epoch_log import EpochLine, progress_bar
 from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_state, identity_record,
                                        relocate_resume_state, run_identity, stopped_by)
+from slidemap.training.losses import build_loss
 from slidemap.training.module import LandslideModule
 from slidemap.training.outputs import write_test_outputs
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
@@ -223,9 +224,14 @@ def build_module(cfg: DictConfig, datamodule: Any, precision: str | int) -> Land
         optimizer([torch.nn.Parameter(torch.zeros(1))])
     except (TypeError, ValueError) as err:
         raise InputError("optimizer", f"cannot build {cfg.optimizer.get('_target_')}: {err}") from err
+    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True) if cfg.get("loss") is not None else None
+    try:
+        loss = build_loss(loss_cfg, cfg.module.get("pos_weight"))
+    except ValueError as err:
+        raise InputError("loss", str(err)) from err
     # A partial, called with Python objects: Hydra would instantiate the ``_target_`` inside ``model`` again.
     make_module = instantiate(cfg.module, _partial_=True)
-    return make_module(net=net, optimizer=optimizer, model=model_cfg,
+    return make_module(net=net, optimizer=optimizer, model=model_cfg, loss=loss,
                        test_areas=datamodule.test_areas,
                        channels_last=use_channels_last(cfg.get("channels_last", "auto"), precision),
                        data_info={**datamodule.checkpoint_info(), "scenario": str(cfg.scenario.name),
@@ -312,6 +318,7 @@ def run_job(cfg: DictConfig) -> float:
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
             "inputs": str((cfg.get("inputs") or {}).get("name", "post")), "channels": list(datamodule.channels),
             "augment": str((cfg.get("augment") or {}).get("name", "none")),
+            "loss": loss_name(cfg),
             "seed": int(cfg.seed), "epochs": int(trainer.current_epoch), "precision": str(precision),
             "threads": threads, "processes": int(trainer.world_size), "resumed_from": fit_from,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
