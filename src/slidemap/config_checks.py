@@ -157,8 +157,17 @@ def _devices(key: str, value: Any) -> Any:
     return check_count(key, value)
 
 
+def _auto_or_threshold(key: str, value: Any) -> Any:
+    """A probability threshold, or ``auto``: the F1-optimal one on the validation area (train.py)."""
+    if value == "auto":
+        return value
+    if isinstance(value, str):
+        raise InputError(key, f"must be auto or a number in {RANGES['threshold']}, got {value!r}")
+    return check_value("threshold", value, key)
+
+
 TRAIN: dict[str, Rule] = {
-    "threshold": _in("threshold"),
+    "threshold": _auto_or_threshold,
     "seed": check_seed,
     "data.split_seed": _optional(check_seed),
     "data.synthetic.seed": _optional(check_seed),

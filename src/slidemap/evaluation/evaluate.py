@@ -32,7 +32,7 @@ from slidemap.errors import InputError
 from slidemap.evaluation.calibration import ece, pool_bins, reliability_bins
 from slidemap.evaluation.objects import object_counts, object_scores, pooled_objects
 from slidemap.evaluation.scoring import POOLED, area_results, as_number, confusion_counts, shown
-from slidemap.mapping.checkpoint import TrainedModel, check_channels, load_checkpoint, same_normaliser
+from slidemap.mapping.checkpoint import TrainedModel, check_channels, chosen_threshold, load_checkpoint, same_normaliser
 from slidemap.mapping.ensemble import Ensemble, check_tta
 from slidemap.mapping.maps import map_area, pick_device
 from slidemap.mapping.provenance import check_synthetic_model
@@ -113,7 +113,7 @@ def run(cfg: DictConfig) -> float:
                                        bool(cfg.get("allow_synthetic_model", False))) for name, site in sites.items()]
     model.to(pick_device(str(cfg.device)))
     tile = model.window if cfg.tile is None else check_tile(cfg.tile, "tile")
-    threshold = model.threshold if cfg.threshold is None else check_value("threshold", cfg.threshold)
+    threshold = chosen_threshold(model, None if cfg.threshold is None else check_value("threshold", cfg.threshold))
 
     counts: dict[str, dict[str, int]] = {}
     objects: dict[str, dict[str, Any]] = {}

@@ -16,6 +16,7 @@ from torch import nn
 from torchmetrics.classification import BinaryStatScores
 
 from slidemap.evaluation.calibration import CalibrationBins, bins_record, ece, pool_bins
+from slidemap.evaluation.histogram import ProbabilityHistogram, average_precision
 from slidemap.evaluation.scoring import POOLED, area_results, as_number, scores
 from slidemap.training.losses import build_loss, masked_bce
 
@@ -37,14 +38,17 @@ class LandslideModule(pl.LightningModule):
         pos_weight: Optional positive-class weight for the BCE loss.
         loss: The training loss (:func:`slidemap.training.losses.build_loss` of the ``loss`` group); None = the
             paper's masked BCE with ``pos_weight``.
-        threshold: Probability threshold for the binary map (the paper: 0.5).
+        threshold: Probability threshold for the binary map (the paper: 0.5), or ``auto``: 0.5 for the validation
+            F1 during training, then the F1-optimal threshold on the validation area
+            (:func:`slidemap.training.calibrate.calibrate` calls :meth:`set_threshold`), kept in the checkpoint's
+            ``hyper_parameters["threshold"]``.
         data_info: Channels and normalisation, recorded in the checkpoint so maps can be made later.
         channels_last: Keep activations in NHWC layout: oneDNN's fast path for bf16 convolutions on CPU
             (ResU-Net at 128 px: 363 vs 543 ms per step on this project's 2-core machine).
     """
 
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory | None = None, model: dict | None = None,
-                 test_areas: list[str] | None = None, pos_weight: float | None = None, threshold: float = 0.5,
+                 test_areas: list[str] | None = None, pos_weight: float | None = None, threshold: float | str = 0.5,
                  data_info: dict | None = None, channels_last: bool = True, loss: nn.Module | None = None) -> None:
         super().__init__()
         self.loss_fn = loss if loss is not None else build_loss(None, pos_weight)
@@ -52,9 +56,12 @@ class LandslideModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.save_hyperparameters(ignore=["net", "optimizer", "loss"])
         self.test_areas = list(test_areas or [])
-        self.val_stats = BinaryStatScores(threshold=threshold, ignore_index=-1)
-        self.test_stats = nn.ModuleList(BinaryStatScores(threshold=threshold, ignore_index=-1)
+        self.threshold = 0.5 if str(threshold) == "auto" else float(threshold)
+        self.threshold_fit: dict[str, Any] | None = None
+        self.val_stats = BinaryStatScores(threshold=self.threshold, ignore_index=-1)
+        self.test_stats = nn.ModuleList(BinaryStatScores(threshold=self.threshold, ignore_index=-1)
                                         for _ in self.test_areas)
+        self.histograms = nn.ModuleList(ProbabilityHistogram() for _ in self.test_areas)
         self.calibrated_bins = nn.ModuleList(CalibrationBins() for _ in self.test_areas)
         self.raw_bins = nn.ModuleList(CalibrationBins() for _ in self.test_areas)
         self.temperature = 1.0
@@ -67,16 +74,28 @@ class LandslideModule(pl.LightningModule):
         self.calibration = dict(record) if record else None
         self.temperature = float(record["temperature"]) if record else 1.0
 
+    def set_threshold(self, threshold: float, record: dict[str, Any] | None = None) -> None:
+        """Score and map at ``threshold`` from now on; ``record`` says how it was chosen (``threshold=auto``)."""
+        self.threshold = float(threshold)
+        self.threshold_fit = dict(record) if record else None
+        for stat in self.test_stats:
+            stat.threshold = self.threshold
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        hp = checkpoint.setdefault("hyper_parameters", {})
         if self.calibration:
-            checkpoint.setdefault("hyper_parameters", {})["calibration"] = dict(self.calibration)
+            hp["calibration"] = dict(self.calibration)
+        if self.threshold_fit:
+            hp["threshold"], hp["threshold_fit"] = self.threshold, dict(self.threshold_fit)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A checkpoint with a calibration brings it; one without keeps the module's (DDP ranks may read the file
         before rank 0 has rewritten it with the temperature every rank fitted alike)."""
-        record = (checkpoint.get("hyper_parameters") or {}).get("calibration")
-        if record:
-            self.set_calibration(record)
+        hp = checkpoint.get("hyper_parameters") or {}
+        if hp.get("calibration"):
+            self.set_calibration(hp["calibration"])
+        if hp.get("threshold_fit") and str(self.hparams.get("threshold")) == "auto":  # a given threshold stays
+            self.set_threshold(float(hp["threshold"]), hp["threshold_fit"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, H, W), float32 even under bf16 autocast (loss, metrics and maps want full precision)."""
@@ -116,25 +135,31 @@ class LandslideModule(pl.LightningModule):
         probs = torch.sigmoid(logits / self.temperature)
         target = self._masked_target(y, valid)
         self.test_stats[dataloader_idx].update(probs, target)
+        self.histograms[dataloader_idx].update(probs, target)
         self.calibrated_bins[dataloader_idx].update(probs, target)
         self.raw_bins[dataloader_idx].update(torch.sigmoid(logits), target)
 
     def on_test_epoch_end(self) -> None:
         """Metrics per area over every valid pixel, and "all" pooled from the areas' counts."""
         counts, calibrated, raw = {}, {}, {}
-        for name, stat, cal, unc in zip(self.test_areas, self.test_stats, self.calibrated_bins, self.raw_bins):
+        hists = {}
+        for name, stat, cal, unc, hist in zip(self.test_areas, self.test_stats, self.calibrated_bins, self.raw_bins,
+                                              self.histograms):
             tp, fp, tn, fn, _ = (int(v) for v in stat.compute().tolist())
             counts[name] = {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
             calibrated[name], raw[name] = bins_record(cal.compute()), bins_record(unc.compute())
-            for metric in (stat, cal, unc):
+            hists[name] = hist.compute().cpu().numpy()
+            for metric in (stat, cal, unc, hist):
                 metric.reset()
+        hists[POOLED] = sum(hists.values())
         calibrated[POOLED], raw[POOLED] = pool_bins(list(calibrated.values())), pool_bins(list(raw.values()))
         results = area_results(counts)
         for area in results:  # ECE of the probabilities the maps hold, and of the network's raw sigmoid
             results[area]["ece"] = ece(calibrated[area])
             results[area]["ece_uncalibrated"] = ece(raw[area])
+            results[area]["average_precision"] = average_precision(hists[area])  # threshold-free
         for area, metrics in results.items():
-            for key in ("precision", "recall", "f1", "iou", "ece"):
+            for key in ("precision", "recall", "f1", "iou", "mcc", "average_precision", "ece"):
                 if metrics[key] is not None:  # an undefined metric is not logged as a number
                     self.log(f"test/{area}/{key}", metrics[key], add_dataloader_idx=False, sync_dist=True)
         self.test_results = results

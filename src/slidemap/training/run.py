@@ -30,6 +30,7 @@ from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_
                                        relocate_resume_state, run_identity, stopped_by)
 from slidemap.training.losses import build_loss
 from slidemap.training.module import LandslideModule
+from slidemap.training.object_scores import add_object_scores, area_object_counts
 from slidemap.training.outputs import write_test_outputs
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
 
@@ -312,7 +313,9 @@ def run_job(cfg: DictConfig) -> float:
         check_scored(module.test_results)
         if not trainer.is_global_zero:  # DDP: rank 0 alone writes maps and results
             return val_f1
-        previews = write_test_outputs(out, datamodule, predict_areas(trainer, module, datamodule), cfg.threshold,
+        predictions = predict_areas(trainer, module, datamodule)
+        add_object_scores(module.test_results, area_object_counts(datamodule, predictions, module.threshold))
+        previews = write_test_outputs(out, datamodule, predictions, module.threshold,
                                       previews=int(cfg.get("previews", 4)))
         payload = {
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
@@ -326,6 +329,7 @@ def run_job(cfg: DictConfig) -> float:
             **({"split": datamodule.split} if datamodule.split is not None else {}),
             **identity_record(identity),
             "stopped_by": ended,
+            "threshold": module.threshold, **({"threshold_fit": module.threshold_fit} if module.threshold_fit else {}),
             "areas": module.test_results,
             "calibration": {**(module.calibration or {"temperature": 1.0}), "reliability": module.reliability},
         }
