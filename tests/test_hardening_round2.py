@@ -67,7 +67,7 @@ TRAIN_REFUSED = [  # (id, overrides, the line's start)
     ("override-with-a-space", ["data.root=sp ace/sïtes"], "error: data.root=sp ace/sïtes: cannot parse this override"),
     # Hydra's own composition errors, in the same one-line form
     ("unknown-model", ["model=unett"],
-     "error: model: unknown option 'unett'; choose one of custom, resunet, smp_unet, unet (did you mean model=unet?)"),
+     "error: model: unknown option 'unett'; choose one of custom, resunet, smp_resnet, smp_unet, unet (did you mean model=unet?)"),
     ("unknown-key", ["data.batchsize=8"], "error: data.batchsize: unknown key; did you mean data.batch_size?"),
     ("unknown-launcher", ["hydra/launcher=jobli"], "error: hydra/launcher: unknown option 'jobli'"),
     ("bad-override-syntax", ["window=[1,"], "error: window=[1,: cannot parse this override"),

@@ -183,6 +183,9 @@ TRAIN: dict[str, Rule] = {
     "optimizer.weight_decay": _optional(_in("non_negative")),
     "optimizer.betas": _optional(lambda key, value: check_pair("beta", key, value)),
     "module.pos_weight": _optional(_in("positive")),
+    "model.encoder_lr_scale": _optional(_in("positive")),
+    "model.new_channel_scale": _optional(_in("non_negative")),
+    "model.freeze_encoder": _optional(_flag),
     "trainer.max_epochs": _optional(check_count),  # 0 epochs would score an untrained network
     "trainer.min_epochs": _optional(_count_from(0)),
     "callbacks.early_stopping.patience": _optional(_count_from(0)),

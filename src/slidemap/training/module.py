@@ -36,6 +36,8 @@ class LandslideModule(pl.LightningModule):
             loading rebuilds the network exactly (:func:`slidemap.mapping.checkpoint.load_checkpoint`).
         test_areas: Names of the test dataloaders, in order; metrics are kept per area and pooled as "all".
         pos_weight: Optional positive-class weight for the BCE loss.
+        encoder_lr_scale: The encoder's learning rate as a multiple of the optimiser's (networks with an
+            ``encoder_module()``, e.g. smp models with pretrained weights); 1 = one learning rate for all.
         loss: The training loss (:func:`slidemap.training.losses.build_loss` of the ``loss`` group); None = the
             paper's masked BCE with ``pos_weight``.
         threshold: Probability threshold for the binary map (the paper: 0.5), or ``auto``: 0.5 for the validation
@@ -49,7 +51,8 @@ class LandslideModule(pl.LightningModule):
 
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory | None = None, model: dict | None = None,
                  test_areas: list[str] | None = None, pos_weight: float | None = None, threshold: float | str = 0.5,
-                 data_info: dict | None = None, channels_last: bool = True, loss: nn.Module | None = None) -> None:
+                 data_info: dict | None = None, channels_last: bool = True, loss: nn.Module | None = None,
+                 encoder_lr_scale: float = 1.0) -> None:
         super().__init__()
         self.loss_fn = loss if loss is not None else build_loss(None, pos_weight)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
@@ -171,4 +174,12 @@ class LandslideModule(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.optimizer_factory is None:
             raise ValueError("LandslideModule needs an optimizer factory (conf/optimizer, e.g. a _partial_ Adam)")
-        return self.optimizer_factory(self.parameters())
+        scale = float(self.hparams.get("encoder_lr_scale", 1.0))
+        encoder = self.net.encoder_module() if hasattr(self.net, "encoder_module") else None
+        if scale == 1.0 or encoder is None:
+            return self.optimizer_factory(p for p in self.parameters() if p.requires_grad)
+        base = float(getattr(self.optimizer_factory, "keywords", {}).get("lr", 1e-3))
+        inside = {id(p) for p in encoder.parameters()}
+        groups = [{"params": [p for p in encoder.parameters() if p.requires_grad], "lr": base * scale},
+                  {"params": [p for p in self.parameters() if p.requires_grad and id(p) not in inside]}]
+        return self.optimizer_factory([g for g in groups if g["params"]])

@@ -28,6 +28,7 @@ from slidemap.training.distributed import distributed_session, install_hydra_chi
 from slidemap.training.epoch_log import EpochLine, progress_bar
 from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_state, identity_record,
                                        relocate_resume_state, run_identity, stopped_by)
+from slidemap.training.encoder_weights import apply_encoder_options
 from slidemap.training.losses import build_loss
 from slidemap.training.module import LandslideModule
 from slidemap.training.object_scores import add_object_scores, area_object_counts
@@ -219,6 +220,7 @@ def build_module(cfg: DictConfig, datamodule: Any, precision: str | int) -> Land
         net = build_net(model_cfg["net"])
     except ValueError as err:
         raise InputError("model.net", str(err)) from err
+    apply_encoder_options(net, model_cfg, datamodule.channels)
     check_network(net, datamodule.in_channels, int(cfg.window), str(model_cfg["net"].get("_target_")))
     optimizer = instantiate(cfg.optimizer)
     try:  # a partial: its arguments meet the optimiser only in fit; try them on one parameter now
@@ -233,6 +235,7 @@ def build_module(cfg: DictConfig, datamodule: Any, precision: str | int) -> Land
     # A partial, called with Python objects: Hydra would instantiate the ``_target_`` inside ``model`` again.
     make_module = instantiate(cfg.module, _partial_=True)
     return make_module(net=net, optimizer=optimizer, model=model_cfg, loss=loss,
+                       encoder_lr_scale=float(model_cfg.get("encoder_lr_scale") or 1.0),
                        test_areas=datamodule.test_areas,
                        channels_last=use_channels_last(cfg.get("channels_last", "auto"), precision),
                        data_info={**datamodule.checkpoint_info(), "scenario": str(cfg.scenario.name),
