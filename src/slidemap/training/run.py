@@ -336,7 +336,7 @@ def run_job(cfg: DictConfig) -> float:
             "areas": module.test_results,
             "calibration": {**(module.calibration or {"temperature": 1.0}), "reliability": module.reliability},
         }
-        log_predictions_to_wandb(loggers, module.test_results, previews)
+        log_predictions_to_wandb(loggers, module.test_results, previews, module.threshold)
         if ckpt and not test_ckpt:  # the card travels with the checkpoint (before metrics.json marks the run done)
             payload["model_card"] = str(store_card(Path(ckpt), build_card(cfg, module, datamodule, payload)))
         write_metrics(out, payload)  # last: its presence marks the run complete (resume skips it)
