@@ -178,19 +178,24 @@ def test_tiles_without_any_valid_pixel_are_dropped(fresh_root):
 def test_test_outputs_are_previews_only(l4s_root, tmp_path):
     dm = ready(l4s_root, window=32)
     # The labels as "probabilities": the preview's right half must equal the mask on valid pixels, 0 on no-data.
-    batches = [y for _, y, _ in dm.predict_dataloader()[0]]
+    predicted = []
+
+    def labels(loaders):  # the previews' patches only are predicted
+        predicted.append(sum(len(loader.dataset) for loader in loaders))
+        return [[y for _, y, _ in loader] for loader in loaders]
+
     masks = labels_of_test(l4s_root)
     top2 = sorted(np.argsort(-masks.reshape(3, -1).sum(axis=1))[:2])
-    for predictions in (batches, [batches]):  # Lightning's flat list (one dataloader) and the nested form
-        previews = write_test_outputs(tmp_path, dm, predictions, 0.5, previews=2)
-        assert list(previews) == [f"landslide4sense/image_{i + 1}" for i in top2]
-        for i, preview in zip(top2, previews.values()):
-            expected = masks[i].astype(np.float32)
-            if i == 0:
-                expected[:NAN_ROWS] = 0
-            assert preview.shape == (128, 256)
-            np.testing.assert_array_equal(preview[:, :128], masks[i])
-            np.testing.assert_array_equal(preview[:, 128:], expected)
+    previews = write_test_outputs(tmp_path, dm, labels, 0.5, previews=2)
+    assert predicted == [sum(int((dm.data.test.origins[:, 0] == i).sum()) for i in top2)]
+    assert list(previews) == [f"landslide4sense/image_{i + 1}" for i in top2]
+    for i, preview in zip(top2, previews.values()):
+        expected = masks[i].astype(np.float32)
+        if i == 0:
+            expected[:NAN_ROWS] = 0
+        assert preview.shape == (128, 256)
+        np.testing.assert_array_equal(preview[:, :128], masks[i])
+        np.testing.assert_array_equal(preview[:, 128:], expected)
     assert list(tmp_path.iterdir()) == []
 
 

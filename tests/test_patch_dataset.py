@@ -21,11 +21,12 @@ from conftest import TINY_TRAINING, TINY_UNET, compose_config, run_training
 from slidemap.cli import main
 from slidemap.data.patch_folder import PatchFolderDataModule
 from slidemap.data.patch_layout import find_layout, plan_pairs
-from slidemap.data.patch_set import standardise_patch
+from slidemap.data.patch_stream import standardise_patch
 from slidemap.errors import InputError
 from slidemap.evaluation.scoring import confusion_counts
 from slidemap.mapping.checkpoint import load_checkpoint
 from slidemap.mapping.ensemble import Ensemble
+from slidemap.mapping.mosaic import predict_mosaic
 from slidemap.training.module import masked_bce
 
 REAL = Path(__file__).parent / "data" / "real"
@@ -174,9 +175,20 @@ def test_l4s_layout_trains_with_per_patch_normalisation(tmp_path, capsys):
     assert info["normalise"] == "per_patch" and info["units"] == ["brightness"] * 3
     assert 0.0 <= info["distribution"]["mean"][0] <= 1.0  # recorded in physical units, before standardising
     model = load_checkpoint(Path(metrics["best_checkpoint"]))
-    assert model.per_patch
-    with pytest.raises(InputError, match="normalise: per_patch"):  # mapping refuses what it cannot apply
-        Ensemble([model])
+    assert model.per_patch and model.patch_size == 32 and info["patch_size"] == [32, 32]
+    # a scene of two test patches side by side maps each 32 px tile standardised on its own, as in training
+    streamed = PatchFolderDataModule(str(root), window=32, channels=["red", "green", "blue"], stream=True)
+    streamed.setup()
+    patches = [streamed.data.test.read(*pair) for pair in streamed.data.test.pairs[:2]]
+    raw = np.concatenate([x for x, *_ in patches], axis=2)
+    seen = np.concatenate([s for *_, s in patches], axis=1)
+    ensemble = Ensemble([model])
+    mapped = predict_mosaic(ensemble, model.normaliser(raw, seen), seen, ensemble.map_tile(None, 32), mode="grid")
+    as_trained = np.stack([model.normaliser(standardise_patch(x, s), s) for x, *_, s in patches])
+    expected, _ = ensemble(as_trained)
+    np.testing.assert_allclose(mapped, np.where(seen, np.concatenate(list(expected), axis=1), np.nan), atol=1e-5)
+    with pytest.raises(InputError, match="maps in tiles of 32 px, not 64"):
+        ensemble.map_tile(64, 32)
 
 
 # ---------------------------------------------------------------- layouts and pairings as published

@@ -82,6 +82,9 @@ def test_a_rerun_that_succeeds_clears_the_failure(synthetic_root, tmp_path):
     ("optimizer.lr=-1", "error: optimizer.lr: must be > 0, got -1 (refused"),
     ("seed=0,0", "error: seed: sweeps 0 twice; give each value once (refused before any job started)"),
     ("data=scenes", "error: data.root: missing"),
+    ("data.root=/a,/b", "error: data.root: is left out of job folder names, so the jobs of this sweep would share one "
+                        "folder: run one sweep per data.root value"),
+    ("logger=csv,none", "error: logger: is left out of job folder names"),
 ])
 def test_a_bad_setting_every_job_shares_is_refused_once_before_any_job(tmp_path, shared, message):
     sweep = tmp_path / "sweep"

@@ -178,6 +178,8 @@ TRAIN: dict[str, Rule] = {
     "data.eval_batch_size": _optional(check_count),
     "data.num_workers": _optional(_count_from(0)),
     "data.min_samples_per_epoch": _optional(_count_from(0)),
+    "data.stream": _optional(_auto_or_flag),
+    "data.stream_sample": _optional(_count_from(0)),
     "optimizer.lr": _optional(_in("positive")),
     "optimizer.eps": _optional(_in("positive")),
     "optimizer.weight_decay": _optional(_in("non_negative")),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,18 @@ def check_distinct_values(overrides: list[str]) -> None:
             raise InputError(o.key_or_group, f"sweeps {', '.join(twice)} twice; give each value once")
 
 
+def check_folder_names(config: DictConfig, swept: set[str]) -> None:
+    """Refuse sweeping a key that job folder names leave out (``data.root``, ``logger``, ...) and the run name does
+    not hold: every job would run into one folder, the later ones taken as finished or overwriting the first."""
+    left_out = OmegaConf.select(config, "hydra.job.config.override_dirname.exclude_keys", default=None) or []
+    raw = OmegaConf.to_container(config, resolve=False).get("run_name", "")  # type: ignore[union-attr]
+    named = {m.split(".")[0] for m in re.findall(r"\$\{([A-Za-z_][\w.]*)", str(raw))}
+    for key in sorted(swept):
+        if key in left_out and key.split(".")[0] not in named:
+            raise InputError(key, f"is left out of job folder names, so the jobs of this sweep would share one "
+                                  f"folder: run one sweep per {key} value (each with its own hydra.sweep.dir)")
+
+
 def sweep_axes(config: DictConfig) -> set[str]:
     """The swept keys of a multirun's config (its task overrides)."""
     return swept_keys([str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or []])
@@ -141,6 +154,7 @@ def check_shared_settings(config: DictConfig, schema: str) -> None:
     """Refuse, once and before any job starts, a bad setting every job of the sweep shares."""
     check_distinct_values([str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or []])
     skip = sweep_axes(config)
+    check_folder_names(config, skip)
     job_cfg = OmegaConf.masked_copy(config, [k for k in config.keys() if k != "hydra"])
     check_config(job_cfg, SCHEMAS[schema], skip=skip, resolve=False)
 

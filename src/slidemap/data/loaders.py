@@ -28,12 +28,15 @@ def eval_sampler(dataset: Dataset) -> Sampler[int]:
     return UnrepeatedDistributedSampler(dataset, shuffle=False)
 
 
-def patch_dataset(p: Patches) -> TensorDataset:
-    """(x, y as float, valid) tensors over in-memory patches, without copying the inputs."""
+def patch_dataset(p: Patches | Dataset) -> Dataset:
+    """(x, y as float, valid) tensors over in-memory patches, without copying the inputs; a dataset that reads its
+    items itself (:class:`~slidemap.data.patch_stream.StreamedPatches`) as it is."""
+    if not isinstance(p, Patches):
+        return p
     return TensorDataset(torch.from_numpy(p.x), torch.from_numpy(p.y.astype(np.float32)), torch.from_numpy(p.valid))
 
 
-def train_loader(patches: Patches, batch_size: int, seed: int, min_samples: int = 0,
+def train_loader(patches: Patches | Dataset, batch_size: int, seed: int, min_samples: int = 0,
                  num_workers: int = 0) -> DataLoader:
     """Shuffled training batches; a set smaller than ``min_samples`` is cycled (reshuffled each pass)."""
     dataset = patch_dataset(patches)
@@ -42,7 +45,7 @@ def train_loader(patches: Patches, batch_size: int, seed: int, min_samples: int 
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
 
 
-def eval_loader(patches: Patches, batch_size: int, num_workers: int = 0, shard: bool = True) -> DataLoader:
+def eval_loader(patches: Patches | Dataset, batch_size: int, num_workers: int = 0, shard: bool = True) -> DataLoader:
     """Every patch once, in order. ``shard``: split without repeats under DDP, so pooled counts are exact;
     unsharded for work one process does alone (maps, previews on rank 0)."""
     dataset = patch_dataset(patches)

@@ -19,7 +19,12 @@ import numpy as np
 
 from slidemap.data.patch_check import Scan, check_dataset
 from slidemap.data.patch_files import PatchSpec, load_spec, read_mask, read_raw, to_inputs
+from slidemap.data.patch_masks import Labels
 from slidemap.data.patch_set import ROLES, PatchSetData, PatchSetDataModule, PatchSplit, prepare_splits, tiles_patch
+from slidemap.data.patch_stream import PairReader, StreamedMasks, StreamedPatches, sample_indices, sample_pieces, \
+    should_stream
+from slidemap.data.patches import fit_statistics
+from slidemap.data.units import sample_distribution
 from slidemap.data.site import DEFAULT_CHANNELS
 from slidemap.data.split import WINDOWS
 from slidemap.errors import InputError
@@ -69,22 +74,30 @@ def plan_splits(root: Path, pairs: dict[str, list[tuple[Path, Path]]],
     return {r: present[r] for r in ROLES}, record
 
 
-def read_patches(pairs: list[tuple[Path, Path]], spec: PatchSpec, inputs: tuple[str, ...],
-                 shape: tuple[int, int]) -> PatchSplit:
-    """One role's patches in physical units, into one preallocated array; every patch must be ``shape``."""
-    n = len(pairs)
-    x = np.empty((n, len(inputs), *shape), np.float32)
-    y = np.empty((n, *shape), np.uint8)
-    valid = np.empty((n, *shape), bool)
-    seen = np.empty((n, *shape), bool)
-    for i, (image, mask) in enumerate(pairs):
+def pair_reader(spec: PatchSpec, inputs: tuple[str, ...], shape: tuple[int, int]) -> PairReader:
+    """Reads one (image, mask) pair: inputs in physical units, 0/1 mask, scored pixels, valid inputs; every patch
+    must be ``shape``."""
+    def read(image: Path, mask: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         raw, raw_valid = read_raw(image, spec)
         if raw.shape[1:] != shape:
             raise InputError(image, f"is {raw.shape[1]} x {raw.shape[2]} px; the dataset's patches are "
                                     f"{shape[0]} x {shape[1]} px (the first training image's)")
-        x[i], seen[i] = to_inputs(image, raw, raw_valid, spec, inputs)
-        y[i], labelled = read_mask(mask, shape, spec.labels)
-        valid[i] = seen[i] & labelled  # unlabelled pixels: no loss, no score, but their inputs stay as context
+        x, seen = to_inputs(image, raw, raw_valid, spec, inputs)
+        y, labelled = read_mask(mask, shape, spec.labels)
+        return x, y, seen & labelled, seen  # unlabelled pixels: no loss, no score, but their inputs stay as context
+    return read
+
+
+def read_patches(pairs: list[tuple[Path, Path]], read: PairReader, channels: int,
+                 shape: tuple[int, int]) -> PatchSplit:
+    """One role's patches in physical units, into one preallocated array."""
+    n = len(pairs)
+    x = np.empty((n, channels, *shape), np.float32)
+    y = np.empty((n, *shape), np.uint8)
+    valid = np.empty((n, *shape), bool)
+    seen = np.empty((n, *shape), bool)
+    for i, (image, mask) in enumerate(pairs):
+        x[i], y[i], valid[i], seen[i] = read(image, mask)
     return PatchSplit(x, y, valid, tuple(image.stem for image, _ in pairs), seen)
 
 
@@ -103,8 +116,8 @@ def checked(root: Path, spec: PatchSpec) -> Scan:
     return found
 
 
-def prepare(root: Path, spec: PatchSpec, window: int, inputs: tuple[str, ...],
-            seed: int) -> tuple[PatchSetData, dict[str, Any]]:
+def prepare(root: Path, spec: PatchSpec, window: int, inputs: tuple[str, ...], seed: int,
+            stream: bool | str = False, sample: int = 0) -> tuple[PatchSetData, dict[str, Any]]:
     """Check the structure, plan and read the splits, normalise with the train split's statistics, cut windows; and
     the split record."""
     spec.check_inputs(inputs)  # a channel the dataset lacks fails before any file is read
@@ -115,7 +128,10 @@ def prepare(root: Path, spec: PatchSpec, window: int, inputs: tuple[str, ...],
     if not tiles_patch(window, shape):
         raise InputError("window", f"window {window} px does not tile the {shape[0]} x {shape[1]} px patches of "
                                    f"{root}; use a window that divides the patch size")
-    splits = {r: read_patches(plan[r], spec, inputs, shape) for r in ROLES}
+    read = pair_reader(spec, inputs, shape)
+    if should_stream(stream, sum(len(p) for p in plan.values()), len(inputs), shape):
+        return stream_splits(plan, read, found, spec, window, inputs, seed, sample, root), record
+    splits = {r: read_patches(plan[r], read, len(inputs), shape) for r in ROLES}
     for role, split in splits.items():
         pixels = split.valid.size
         log.info("%s: %d patches of %d x %d px, invalid share %.3f%%", role, len(split), *shape,
@@ -125,6 +141,47 @@ def prepare(root: Path, spec: PatchSpec, window: int, inputs: tuple[str, ...],
                              f"the {role} split has no valid labelled pixel ({len(split)} patch(es): images all "
                              f"no-data/NaN or masks all unlabelled): nothing to {'score' if role == 'test' else 'fit'}")
     return prepare_splits(splits, window, inputs, spec.units, f"{root}/train", spec.per_patch), record
+
+
+def labelled_somewhere(found: Scan, pairs: list[tuple[Path, Path]], labels: Labels) -> bool:
+    """Whether any mask of ``pairs`` holds a landslide or background code, from the structure check's histograms
+    (codes compared as the scan read them: as colours only when both the scan and ``labels`` use colours)."""
+    if found.colours != labels.colours:
+        return True  # the codes are not comparable here; an all-unlabelled split then scores as undefined
+    codes = set(labels.landslide + labels.background)
+    return any(codes.intersection(found.masks.get(mask, {})) for _, mask in pairs)
+
+
+def stream_splits(plan: dict[str, list[tuple[Path, Path]]], read: PairReader, found: Scan, spec: PatchSpec,
+                  window: int, inputs: tuple[str, ...], seed: int, sample: int, root: Path) -> PatchSetData:
+    """Every split served from its files (:mod:`slidemap.data.patch_stream`), the normaliser and distribution fitted
+    on ``sample`` train patches drawn by ``seed`` (0: every train patch, one read more before the first step)."""
+    shape = found.shape()
+    assert shape is not None
+    sets = {r: StreamedPatches(plan[r], read, shape, window, spec.per_patch) for r in ROLES}
+    for role, patches in sets.items():
+        patches.labelled = labelled_somewhere(found, plan[role], spec.labels)
+        if not patches.labelled:
+            raise InputError(root / spec.layout.splits.get(role, spec.layout.splits["train"]),
+                             f"the {role} split has no labelled pixel ({len(plan[role])} patch(es), masks all "
+                             f"unlabelled): nothing to {'score' if role == 'test' else 'fit'}")
+    train = plan["train"]
+    chosen = sample_indices(len(train), sample, seed)
+    start = time.perf_counter()
+    distribution = sample_distribution(inputs, sample_pieces(train, read, chosen, per_patch=False))
+    normaliser = fit_statistics(inputs, sample_pieces(train, read, chosen, spec.per_patch))
+    if normaliser is None or distribution is None:
+        raise InputError(root / spec.layout.splits["train"], f"the {len(chosen)} sampled train patch(es) have no "
+                                                             "valid (finite) pixel: raise data.stream_sample (0: all)")
+    for patches in sets.values():
+        patches.normaliser = normaliser
+    log.info("streaming %s: normaliser fitted on %d of %d train patches in %.1f s; %s windows of %d px", root,
+             len(chosen), len(train), time.perf_counter() - start,
+             ", ".join(f"{len(sets[r])} {r}" for r in ROLES), window)
+    names = tuple(image.stem for image, _ in plan["test"])
+    return PatchSetData(normaliser, sets["train"], sets["val"], sets["test"], StreamedMasks(sets["test"], names),
+                        distribution, spec.units, spec.per_patch,
+                        {"patches": len(chosen), "of": len(train), "seed": seed})
 
 
 class PatchFolderDataModule(PatchSetDataModule):
@@ -137,15 +194,19 @@ class PatchFolderDataModule(PatchSetDataModule):
             (dataset.yaml ``windows``, default the paper's 32, 64, 128).
         channels: Input channel names: the dataset's channels, slope from its dem, NDVI from its red and nir;
             None = every channel dataset.yaml lists, in file order (``experiment=real_patches``).
-        seed: Seed of the training shuffle and of a split drawn from train/.
+        seed: Seed of the training shuffle, of a split drawn from train/ and of the streamed normaliser's sample.
         split_seed: Seed of a split drawn from train/ when it should not follow ``seed`` (None: ``seed``).
+        stream: Read tiles from their files per batch (true), hold every split in memory (false), or ``auto``:
+            stream when the inputs would take more than 2 GiB (:mod:`slidemap.data.patch_stream`).
+        stream_sample: Train patches the streamed normaliser is fitted on (0: all of them).
         Other arguments as in ``SiteDataModule``.
     """
 
     def __init__(self, root: str, train_sites: list[str] | None = None, window: int = 64,
                  channels: list[str] | tuple[str, ...] | None = DEFAULT_CHANNELS, batch_size: int = 4,
                  eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0,
-                 min_samples_per_epoch: int = 0, augment: dict | None = None, split_seed: int | None = None) -> None:
+                 min_samples_per_epoch: int = 0, augment: dict | None = None, split_seed: int | None = None,
+                 stream: bool | str = "auto", stream_sample: int = 512) -> None:
         self._spec: PatchSpec | None = None
         if channels is None:  # the dataset's own channels: its dataset.yaml is read now
             self.root = Path(root)
@@ -153,6 +214,12 @@ class PatchFolderDataModule(PatchSetDataModule):
         super().__init__(root, train_sites, window, channels, batch_size, eval_batch_size, num_workers, seed,
                          min_samples_per_epoch, augment)
         self.split_seed = int(seed if split_seed is None else split_seed)
+        if stream not in (True, False, "auto"):
+            raise InputError("data.stream", f"must be true, false or auto, got {stream!r}")
+        if isinstance(stream_sample, bool) or not isinstance(stream_sample, int) or stream_sample < 0:
+            raise InputError("data.stream_sample", f"must be a whole number of patches >= 0 (0: all), "
+                                                   f"got {stream_sample!r}")
+        self.stream, self.stream_sample = stream, stream_sample
         self._split: dict[str, Any] | None = None
 
     @property
@@ -187,5 +254,6 @@ class PatchFolderDataModule(PatchSetDataModule):
         if self.window not in self.windows:
             raise InputError("window", f"window {self.window} px is not one {self.spec.path} accepts "
                                        f"({', '.join(map(str, self.windows))}; its 'windows' key)")
-        data, self._split = prepare(self.root, self.spec, self.window, self.channels, self.split_seed)
+        data, self._split = prepare(self.root, self.spec, self.window, self.channels, self.split_seed, self.stream,
+                                    self.stream_sample)
         return data

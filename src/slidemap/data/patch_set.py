@@ -19,6 +19,7 @@ import torch
 
 from slidemap.data.datamodule import PatchDataModule
 from slidemap.data.patch_layout import ROLES
+from slidemap.data.patch_stream import StreamedMasks, StreamedPatches, standardise_patch
 from slidemap.data.patches import Normaliser, Patches, fit_statistics
 from slidemap.data.units import REFLECTANCE, Distribution, sample_distribution, units_of
 from slidemap.errors import InputError
@@ -80,18 +81,6 @@ def normalise(split: PatchSplit, normaliser: Normaliser) -> None:
         split.x[i] = normaliser(split.x[i], split.seen[i])
 
 
-def standardise_patch(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """One patch (C, H, W) standardised by its own mean and std per channel over its valid pixels
-    (``normalise: per_patch``: 8-bit renderings stretched one by one share no brightness scale); invalid pixels 0.
-    A constant channel keeps std 1e-6, as the dataset normaliser does."""
-    if not valid.any():
-        return np.zeros_like(x)
-    values = x[:, valid].astype(np.float64)
-    mean, std = values.mean(axis=1), np.maximum(values.std(axis=1), 1e-6)
-    out = (x - mean[:, None, None].astype(np.float32)) / std[:, None, None].astype(np.float32)
-    return np.where(valid[None], out, 0.0).astype(np.float32)
-
-
 def tiles_patch(window: int, shape: tuple[int, int]) -> bool:
     """Whether ``window`` cuts a patch of ``shape`` (rows, cols) into whole tiles without overlap."""
     return window > 0 and shape[0] % window == 0 and shape[1] % window == 0
@@ -126,13 +115,14 @@ class PatchSetData:
     """Everything a run needs, built by the pure functions above (testable without Lightning)."""
 
     normaliser: Normaliser
-    train: Patches
-    val: Patches
-    test: Patches
-    test_split: PatchSplit
+    train: Patches | StreamedPatches
+    val: Patches | StreamedPatches
+    test: Patches | StreamedPatches
+    test_split: PatchSplit | StreamedMasks
     distribution: Distribution | None = None
     optical_unit: str = REFLECTANCE
     per_patch: bool = False
+    normaliser_fit: dict[str, Any] | None = None  # streamed: the seeded sample of train patches it was fitted on
 
 
 def prepare_splits(splits: dict[str, PatchSplit], window: int, channels: tuple[str, ...],
@@ -197,8 +187,12 @@ class PatchSetDataModule(PatchDataModule):
                 "normaliser": self.data.normaliser.to_dict(), "train_sites": self.train_site_names,
                 "units": list(units_of(self.channels, self.data.optical_unit)),
                 "distribution": self.data.distribution.to_dict()}
-        if self.data.per_patch:  # mapping standardises each window on its own before the normaliser
+        if self.data.per_patch:  # mapping standardises each tile of the patch size on its own, then normalises
             info["normalise"] = "per_patch"
+            info["patch_size"] = [int(s) for s in self.data.test_split.valid.shape[1:]] \
+                if isinstance(self.data.test_split, PatchSplit) else list(self.data.test.shape)
+        if self.data.normaliser_fit is not None:
+            info["normaliser_fit"] = self.data.normaliser_fit
         return info
 
     def test_probabilities(self, predictions: list[list[torch.Tensor]] | list[torch.Tensor]) -> np.ndarray:

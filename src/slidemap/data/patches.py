@@ -27,6 +27,10 @@ class Patches:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def any_valid(self) -> bool:
+        """Whether any pixel can be scored (a test area without one is refused before training)."""
+        return bool(self.valid.any())
+
     @staticmethod
     def concat(parts: list["Patches"]) -> "Patches":
         return Patches(

@@ -1,6 +1,6 @@
 """Real data in: Sentinel-2 products (SAFE, STAC, band folders) and DEM tiles -> a site folder.
 
-The folder follows the README's "The data contract: a site on disk"; docs/architecture.md places ingest in the
+The folder follows the site contract (docs/data.md, "A site on disk"); docs/architecture.md places ingest in the
 layers (it writes what data/ reads). Names are imported on first use (rasterio, scipy, shapely take a second), so
 the command line answers ``--help`` at once.
 """

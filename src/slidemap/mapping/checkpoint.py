@@ -29,8 +29,8 @@ from slidemap.models.build import IN_CHANNEL_ARGS, build_net, network_class
 
 log = logging.getLogger(__name__)
 
-RETRAIN_HINT = ("retrain it with this version (python train.py model=... window=... scenario=...): see the README's "
-                "'Checkpoints' section")
+RETRAIN_HINT = ("retrain it with this version (python train.py model=... window=... scenario=...): see docs/mapping.md, "
+                "'Models you can trust'")
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +49,7 @@ class TrainedModel:
     temperature: float = 1.0  # calibration: probabilities are sigmoid(logit / temperature); 1.0 = uncalibrated
     card: dict[str, Any] | None = None  # the model card (slidemap.mapping.model_card); None in older checkpoints
     per_patch: bool = False  # trained on patches standardised one by one (dataset.yaml 'normalise: per_patch')
+    patch_size: int | None = None  # per_patch: the side of the patches it was standardised over (maps use it)
     data_kind: str | None = None  # what trained it (synthetic | sites | ...), recorded from the first save on
 
     def to(self, device: str | torch.device) -> "TrainedModel":
@@ -142,8 +143,22 @@ def load_checkpoint(path: str | PathLike[str]) -> TrainedModel:
     return TrainedModel(net=net, model_name=name, channels=channels, window=window, normaliser=normaliser,
                         threshold=_threshold(hp, path), path=path, units=units, distribution=distribution,
                         temperature=_temperature(hp, path), per_patch=info.get("normalise") == "per_patch",
+                        patch_size=_patch_size(info, window, path),
                         card=hp.get("card") if isinstance(hp.get("card"), dict) else None,
                         data_kind=str(info["data_kind"]) if info.get("data_kind") else None)
+
+
+def _patch_size(info: dict[str, Any], window: int, path: Path) -> int | None:
+    """The per_patch training patches' side (square patches only); the window for checkpoints written before it."""
+    if info.get("normalise") != "per_patch":
+        return None
+    size = info.get("patch_size", [window, window])
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
+        raise InputError(path, f"not a slidemap checkpoint: malformed patch_size {size!r}")
+    if size[0] != size[1]:
+        raise InputError(path, f"trained on {size[0]} x {size[1]} px patches standardised one by one: a scene is "
+                               "mapped in square tiles of the patch size, so non-square patches cannot be mapped")
+    return int(size[0])
 
 
 def _threshold(hp: dict[str, Any], path: Path) -> float:

@@ -121,10 +121,9 @@ class Ensemble:
         if len(self.models) > 1:
             check_distinct(self.models)
         for m in self.models:
-            if m.per_patch:  # a scene has no patches of the training size to standardise one by one
-                raise InputError(m.path, "trained with dataset.yaml 'normalise: per_patch' (each patch standardised "
-                                         "on its own): mapping a scene window by window does not apply it yet; "
-                                         "train with 'normalise: dataset' to map scenes")
+            if (m.per_patch, m.patch_size) != (first.per_patch, first.patch_size):
+                raise InputError(m.path, f"ensemble members differ in per-patch standardisation (dataset.yaml "
+                                         f"'normalise') or patch size from {first.path}: combine the seeds of one cell")
             m.net.eval()
 
     @property
@@ -148,6 +147,24 @@ class Ensemble:
     @property
     def normaliser(self) -> Normaliser:
         return self.models[0].normaliser
+
+    @property
+    def standardise(self) -> Normaliser | None:
+        """Per-patch models (``normalise: per_patch``): the normaliser each tile gets again after being
+        standardised on its own (:func:`~slidemap.mapping.mosaic.iter_mosaic`); None for the others."""
+        return self.models[0].normaliser if self.models[0].per_patch else None
+
+    def map_tile(self, tile: int | None, default: int) -> int:
+        """The tile a scene is mapped in: ``tile`` or ``default``; a per-patch model's training patch size, since
+        its tiles are standardised as its training patches were (another ``--tile`` is refused)."""
+        size = self.models[0].patch_size if self.models[0].per_patch else None
+        if size is None:
+            return int(tile or default)
+        if tile is not None and int(tile) != size:
+            raise InputError("--tile", f"{self.path} was trained on {size} px patches standardised one by one "
+                                       f"(dataset.yaml 'normalise: per_patch'): it maps in tiles of {size} px, "
+                                       f"not {tile}")
+        return size
 
     @property
     def threshold(self) -> float:

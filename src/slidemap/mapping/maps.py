@@ -81,7 +81,7 @@ def map_area(model: TrainedModel | Ensemble, site: Site, out_dir: Path, block: B
         synthetic_model: The model was trained only on synthetic sites and allowed on this one: the maps say so.
     """
     model = as_ensemble(model)
-    tile = int(tile or model.window)  # as eval.py and the training's test maps
+    tile = model.map_tile(tile, model.window)  # as eval.py and the training's test maps
     threshold = chosen_threshold(model, threshold)
     block = block or Block(0, 0, *site.shape)
     transform = site.transform @ Affine.translation(block.col0, block.row0)  # the block's upper-left pixel
@@ -188,9 +188,9 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
     output carries the warning); every output carries the provenance tags.
     """
     model = as_ensemble(model)
-    tile = int(tile or max(MAP_TILE, model.window))
+    tile = model.map_tile(tile, max(MAP_TILE, model.window))
     overlap = default_overlap(tile) if overlap is None else overlap
-    if tile > model.window:  # a large tile on a small scene: no more than the scene (the window's tiles as always)
+    if tile > model.window and model.standardise is None:  # a large tile on a small scene: no more than the scene (the window's tiles as always)
         tile = fit_tile(tile, scene.shape)
     batch_size = batch_size or max(1, min(32, BATCH_PIXELS // tile ** 2))  # 32 tiles of 32 or 64 px, as before
     threshold = chosen_threshold(model, threshold)

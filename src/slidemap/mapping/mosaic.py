@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from slidemap.data.patch_stream import standardise_patch
 from slidemap.data.patches import Normaliser
 from slidemap.data.site import Site
 from slidemap.data.split import Block
@@ -176,6 +177,7 @@ def iter_mosaic(net: nn.Module | Predictor, read: RowReader, shape: tuple[int, i
         raise ValueError(f"unknown mosaic mode {mode!r}; choose one of {', '.join(MODES)}")
     predict = as_predictor(net)
     spread = bool(predict.spread)
+    standardise: Normaliser | None = getattr(predict, "standardise", None)
     rows, cols = shape
     r_starts = tile_starts(rows, tile, mode, overlap)
     c_starts = tile_starts(cols, tile, mode, overlap)
@@ -227,6 +229,10 @@ def iter_mosaic(net: nn.Module | Predictor, read: RowReader, shape: tuple[int, i
                 for k, (c, _) in enumerate(chunk):
                     w = min(tile, cols - c)
                     x[k, :, :h, :w] = band[:, :, c:c + w]
+                    if standardise is not None:  # per-patch model: each tile standardised as a training patch
+                        v = np.zeros((tile, tile), bool)
+                        v[:h, :w] = band_valid[:, c:c + w]
+                        x[k] = standardise(standardise_patch(x[k], v), v)
                 probs, sds = predict(x, autocast)
                 for k, (c, cw) in enumerate(chunk):
                     w = min(tile, cols - c)

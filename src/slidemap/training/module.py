@@ -19,6 +19,7 @@ from slidemap.evaluation.calibration import CalibrationBins, bins_record, ece, p
 from slidemap.evaluation.histogram import ProbabilityHistogram, average_precision
 from slidemap.evaluation.scoring import POOLED, area_results, as_number, scores
 from slidemap.training.losses import build_loss, masked_bce
+from slidemap.training.object_scores import TileObjectCounts, add_object_scores
 
 __all__ = ["LandslideModule", "masked_bce"]
 
@@ -65,6 +66,7 @@ class LandslideModule(pl.LightningModule):
         self.test_stats = nn.ModuleList(BinaryStatScores(threshold=self.threshold, ignore_index=-1)
                                         for _ in self.test_areas)
         self.histograms = nn.ModuleList(ProbabilityHistogram() for _ in self.test_areas)
+        self.tile_objects = nn.ModuleList(TileObjectCounts() for _ in self.test_areas)
         self.calibrated_bins = nn.ModuleList(CalibrationBins() for _ in self.test_areas)
         self.raw_bins = nn.ModuleList(CalibrationBins() for _ in self.test_areas)
         self.temperature = 1.0
@@ -139,20 +141,21 @@ class LandslideModule(pl.LightningModule):
         target = self._masked_target(y, valid)
         self.test_stats[dataloader_idx].update(probs, target)
         self.histograms[dataloader_idx].update(probs, target)
+        self.tile_objects[dataloader_idx].update(probs, target, self.threshold)
         self.calibrated_bins[dataloader_idx].update(probs, target)
         self.raw_bins[dataloader_idx].update(torch.sigmoid(logits), target)
 
     def on_test_epoch_end(self) -> None:
         """Metrics per area over every valid pixel, and "all" pooled from the areas' counts."""
         counts, calibrated, raw = {}, {}, {}
-        hists = {}
-        for name, stat, cal, unc, hist in zip(self.test_areas, self.test_stats, self.calibrated_bins, self.raw_bins,
-                                              self.histograms):
+        hists, objects = {}, {}
+        for name, stat, cal, unc, hist, obj in zip(self.test_areas, self.test_stats, self.calibrated_bins,
+                                                   self.raw_bins, self.histograms, self.tile_objects):
             tp, fp, tn, fn, _ = (int(v) for v in stat.compute().tolist())
             counts[name] = {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
             calibrated[name], raw[name] = bins_record(cal.compute()), bins_record(unc.compute())
-            hists[name] = hist.compute().cpu().numpy()
-            for metric in (stat, cal, unc, hist):
+            hists[name], objects[name] = hist.compute().cpu().numpy(), obj.compute()
+            for metric in (stat, cal, unc, hist, obj):
                 metric.reset()
         hists[POOLED] = sum(hists.values())
         calibrated[POOLED], raw[POOLED] = pool_bins(list(calibrated.values())), pool_bins(list(raw.values()))
@@ -165,6 +168,7 @@ class LandslideModule(pl.LightningModule):
             for key in ("precision", "recall", "f1", "iou", "mcc", "average_precision", "ece"):
                 if metrics[key] is not None:  # an undefined metric is not logged as a number
                     self.log(f"test/{area}/{key}", metrics[key], add_dataloader_idx=False, sync_dist=True)
+        add_object_scores(results, objects, "tile")  # a site run recounts its stitched areas (training.run)
         self.test_results = results
         self.reliability = calibrated
 

@@ -1,8 +1,9 @@
-"""Object scores of a training run's test areas: each area's probabilities put back in place, thresholded, and its
-reference landslides and predicted polygons counted (:mod:`slidemap.evaluation.objects`).
+"""Object scores of a training run's test areas (:mod:`slidemap.evaluation.objects`): reference landslides found and
+predicted polygons that hit one.
 
-A site's test area is one block, so a landslide across two patches is one object; a patch dataset's images are
-counted one by one (their objects end at the image edge) and summed.
+A site's test area is one block: its stitched probabilities are thresholded and counted as a whole, so a landslide
+across two patches is one object. A patch dataset's test tiles are counted one by one as the test loop scores them
+(:class:`TileObjectCounts`, bounded memory, summed over DDP ranks): an object ends at the tile edge.
 """
 
 from __future__ import annotations
@@ -11,47 +12,57 @@ from typing import Any
 
 import numpy as np
 import torch
+from torchmetrics import Metric
 
 from slidemap.data.datamodule import PreparedData
-from slidemap.data.patch_set import PatchSetDataModule
-from slidemap.evaluation.objects import object_counts, object_record, pooled_objects
+from slidemap.evaluation.objects import COUNT_KEYS, object_counts, object_record, pooled_objects
 from slidemap.evaluation.scoring import POOLED
 from slidemap.mapping.rasters import binarise, stitch
 
 
-def _probabilities(batches: list[torch.Tensor]) -> np.ndarray:
-    return torch.cat(list(batches)).float().numpy() if batches else np.zeros((0, 1, 1), np.float32)
+class TileObjectCounts(Metric):
+    """Object counts summed over test tiles: ``update(probs, target, threshold)`` with target -1 = not scored."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        for key in COUNT_KEYS:
+            self.add_state(key, default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor, target: torch.Tensor, threshold: float) -> None:
+        p = probs.detach().float().cpu().numpy()
+        t = target.detach().cpu().numpy()
+        for k in range(p.shape[0]):
+            counts = object_counts(binarise(p[k], threshold), t[k] == 1, t[k] != -1)
+            for key in COUNT_KEYS:
+                setattr(self, key, getattr(self, key) + counts[key])
+
+    def compute(self) -> dict[str, int]:
+        return {key: int(getattr(self, key)) for key in COUNT_KEYS}
 
 
-def area_object_counts(datamodule: Any, predictions: list[list[torch.Tensor]],
+def site_object_counts(data: PreparedData, predictions: list[list[torch.Tensor]],
                        threshold: float) -> dict[str, dict[str, int]]:
-    """{test area: object counts} of the predictions (batches per area, as ``run.predict_areas`` gives them)."""
-    if isinstance(datamodule, PatchSetDataModule):
-        data = datamodule.data
-        assert data is not None, "call setup() first"
-        prob = datamodule.test_probabilities(predictions)
-        split = data.test_split
-        per = [object_counts(binarise(prob[i], threshold), split.y[i], split.valid[i]) for i in range(len(split))]
-        return {datamodule.area: pooled_objects(per)}
-    data = getattr(datamodule, "data", None)
-    if not isinstance(data, PreparedData):
-        return {}
+    """{test area: object counts} of each site's stitched test block (batches per area, as ``predict_areas``)."""
     counts = {}
     for name, batches in zip(data.test, predictions):
         site, block = data.sites[name], data.splits[name].test
         if site.label is None:
             continue
-        prob = stitch(data.test[name], _probabilities(batches), block)
+        probs = torch.cat(list(batches)).float().numpy() if batches else np.zeros((0, 1, 1), np.float32)
+        prob = stitch(data.test[name], probs, block)
         rows, cols = block.slices
         counts[name] = object_counts(binarise(prob, threshold), site.label[rows, cols],
                                      site.valid[rows, cols] & np.isfinite(prob))
     return counts
 
 
-def add_object_scores(results: dict[str, dict[str, Any]], counts: dict[str, dict[str, int]]) -> None:
-    """Put each area's ``objects`` record into ``results`` (a module's test results), ``all`` pooled."""
+def add_object_scores(results: dict[str, dict[str, Any]], counts: dict[str, dict[str, int]], unit: str) -> None:
+    """Put each area's ``objects`` record into ``results`` (a module's test results), ``all`` pooled; ``unit``
+    says what an object could not cross (``test area`` or ``tile``)."""
     for area, c in counts.items():
         if area in results:
-            results[area]["objects"] = object_record(c)
+            results[area]["objects"] = {**object_record(c), "counted_per": unit}
     if counts and POOLED in results:
-        results[POOLED]["objects"] = object_record(pooled_objects(list(counts.values())))
+        results[POOLED]["objects"] = {**object_record(pooled_objects(list(counts.values()))), "counted_per": unit}

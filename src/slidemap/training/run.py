@@ -11,11 +11,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from slidemap.config_checks import check_choice
+from slidemap.data.datamodule import PreparedData
 from slidemap.data.split import WINDOWS
 from slidemap.errors import InputError
 from slidemap.evaluation.scoring import shown
@@ -31,7 +33,7 @@ from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_
 from slidemap.training.encoder_weights import apply_encoder_options
 from slidemap.training.losses import build_loss
 from slidemap.training.module import LandslideModule
-from slidemap.training.object_scores import add_object_scores, area_object_counts
+from slidemap.training.object_scores import add_object_scores, site_object_counts
 from slidemap.training.outputs import write_test_outputs
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
 
@@ -155,8 +157,10 @@ def resume_checkpoint(out: Path) -> str | None:
 
 
 @torch.no_grad()
-def predict_areas(trainer: pl.Trainer, module: LandslideModule, datamodule: Any) -> list[list[torch.Tensor]]:
-    """Probabilities of every test patch, batch by batch per area, under the trainer's precision.
+def predict_areas(trainer: pl.Trainer, module: LandslideModule,
+                  loaders: list[DataLoader]) -> list[list[torch.Tensor]]:
+    """Probabilities of every patch of ``loaders`` (the test areas' or some of their patches), batch by batch per
+    loader, under the trainer's precision.
 
     A plain loop in this process (not ``trainer.predict``): under DDP each rank would only see its shard. It runs
     like the test loop (eval mode, inference mode, the same precision context; in one process the same batches),
@@ -166,7 +170,7 @@ def predict_areas(trainer: pl.Trainer, module: LandslideModule, datamodule: Any)
     module.eval()
     areas = []
     with torch.inference_mode():
-        for loader in datamodule.predict_dataloader():
+        for loader in loaders:
             batches = []
             for i, batch in enumerate(loader):
                 with trainer.precision_plugin.forward_context():
@@ -275,7 +279,7 @@ def run_job(cfg: DictConfig) -> float:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
     datamodule.setup()  # reads and checks the data (e.g. window vs test area) before any training
-    empty = [a for a, p in zip(datamodule.test_areas, datamodule.test_patch_sets()) if not p.valid.any()]
+    empty = [a for a, p in zip(datamodule.test_areas, datamodule.test_patch_sets()) if not p.any_valid()]
     if empty:  # found now, not after training: nothing could be scored
         raise InputError(empty[0], "this test area has no valid pixel (all nodata or NaN in some input channel): "
                                    "nothing can be scored")
@@ -316,10 +320,16 @@ def run_job(cfg: DictConfig) -> float:
         check_scored(module.test_results)
         if not trainer.is_global_zero:  # DDP: rank 0 alone writes maps and results
             return val_f1
-        predictions = predict_areas(trainer, module, datamodule)
-        add_object_scores(module.test_results, area_object_counts(datamodule, predictions, module.threshold))
-        previews = write_test_outputs(out, datamodule, predictions, module.threshold,
-                                      previews=int(cfg.get("previews", 4)))
+        predicted: list[list[list[torch.Tensor]]] = []  # what write_test_outputs had predicted, kept for objects
+
+        def predict(loaders: list[Any]) -> list[list[torch.Tensor]]:
+            predicted.append(predict_areas(trainer, module, loaders))
+            return predicted[-1]
+
+        previews = write_test_outputs(out, datamodule, predict, module.threshold, previews=int(cfg.get("previews", 4)))
+        if isinstance(getattr(datamodule, "data", None), PreparedData) and predicted:  # sites: whole test areas
+            add_object_scores(module.test_results, site_object_counts(datamodule.data, predicted[0], module.threshold),
+                              "test area")
         payload = {
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
             "inputs": str((cfg.get("inputs") or {}).get("name", "post")), "channels": list(datamodule.channels),
