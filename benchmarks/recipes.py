@@ -142,6 +142,8 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=12, help="training batches per epoch")
     p.add_argument("--datasets", nargs="+", default=["synthetic", "nepal_rgb_colour_masks",
                                                       "sichuan_aerial_colour_masks", "bangladesh_s2_arcgis"])
+    p.add_argument("--losses", nargs="+", default=list(LOSSES), help="the losses compared (bce is the paper's)")
+    p.add_argument("--no-d4", action="store_true", help="leave out the augment=d4 family")
     p.add_argument("--table-only", action="store_true")
     args = p.parse_args()
     work = args.out.resolve()
@@ -154,9 +156,10 @@ def main() -> None:
             from slidemap.data.synthetic import ensure_synthetic
             ensure_synthetic(work / "data" / "synthetic", scale=0.1, seed=0)
         for dataset in args.datasets:
-            sweep(dataset, "losses", [f"loss={','.join(LOSSES)}"], args.seeds, work, budget)
+            sweep(dataset, "losses", [f"loss={','.join(args.losses)}"], args.seeds, work, budget)
             sweep(dataset, "threshold_auto", ["threshold=auto"], args.seeds, work, budget)
-            sweep(dataset, "augment_d4", ["augment=d4"], args.seeds, work, budget)
+            if not args.no_d4:
+                sweep(dataset, "augment_d4", ["augment=d4"], args.seeds, work, budget)
     print(table(work, args.datasets))
 
 
