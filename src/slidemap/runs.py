@@ -18,8 +18,12 @@ METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
 """A run's identity: the overrides that shape its result (:mod:`slidemap.training.identity`)."""
 
+SEARCH_FILE = "search.json"
+"""A search sweep's record of its trials (written by :mod:`slidemap.search`, read by the report without Optuna)."""
 
-PRESENTATION_KEYS = ("logger", "resume", "trainer.enable_progress_bar", "data.num_workers", "hydra.launcher.n_jobs")
+
+PRESENTATION_KEYS = ("logger", "resume", "trainer.enable_progress_bar", "data.num_workers", "hydra.launcher.n_jobs",
+                     "search")
 """Overrides that change how a run is shown or executed, never its result: not part of its identity."""
 
 

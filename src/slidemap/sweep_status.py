@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from slidemap.config_checks import SCHEMAS, check_config
 from slidemap.errors import InputError
 from slidemap.io import write_json
-from slidemap.runs import METRICS_FILE, RUN_FILE, override_key
+from slidemap.runs import METRICS_FILE, RUN_FILE, SEARCH_FILE, override_key
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def check_distinct_values(overrides: list[str]) -> None:
     """Refuse a sweep value given twice (``seed=0,0``): both jobs would run into one folder, at once under a
     parallel launcher."""
     for o in OverridesParser.create().parse_overrides(overrides):
-        if not o.is_sweep_override():
+        if not o.is_sweep_override() or o.is_interval_sweep():  # an interval is a search's, not a list
             continue
         values = list(o.sweep_string_iterator())
         twice = sorted({v for v in values if values.count(v) > 1})
@@ -179,6 +179,9 @@ class SweepSummary(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         jobs = sweep_jobs(sweep_dir)
         line = summary_line(jobs, sweep_axes(config))
+        if (sweep_dir / SEARCH_FILE).is_file():  # a search's failed trials are recorded failed in its study
+            log.info("search %s: %s; slidemap report %s lists the trials", sweep_dir, line, sweep_dir)
+            return
         if any(j.status != "done" for j in jobs):
             print(f"sweep {sweep_dir}: {line}; the same command with hydra.sweep.dir={sweep_dir} reruns only "
                   "the failed and unfinished jobs", file=sys.stderr)

@@ -66,8 +66,10 @@ def _baseline(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from slidemap.reporting.report import write_report
+    from slidemap.reporting.search import is_search, write_search_report
 
-    print(write_report(args.sweep_dir, args.out))
+    write = write_search_report if is_search(args.sweep_dir) else write_report  # a search: its trials, the best
+    print(write(args.sweep_dir, args.out))
     return 0
 
 
@@ -104,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     p = sub.add_parser("report", help="the paper's tables and figures from a (partly) finished sweep directory")
-    p.add_argument("sweep_dir", help="a multirun/<date>/<time> folder")
+    p.add_argument("sweep_dir", help="a multirun/<date>/<time> folder (a search's: its trials, the best, and the "
+                                     "command that reruns it over seeds)")
     p.add_argument("--out", default=None, help="output folder (default: SWEEP_DIR/report)")
     p.set_defaults(func=_report)
 

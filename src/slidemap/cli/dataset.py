@@ -52,6 +52,16 @@ def format_inference(inference: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _only_h5_key(path: Path) -> bool:
+    """A dataset.yaml that says only which HDF5 datasets to read: the inference carries it over, so it may be
+    replaced without --force."""
+    try:
+        meta = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        return False
+    return isinstance(meta, dict) and set(meta) == {"h5_key"}
+
+
 def dataset_command(args: argparse.Namespace) -> int:
     from slidemap.data.patch_infer import infer
     from slidemap.io import atomic_path
@@ -68,7 +78,7 @@ def dataset_command(args: argparse.Namespace) -> int:
     if not args.write:
         return 0
     target = root / "dataset.yaml"
-    if target.is_file() and target.read_text() != text and not args.force:
+    if target.is_file() and target.read_text() != text and not args.force and not _only_h5_key(target):
         raise InputError(target, "exists and differs from the inferred one: nothing written (--force replaces it)")
     with atomic_path(target) as tmp:
         tmp.write_text(text)

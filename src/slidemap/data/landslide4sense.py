@@ -6,7 +6,8 @@ B1..B12, then slope, then DEM) with ``.../mask/mask_N.h5`` (key ``mask``, 0/1, (
 (:mod:`slidemap.data.patch_set`, shared with ``data=patches``) serves it with the interface of ``SiteDataModule``:
 TrainData trains (and alone sets the normalisation), ValidData drives early stopping, TestData is one test area.
 
-The release does not store physical values: each channel is divided by a per-channel mean (:data:`STORED_SCALE`).
+The release does not store physical values: each channel is divided by a per-channel mean
+(:data:`~slidemap.data.l4s_release.STORED_SCALE`).
 :func:`to_physical` multiplies it back and converts the bands to reflectance as the site reader does, so a
 checkpoint trained here takes the same units as one trained on sites and maps ``slidemap site`` scenes correctly.
 """
@@ -22,6 +23,7 @@ import numpy as np
 
 from slidemap.data.channels import bands_needed, canonical_all, is_pre
 from slidemap.data.indices import ndvi
+from slidemap.data.l4s_release import PATCH, STORED, STORED_CANONICAL, STORED_SCALE
 from slidemap.data.patch_set import PatchSetData, PatchSetDataModule, PatchSplit, prepare_splits, tiles_patch
 from slidemap.data.reflectance import L2A_DN_SCALE, to_reflectance
 from slidemap.data.site import DEFAULT_CHANNELS
@@ -29,20 +31,6 @@ from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
 
-STORED: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "slope", "dem")
-"""The 14 channels of an ``image_N.h5``, in stored order (the official README: bands 13 = slope, 14 = DEM)."""
-
-STORED_CANONICAL: tuple[str, ...] = canonical_all(STORED)
-"""The same channels by their common names (coastal, blue, ..., swir22, slope, dem)."""
-
-STORED_SCALE: tuple[float, ...] = (
-    1111.81236406, 824.63171476, 663.41636217, 445.17289745, 645.8582926, 1547.73508126, 1960.44401001,
-    1941.32229668, 674.07572865, 9.04787384, 1113.98338755, 519.90397929, 20.29228266, 772.83144788)
-"""What the release divided each stored channel by: the dataset authors' per-channel mean vector, given in their
-answer to iarai/Landslide4Sense-2022 issue 4 (https://github.com/iarai/Landslide4Sense-2022/issues/4).
-stored x STORED_SCALE = B1..B12 as digital numbers (reflectance x 10000), slope in degrees, DEM in metres."""
-
-PATCH = 128
 SPLITS = {"train": "TrainData", "val": "ValidData", "test": "TestData"}
 AREA = "landslide4sense"
 

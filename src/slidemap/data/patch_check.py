@@ -15,7 +15,8 @@ from pathlib import Path
 import rasterio
 
 from slidemap.data.patch_files import FORMATS, PatchSpec, npy_layout_problem
-from slidemap.data.patch_headers import Header, read_header
+from slidemap.data.patch_h5 import H5Keys
+from slidemap.data.patch_headers import ARRAY_FORMATS, Header, read_header
 from slidemap.data.patch_layout import Layout, plan_pairs
 from slidemap.data.patch_masks import Labels, histogram, mask_codes
 from slidemap.errors import InputError
@@ -53,14 +54,15 @@ def _grey_as_colour(hist: dict[int, int]) -> dict[int, int]:
     return {(v << 16) | (v << 8) | v if v >= 0 else v: n for v, n in hist.items()}
 
 
-def scan(root: Path, layout: Layout, formats: dict[str, str], colours: bool | None = None) -> Scan:
+def scan(root: Path, layout: Layout, formats: dict[str, str], colours: bool | None = None,
+         keys: H5Keys = H5Keys()) -> Scan:
     """Pair the files, read every image header and every mask (``colours``: read masks as colours; None: decide
-    from the masks, colour as soon as one mask's channels differ)."""
+    from the masks, colour as soon as one mask's channels differ; ``keys``: the HDF5 datasets to read)."""
     pairs, problems = plan_pairs(root, layout)
     result = Scan(pairs, problems=problems)
     found_colour = bool(colours)
     with rasterio.Env():  # one GDAL environment for thousands of opens, not one each
-        _scan_pairs(pairs, formats, colours, result)
+        _scan_pairs(pairs, formats, colours, keys, result)
     found_colour |= result.colours
     if found_colour and not colours:
         result.masks = {m: _grey_as_colour(h) if max(h) <= 255 else h for m, h in result.masks.items()}
@@ -69,7 +71,7 @@ def scan(root: Path, layout: Layout, formats: dict[str, str], colours: bool | No
 
 
 def _scan_pairs(pairs: dict[str, list[tuple[Path, Path]]], formats: dict[str, str], colours: bool | None,
-                result: Scan) -> None:
+                keys: H5Keys, result: Scan) -> None:
     for role_pairs in pairs.values():
         for image, mask in role_pairs:
             for path in (image, mask):
@@ -79,8 +81,8 @@ def _scan_pairs(pairs: dict[str, list[tuple[Path, Path]]], formats: dict[str, st
             if image.suffix.lower() not in formats or mask.suffix.lower() not in formats:
                 continue
             try:
-                result.headers[image] = read_header(image, formats[image.suffix.lower()])
-                codes, is_colour = mask_codes(mask, bool(colours))
+                result.headers[image] = read_header(image, formats[image.suffix.lower()], keys)
+                codes, is_colour = mask_codes(mask, bool(colours), keys.masks)
             except InputError as err:
                 result.problems.append(err)
                 continue
@@ -91,13 +93,13 @@ def _scan_pairs(pairs: dict[str, list[tuple[Path, Path]]], formats: dict[str, st
 
 def check_images(found: Scan, spec: PatchSpec) -> None:
     """Every image has the dataset's channel count (an alpha band over it is allowed) and the first train
-    image's size; a NumPy array stored otherwise than ``npy_layout`` says is named with that key."""
+    image's size; an array (NumPy, HDF5) stored otherwise than ``npy_layout`` says is named with that key."""
     channels = len(spec.channels)
     shape = None
     masks = {image: mask for pairs in found.pairs.values() for image, mask in pairs}
     for image, header in found.headers.items():
         rows, cols, bands = header.rows, header.cols, header.bands
-        if header.fmt == "NumPy":
+        if header.fmt in ARRAY_FORMATS:
             problem = npy_layout_problem(image, header.shape3, spec)
             if problem is not None:
                 found.problems.append(problem)
@@ -147,7 +149,7 @@ def check_masks(found: Scan, labels: Labels, spec_path: Path) -> None:
 
 def check_dataset(root: Path, spec: PatchSpec) -> Scan:
     """Scan and check a dataset against its dataset.yaml; the scan holds every problem found."""
-    found = scan(root, spec.layout, FORMATS, spec.labels.colours)
+    found = scan(root, spec.layout, FORMATS, spec.labels.colours, spec.h5)
     check_images(found, spec)
     check_masks(found, spec.labels, spec.path)
     return found

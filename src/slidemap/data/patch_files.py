@@ -1,4 +1,4 @@
-"""A patch folder's files: dataset.yaml, image/mask pairs in GeoTIFF, PNG, JPEG or NumPy, read into physical units.
+"""A patch folder's files: dataset.yaml, image/mask pairs in GeoTIFF, PNG, JPEG, NumPy or HDF5, in physical units.
 
 The common layout of public landslide patch datasets (Bijie, CAS Landslide, GVLM, HR-GLDD, ...) is
 ``DIR/{train,val,test}/{images,masks}/`` with an image and its mask paired by file stem; others name their folders
@@ -24,6 +24,8 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from slidemap.data.channels import NDVI_BANDS, OPTICAL_UNITS, bands_needed, canonical_all, is_band, is_pre
 from slidemap.data.indices import ndvi
+from slidemap.data.patch_h5 import H5Keys, parse_h5_key, read_h5
+from slidemap.data.patch_headers import ARRAY_FORMATS
 from slidemap.data.patch_layout import Layout, parse_layout
 from slidemap.data.patch_masks import Labels, parse_labels
 from slidemap.data.raster import reading, valid_mask
@@ -34,14 +36,16 @@ from slidemap.errors import InputError
 
 SPEC_FILE = "dataset.yaml"
 FORMATS: dict[str, str] = {".tif": "GeoTIFF", ".tiff": "GeoTIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG",
-                           ".npy": "NumPy"}
-"""File suffixes read (case-insensitive); PNG and JPEG go through GDAL like GeoTIFF, so no new dependency."""
+                           ".npy": "NumPy", ".h5": "HDF5", ".hdf5": "HDF5"}
+"""File suffixes read (case-insensitive); PNG and JPEG go through GDAL like GeoTIFF, HDF5 through h5py
+(:mod:`~slidemap.data.patch_h5`)."""
 
 STORABLE: tuple[str, ...] = ("slope", "dem", "ndvi")
 """Channels other than bands that a dataset may store (as they are: degrees, metres, index)."""
 
 KEYS: tuple[str, ...] = ("channels", "units", "scale", "offset", "nodata", "normalise", "pixel_size", "windows",
-                         "name", "npy_layout", "splits", "images", "masks", "pairing", "labels", "mask_nodata")
+                         "name", "npy_layout", "h5_key", "splits", "images", "masks", "pairing", "labels",
+                         "mask_nodata")
 """The keys of dataset.yaml; any other is refused (a typo would otherwise be silently ignored)."""
 
 NORMALISE: tuple[str, ...] = ("dataset", "per_patch")
@@ -59,14 +63,18 @@ class PatchSpec:
         units: What the band values are: 'reflectance' or 'brightness'.
         scale, offset: band value = stored x scale + offset; None = the default of the file's dtype
             (:func:`band_conversion`).
+        scales: ``scale`` given as a list: one factor per stored channel, bands and dem/slope alike (stored x
+            factor = the channel's unit), for releases that divided each channel by its own mean
+            (Landslide4Sense); ``scale`` is then None and ``offset`` still applies to bands.
         pixel_size: Metres per pixel; slope derived from ``dem`` needs it.
         windows: Windows this dataset accepts (each must tile the patch size); None = the paper's.
         name: The test area's name.
-        hwc: NumPy images are (H, W, C) instead of (C, H, W).
+        hwc: Array images (NumPy, HDF5) are (H, W, C) instead of (C, H, W) (``npy_layout: hwc``).
         nodata: Image value of pixels without data: a pixel whose every stored channel holds it is invalid.
         per_patch: ``normalise: per_patch`` (see :data:`NORMALISE`).
         layout: Folders and pairing (:class:`~slidemap.data.patch_layout.Layout`).
         labels: Mask encoding (:class:`~slidemap.data.patch_masks.Labels`; ``mask_nodata`` is one unlabelled value).
+        h5: The HDF5 datasets holding images and masks (``h5_key``; None: a file's only dataset).
     """
 
     path: Path
@@ -82,6 +90,8 @@ class PatchSpec:
     per_patch: bool = False
     layout: Layout = Layout()
     labels: Labels = Labels()
+    h5: H5Keys = H5Keys()
+    scales: tuple[float, ...] | None = None
 
     def available(self) -> tuple[str, ...]:
         """Every channel the dataset can give: its own, slope from a DEM, NDVI from red and nir."""
@@ -122,6 +132,19 @@ def _number(path: Path, key: str, value: Any, positive: bool = False) -> float |
     if isinstance(value, bool) or not isinstance(value, int | float) or (positive and not value > 0):
         raise InputError(path, f"'{key}' must be a {'positive ' if positive else ''}number, got {value!r}")
     return float(value)
+
+
+def _scales(path: Path, value: Any, channels: tuple[str, ...]) -> tuple[float, ...] | None:
+    """``scale`` as a list: one positive factor per channel in file order (None: a number or absent)."""
+    if not isinstance(value, list):
+        return None
+    if len(value) != len(channels):
+        raise InputError(path, f"'scale' lists {len(value)} factor(s) for {len(channels)} channel(s) "
+                               f"({', '.join(channels)}): give one number for the bands, or one factor per channel")
+    factors = tuple(_number(path, f"scale[{i}]", v, positive=True) for i, v in enumerate(value))
+    if None in factors:
+        raise InputError(path, f"'scale' lists a null factor (channel {channels[factors.index(None)]})")
+    return tuple(float(f) for f in factors if f is not None)
 
 
 def load_spec(root: Path) -> PatchSpec:
@@ -166,20 +189,24 @@ def load_spec(root: Path) -> PatchSpec:
     normalise = meta.get("normalise", "dataset")
     if normalise not in NORMALISE:
         raise InputError(path, f"'normalise' must be one of {', '.join(NORMALISE)}, got {normalise!r}")
-    return PatchSpec(path, channels, units, _number(path, "scale", meta.get("scale"), positive=True),
+    scales = _scales(path, meta.get("scale"), channels)
+    return PatchSpec(path, channels, units,
+                     None if scales else _number(path, "scale", meta.get("scale"), positive=True),
                      _number(path, "offset", meta.get("offset")),
                      _number(path, "pixel_size", meta.get("pixel_size"), positive=True),
                      tuple(windows) if windows is not None else None, name, layout == "hwc",
                      _number(path, "nodata", meta.get("nodata")), normalise == "per_patch",
                      parse_layout(path, meta),
-                     parse_labels(path, meta.get("labels"), _number(path, "mask_nodata", meta.get("mask_nodata"))))
+                     parse_labels(path, meta.get("labels"), _number(path, "mask_nodata", meta.get("mask_nodata"))),
+                     parse_h5_key(path, meta.get("h5_key")), scales)
 
 
 def band_conversion(dtype: np.dtype, spec: PatchSpec, source: Path) -> tuple[float, float]:
     """(scale, offset) from stored band values to the dataset's unit: dataset.yaml's ``scale``/``offset``, else the
     site reader's defaults (:func:`~slidemap.data.reflectance.conversion`: floats as they are, integer reflectance
-    DN / 10000, uint8 brightness / 255, other integer brightness refused)."""
-    return conversion(dtype, spec.scale, spec.offset, spec.units, source)
+    DN / 10000, uint8 brightness / 255, other integer brightness refused); with per-channel ``scales`` the bands'
+    factors are those (scale 1 here)."""
+    return conversion(dtype, 1.0 if spec.scales else spec.scale, spec.offset, spec.units, source)
 
 
 def _fmt(path: Path) -> str:
@@ -198,8 +225,8 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def npy_layout_problem(path: Path, shape: tuple[int, ...], spec: PatchSpec) -> InputError | None:
-    """A NumPy image stored (H, W, C) while dataset.yaml says (C, H, W) (the default), or the reverse: named with the
-    key that fixes it, instead of a window or channel count error far from the cause."""
+    """An array image (NumPy, HDF5) stored (H, W, C) while dataset.yaml says (C, H, W) (the default), or the
+    reverse: named with the key that fixes it, instead of a window or channel count error far from the cause."""
     n = len(spec.channels)
     if len(shape) != 3:
         return None
@@ -215,8 +242,9 @@ def npy_layout_problem(path: Path, shape: tuple[int, ...], spec: PatchSpec) -> I
 def read_raw(path: Path, spec: PatchSpec) -> tuple[np.ndarray, np.ndarray]:
     """An image as stored (C, H, W) and the pixels valid in each channel (C, H, W): nodata (the file's and
     dataset.yaml's ``nodata``), NaN, alpha honoured."""
-    if _fmt(path) == "NumPy":
-        data = _load_npy(path)
+    fmt = _fmt(path)
+    if fmt in ARRAY_FORMATS:
+        data = _load_npy(path) if fmt == "NumPy" else read_h5(path, spec.h5.images, "images")
         problem = npy_layout_problem(path, data.shape, spec)
         if problem is not None:
             raise problem
@@ -244,9 +272,11 @@ def read_raw(path: Path, spec: PatchSpec) -> tuple[np.ndarray, np.ndarray]:
     return data, valid
 
 
-def read_mask(path: Path, shape: tuple[int, int], labels: Labels) -> tuple[np.ndarray, np.ndarray]:
-    """A 0/1 landslide mask (H, W) uint8 and its labelled pixels, decoded by dataset.yaml's ``labels``."""
-    y, labelled = labels.read(path)
+def read_mask(path: Path, shape: tuple[int, int], labels: Labels,
+              key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A 0/1 landslide mask (H, W) uint8 and its labelled pixels, decoded by dataset.yaml's ``labels`` (``key``:
+    the HDF5 dataset of masks)."""
+    y, labelled = labels.read(path, key)
     if y.shape != shape:
         raise InputError(path, f"mask is {' x '.join(map(str, y.shape))} px, its image {shape[0]} x {shape[1]} px")
     return y, labelled
@@ -268,6 +298,8 @@ def to_inputs(path: Path, raw: np.ndarray, valid: np.ndarray, spec: PatchSpec,
     stored: dict[str, np.ndarray] = {}
     for i in used:
         values = raw[i].astype(np.float32)
+        if spec.scales is not None and spec.scales[i] != 1.0:
+            values *= np.float32(spec.scales[i])
         if is_band(spec.channels[i]):
             values = values * np.float32(scale) + np.float32(offset)
         stored[spec.channels[i]] = np.where(valid[i], values, np.nan)  # a DEM gap alone spreads to slope
@@ -295,5 +327,6 @@ def check_band_values(path: Path, spec: PatchSpec, stored: dict[str, np.ndarray]
         return
     median = float(np.median(np.concatenate(bands)))
     if median > MAX_MEDIAN_REFLECTANCE:
-        raise InputError(path, f"band values cannot be {spec.units} (median {median:.4g} after scale {scale:g}, "
+        given = "the per-channel scale" if spec.scales else f"scale {scale:g}"
+        raise InputError(path, f"band values cannot be {spec.units} (median {median:.4g} after {given}, "
                                f"offset {offset:g}; {spec.units} lies in 0-1): set 'scale' in {spec.path}")

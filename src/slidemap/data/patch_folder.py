@@ -83,7 +83,7 @@ def pair_reader(spec: PatchSpec, inputs: tuple[str, ...], shape: tuple[int, int]
             raise InputError(image, f"is {raw.shape[1]} x {raw.shape[2]} px; the dataset's patches are "
                                     f"{shape[0]} x {shape[1]} px (the first training image's)")
         x, seen = to_inputs(image, raw, raw_valid, spec, inputs)
-        y, labelled = read_mask(mask, shape, spec.labels)
+        y, labelled = read_mask(mask, shape, spec.labels, spec.h5.masks)
         return x, y, seen & labelled, seen  # unlabelled pixels: no loss, no score, but their inputs stay as context
     return read
 

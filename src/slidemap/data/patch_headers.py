@@ -1,8 +1,9 @@
 """A patch image's header (bands, size, data type) without reading its pixels: thousands of patches in seconds.
 
 PNG headers are parsed from the IHDR chunk as the PNG specification lays it out (W3C PNG, section 11.2.2: width,
-height, bit depth, colour type right after the 8-byte signature), NumPy headers by ``np.load(mmap_mode='r')``;
-everything else (GeoTIFF, JPEG) through GDAL, which reads only the header on open.
+height, bit depth, colour type right after the 8-byte signature), NumPy headers by ``np.load(mmap_mode='r')``, HDF5
+headers from the dataset's shape and dtype (:mod:`~slidemap.data.patch_h5`); everything else (GeoTIFF, JPEG)
+through GDAL, which reads only the header on open.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
+from slidemap.data.patch_h5 import H5Keys, h5_header
 from slidemap.data.raster import reading
 from slidemap.errors import InputError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ARRAY_FORMATS: tuple[str, ...] = ("NumPy", "HDF5")
+"""Formats stored as a bare array, (C, H, W) or (H, W, C) as dataset.yaml's ``npy_layout`` says."""
 PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 """PNG colour type -> samples per pixel as GDAL reads them (grey, RGB, palette index, grey + alpha, RGBA)."""
 
@@ -30,7 +34,8 @@ class Header:
     """What the structure check needs of an image: format, bands (alpha included), rows, cols, dtype.
 
     ``alpha``: the last band is an alpha band (PNG colour types 4 and 6, a GeoTIFF band interpreted as alpha).
-    ``shape3``: a NumPy array's shape as stored (for the (C, H, W) / (H, W, C) check).
+    ``shape3``: an array's shape as stored (NumPy, HDF5; for the (C, H, W) / (H, W, C) check).
+    ``key``: the HDF5 dataset the array was read from.
     """
 
     fmt: str
@@ -40,6 +45,7 @@ class Header:
     dtype: str
     alpha: bool = False
     shape3: tuple[int, ...] = ()
+    key: str = ""
 
 
 def _png(path: Path) -> Header:
@@ -54,17 +60,20 @@ def _png(path: Path) -> Header:
                   alpha=colour in (4, 6))
 
 
+def _array(path: Path, fmt: str, shape: tuple[int, ...], dtype: np.dtype, key: str = "") -> Header:
+    if len(shape) == 2:
+        return Header(fmt, 1, shape[0], shape[1], str(dtype), shape3=shape, key=key)
+    if len(shape) != 3:
+        raise InputError(path, f"an image must be a (C, H, W) or (H, W, C) array, got shape {shape}")
+    return Header(fmt, shape[0], shape[1], shape[2], str(dtype), shape3=shape, key=key)
+
+
 def _npy(path: Path) -> Header:
     try:
         data = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
         raise InputError(path, f"cannot read NumPy array: {' '.join(str(err).split())[:200]}") from err
-    shape = tuple(int(s) for s in data.shape)
-    if len(shape) == 2:
-        return Header("NumPy", 1, shape[0], shape[1], str(data.dtype), shape3=shape)
-    if len(shape) != 3:
-        raise InputError(path, f"an image must be a (C, H, W) or (H, W, C) array, got shape {shape}")
-    return Header("NumPy", shape[0], shape[1], shape[2], str(data.dtype), shape3=shape)
+    return _array(path, "NumPy", tuple(int(s) for s in data.shape), data.dtype)
 
 
 def _gdal(path: Path, fmt: str) -> Header:
@@ -75,10 +84,13 @@ def _gdal(path: Path, fmt: str) -> Header:
             return Header(fmt, src.count, src.height, src.width, src.dtypes[0], alpha)
 
 
-def read_header(path: Path, fmt: str) -> Header:
-    """The header of one image of format ``fmt`` (see ``patch_files.FORMATS``)."""
+def read_header(path: Path, fmt: str, keys: H5Keys = H5Keys()) -> Header:
+    """The header of one image of format ``fmt`` (see ``patch_files.FORMATS``); ``keys``: the HDF5 datasets."""
     if fmt == "PNG":
         return _png(path)
     if fmt == "NumPy":
         return _npy(path)
+    if fmt == "HDF5":
+        shape, dtype, key = h5_header(path, keys.images, "images")
+        return _array(path, fmt, shape, dtype, key)
     return _gdal(path, fmt)

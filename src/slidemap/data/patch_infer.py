@@ -16,14 +16,18 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import yaml
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
 from slidemap.data.channels import band_common_name
 from slidemap.data.esri_export import EMD_FILE, ModelDefinition, read_emd, read_world_file
+from slidemap.data.l4s_release import IMAGE_KEY, PATCH, STORED, is_release, physical_factors
 from slidemap.data.mask_infer import Entry, infer_labels
 from slidemap.data.patch_check import Scan, check_images, check_masks, scan
-from slidemap.data.patch_files import FORMATS, PatchSpec
+from slidemap.data.patch_files import FORMATS, SPEC_FILE, PatchSpec
+from slidemap.data.patch_h5 import H5Keys, parse_h5_key, read_h5
+from slidemap.data.patch_headers import ARRAY_FORMATS
 from slidemap.data.patch_layout import ROLES, find_layout
 from slidemap.data.patch_masks import OTHER, parse_labels
 from slidemap.data.raster import reading
@@ -52,14 +56,15 @@ class Inference:
         return [e for e in self.entries if not e.certain]
 
 
-def _sample(found: Scan) -> list[tuple[np.ndarray, tuple[Any, ...], tuple[str | None, ...]]]:
-    """A few images whole: (bands, H, W), colour interpretation and band descriptions."""
+def _sample(found: Scan, keys: H5Keys) -> list[tuple[np.ndarray, tuple[Any, ...], tuple[str | None, ...]]]:
+    """A few images whole: (bands, H, W) (arrays as stored), colour interpretation and band descriptions."""
     images = list(found.headers)
     picks = [images[i] for i in np.unique(np.linspace(0, len(images) - 1, min(SAMPLE, len(images))).astype(int))]
     out = []
     for path in picks:
-        if found.headers[path].fmt == "NumPy":
-            data = np.load(path, allow_pickle=False)
+        fmt = found.headers[path].fmt
+        if fmt in ARRAY_FORMATS:
+            data = np.load(path, allow_pickle=False) if fmt == "NumPy" else read_h5(path, keys.images)
             out.append((data if data.ndim == 3 else data[None], (), ()))
             continue
         with reading(path), warnings.catch_warnings():
@@ -150,6 +155,27 @@ def _export_note(root: Path, emd: ModelDefinition, found: Scan) -> str:
     return note
 
 
+def _release(stored: str) -> list[Entry]:
+    """channels, units and scale of the Landslide4Sense release, recognised by its image dataset and shape."""
+    return [Entry("channels", list(STORED), f"{stored}: the Landslide4Sense release ('{IMAGE_KEY}' "
+                  f"{PATCH} x {PATCH} x {len(STORED)}: B1-B12, slope, DEM)"),
+            Entry("units", "reflectance", "Sentinel-2 bands"),
+            Entry("scale", list(physical_factors()), "the release divided each channel by the authors' mean "
+                  "(iarai/Landslide4Sense-2022 issue 4): stored x factor = reflectance (mean x 1e-4), slope in "
+                  "degrees, DEM in metres, as data=landslide4sense reads them")]
+
+
+def given_h5_keys(root: Path) -> H5Keys:
+    """The ``h5_key`` of a dataset.yaml already in ``root``: the user's answer to "several datasets in a file",
+    which no file tells."""
+    path = root / SPEC_FILE
+    try:
+        meta = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except yaml.YAMLError:
+        return H5Keys()
+    return parse_h5_key(path, meta.get("h5_key")) if isinstance(meta, dict) else H5Keys()
+
+
 def infer(root: Path) -> Inference:
     """Every key of dataset.yaml that the folder tells, and the problems a run would meet."""
     if not root.is_dir():
@@ -158,11 +184,13 @@ def infer(root: Path) -> Inference:
     layout, notes = find_layout(root)
     emd_path = root / EMD_FILE
     emd = read_emd(emd_path) if emd_path.is_file() else None
-    found = scan(root, layout, FORMATS)
+    keys = given_h5_keys(root)
+    found = scan(root, layout, FORMATS, keys=keys)
     if not found.headers:
         result.problems = found.problems
-        result.problems.append(InputError(root, "no image/mask pair found: name the folders ('splits', 'images', "
-                                                "'masks') and the 'pairing' by hand"))
+        if not any(found.pairs.values()):
+            result.problems.append(InputError(root, "no image/mask pair found: name the folders ('splits', "
+                                                    "'images', 'masks') and the 'pairing' by hand"))
         return result
     if emd is not None:
         result.entries.append(Entry("# export", None, _export_note(root, emd, found)))
@@ -174,16 +202,24 @@ def infer(root: Path) -> Inference:
     headers = list(found.headers.values())
     fmts, dtypes = Counter(h.fmt for h in headers), Counter(h.dtype for h in headers)
     first = headers[0]
-    hwc = first.fmt == "NumPy" and len(first.shape3) == 3 and first.shape3[-1] < min(first.shape3[:2])
+    hwc = first.fmt in ARRAY_FORMATS and len(first.shape3) == 3 and first.shape3[-1] < min(first.shape3[:2])
     bands = first.shape3[-1] if hwc else first.bands - (1 if first.alpha else 0)
-    sample = [(np.moveaxis(d, -1, 0), i, n) if hwc else (d, i, n) for d, i, n in _sample(found)]
-    channels = _channels(sample, bands, emd)
-    channels.source = f"{'/'.join(fmts)} {'/'.join(dtypes)}, {bands} band(s)" + \
-        (" + alpha" if first.alpha else "") + f"; {channels.source}"
-    result.entries.append(channels)
-    _values(sample, bands, first.dtype, result.entries, result.warnings)
+    sample = [(np.moveaxis(d, -1, 0), i, n) if hwc else (d, i, n) for d, i, n in _sample(found, keys)]
+    names = sorted({h.key for h in headers if h.key})
+    stored = f"{'/'.join(fmts)} {'/'.join(dtypes)}" + (f" (dataset {', '.join(names)})" if names else "") + \
+        f", {bands} band(s)" + (" + alpha" if first.alpha else "")
+    if keys != H5Keys():
+        given = {k: v for k, v in (("images", keys.images), ("masks", keys.masks)) if v}
+        result.entries.append(Entry("h5_key", given, f"as {SPEC_FILE} gives it (files hold several datasets)"))
+    if first.fmt == "HDF5" and is_release(first.key, first.shape3):
+        result.entries += _release(stored)
+    else:
+        channels = _channels(sample, bands, emd)
+        channels.source = f"{stored}; {channels.source}"
+        result.entries.append(channels)
+        _values(sample, bands, first.dtype, result.entries, result.warnings)
     if hwc:
-        result.entries.append(Entry("npy_layout", "hwc", f"arrays stored {first.shape3}: channels last"))
+        result.entries.append(Entry("npy_layout", "hwc", f"{first.fmt} arrays stored {first.shape3}: channels last"))
     shape = found.shape() or (first.rows, first.cols)
     size = Entry("pixel_size", None, "")
     size = _pixel_size(found, emd) or size
@@ -237,7 +273,8 @@ def _check(result: Inference, found: Scan) -> None:
     meta = entries_as_meta(result.entries)
     path = result.root / "dataset.yaml"
     if "channels" in meta:
-        spec = PatchSpec(path, tuple(meta["channels"]), hwc=meta.get("npy_layout") == "hwc")
+        spec = PatchSpec(path, tuple(meta["channels"]), hwc=meta.get("npy_layout") == "hwc",
+                         h5=parse_h5_key(path, meta.get("h5_key")))
         check_images(found, spec)
     else:  # channels still to be set: the patch sizes are checked all the same
         first: tuple[int, int] | None = None

@@ -18,9 +18,11 @@ from typing import Any
 from slidemap.errors import InputError
 
 ROLES: tuple[str, ...] = ("train", "val", "test")
-SPLIT_NAMES: dict[str, tuple[str, ...]] = {"train": ("train", "training"), "val": ("val", "valid", "validation"),
-                                           "test": ("test", "testing")}
-"""Split folder names seen in public releases, per role, in order of preference."""
+SPLIT_NAMES: dict[str, tuple[str, ...]] = {"train": ("train", "training", "traindata"),
+                                           "val": ("val", "valid", "validation", "validdata"),
+                                           "test": ("test", "testing", "testdata")}
+"""Split folder names seen in public releases (lower case), per role, in order of preference (Landslide4Sense:
+TrainData, ValidData, TestData)."""
 
 IMAGE_DIRS: tuple[str, ...] = ("images", "image", "img", "imgs")
 MASK_DIRS: tuple[str, ...] = ("masks", "mask", "labels", "label", "gt", "annotations")
@@ -28,7 +30,7 @@ PAIRINGS: tuple[str, ...] = ("stem", "number")
 HERE = "."
 """A split folder of ``.``: the dataset folder itself holds the image and mask folders (no split folders)."""
 
-PATCH_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
+PATCH_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy", ".h5", ".hdf5")
 SIDECARS: tuple[str, ...] = (".aux.xml", ".ovr", ".msk", ".pgw", ".pngw", ".tfw", ".tifw", ".wld", ".prj", ".jgw",
                              ".jpgw", ".xml", ".txt", ".json")
 """GDAL, world-file and metadata sidecars next to a patch (statistics, overviews, georeference): not patches."""

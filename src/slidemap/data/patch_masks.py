@@ -20,6 +20,7 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
+from slidemap.data.patch_h5 import is_h5, read_h5
 from slidemap.data.raster import reading
 from slidemap.errors import InputError
 
@@ -54,9 +55,9 @@ class Labels:
         """A code as dataset.yaml writes it."""
         return str(list(code_colour(code))) if self.colours else str(code)
 
-    def read(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        """One mask file as (landslide 0/1, labelled pixels)."""
-        codes, colours = mask_codes(path, self.colours)
+    def read(self, path: Path, key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One mask file as (landslide 0/1, labelled pixels); ``key``: its HDF5 dataset (None: the only one)."""
+        codes, colours = mask_codes(path, self.colours, key)
         if colours and not self.colours:
             raise InputError(path, "mask is a colour image (its channels differ): give dataset.yaml 'labels' as "
                                    "[r, g, b] colours")
@@ -126,13 +127,17 @@ def parse_labels(path: Path, raw: Any, mask_nodata: float | None = None) -> Labe
     return Labels(landslide, background, unlabelled, other, bool(colours), True)
 
 
-def read_mask_bands(path: Path) -> np.ndarray:
-    """A mask as stored, (bands, H, W); NumPy masks (H, W), (1, H, W) or (H, W, 1|3|4) alike."""
-    if path.suffix.lower() == ".npy":
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise InputError(path, f"cannot read NumPy array: {' '.join(str(err).split())[:200]}") from err
+def read_mask_bands(path: Path, key: str | None = None) -> np.ndarray:
+    """A mask as stored, (bands, H, W); NumPy and HDF5 masks (H, W), (1, H, W) or (H, W, 1|3|4) alike (``key``:
+    the HDF5 dataset, None: the file's only one)."""
+    if path.suffix.lower() == ".npy" or is_h5(path):
+        if is_h5(path):
+            data = read_h5(path, key, "masks")
+        else:
+            try:
+                data = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as err:
+                raise InputError(path, f"cannot read NumPy array: {' '.join(str(err).split())[:200]}") from err
         if data.ndim == 3 and data.shape[-1] in (1, 3, 4) and data.shape[0] not in (1, 3, 4):
             data = np.moveaxis(data, -1, 0)
         return data[None] if data.ndim == 2 else data
@@ -149,10 +154,10 @@ def read_mask_bands(path: Path) -> np.ndarray:
     return data
 
 
-def mask_codes(path: Path, colours: bool = False) -> tuple[np.ndarray, bool]:
+def mask_codes(path: Path, colours: bool = False, key: str | None = None) -> tuple[np.ndarray, bool]:
     """A mask's codes (H, W) int64 and whether they are colours. One band, or colour channels all equal: the
     values (as colours ``(v, v, v)`` when ``colours``); otherwise colour codes. -1 marks transparent pixels."""
-    data = read_mask_bands(path)
+    data = read_mask_bands(path, key)
     if data.ndim != 3 or data.shape[0] not in (1, 3) or data.dtype.kind not in "uif":
         raise InputError(path, f"a mask is one band or an RGB(A) image, got {data.dtype} {data.shape}")
     if data.dtype.kind == "f":

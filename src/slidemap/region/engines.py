@@ -14,7 +14,10 @@ to ``OUT/.submitit/``.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
+import subprocess
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,16 +106,38 @@ def make_executor(kind: str, folder: Path, config: dict[str, Any]) -> Any:
 
 
 def one_line(err: BaseException) -> str:
-    """The last line of a task's error (submitit's carry the whole remote traceback)."""
+    """The last line of a task's error (submitit's carry the whole remote traceback); for a task that ended without
+    a result (cancelled, killed, out of time or memory) the state SLURM gives it, not submitit's pointer to a log."""
+    state = re.search(r"has not produced any output \(state: ([^)]*)\)", str(err))
+    if state:
+        return f"the task ended without a result (state {state.group(1).strip()}); its log is under {SUBMITIT}/"
     lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
     return (lines[-1] if lines else type(err).__name__)[:500]
 
 
+def left_slurm(futures: Sequence[Any]) -> set[str]:
+    """The job ids among ``futures`` that SLURM neither queues nor accounts for: a task cancelled while it waited
+    in its array's queue leaves no record, so submitit would wait on its state (UNKNOWN) forever."""
+    unknown = {f.job_id for f in futures if f.state == "UNKNOWN"}
+    if not unknown:
+        return set()
+    arrays = sorted({job_id.split("_")[0] for job_id in unknown})
+    try:
+        queued = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(arrays)], capture_output=True,
+                                text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    if queued.returncode and "Invalid job id" not in queued.stderr:
+        return set()  # SLURM did not answer: nothing is known to be gone
+    return unknown - set(queued.stdout.split())
+
+
 def run_submitit(manifest: Manifest, out: Path, dem: Sequence[str], ckpt: Sequence[str], options: Sequence[str],
                  kind: str, config: dict[str, Any], progress: Callable[[int], Any] | None = None) -> int:
-    """Run every job not yet done as one submitit job array and record the results; returns how many failed."""
-    from submitit.helpers import as_completed
+    """Run every job not yet done as one submitit job array and record the results; returns how many failed.
 
+    On SLURM a task that left the queue without a result or an account (cancelled before it started) is recorded
+    failed after two polls that miss it, instead of being waited on forever."""
     # absolute paths: a cluster's task may start in another folder
     todo = [dict(job, s2=[str(Path(p).resolve()) for p in job["s2"]]) for job in manifest.pending()]
     if not todo:
@@ -130,16 +155,29 @@ def run_submitit(manifest: Manifest, out: Path, dem: Sequence[str], ckpt: Sequen
         manifest.set(job["name"], job_id=future.job_id)
     log.info("region: %d job(s) submitted to %s (logs in %s)", n, kind, out / SUBMITIT)
     failed = 0
+    pending, missed = list(futures), set()  # type: ignore[var-annotated]
     try:
-        for future in as_completed(futures, poll_frequency=POLL_S[kind]):
-            try:
-                result = future.result()
-            except Exception as err:  # noqa: BLE001 -- a task that died: submitit's error types vary by engine
-                result = JobResult(names[id(future)], False, one_line(err), None)
-            record(manifest, result)
-            failed += 0 if result.ok else 1
-            if progress:
-                progress(1)
+        while pending:
+            gone = left_slurm(pending) if kind == "slurm" else set()
+            for future in list(pending):
+                if future.done():
+                    try:
+                        result = future.result()
+                    except Exception as err:  # noqa: BLE001 -- a task that died: submitit's errors vary by engine
+                        result = JobResult(names[id(future)], False, one_line(err), None)
+                elif future.job_id in gone & missed:
+                    result = JobResult(names[id(future)], False, "the task left SLURM's queue without a result or "
+                                       "an account (cancelled before it started?)", None)
+                else:
+                    continue
+                pending.remove(future)
+                record(manifest, result)
+                failed += 0 if result.ok else 1
+                if progress:
+                    progress(1)
+            missed = gone
+            if pending:
+                time.sleep(POLL_S[kind])
     except BaseException:  # Ctrl-C or SIGTERM: the tasks go too; the manifest keeps them to rerun
         for future in futures:
             if not future.done():
