@@ -350,7 +350,9 @@ def test_metrics_json_equals_metrics_recomputed_from_the_written_maps(blended, s
     tp, fp, fn, tn = total
     assert tuple(metrics["areas"]["all"][k] for k in ("tp", "fp", "fn", "tn")) == (tp, fp, fn, tn)
     assert metrics["areas"]["all"]["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
-    assert set(metrics["areas"]["all"]) == {"precision", "recall", "f1", "iou", "tp", "fp", "fn", "tn", "ece"}
+    assert set(metrics["areas"]["all"]) == {"precision", "recall", "f1", "iou", "mcc", "tp", "fp", "fn", "tn", "ece",
+                                            "average_precision", "objects"}
+    assert metrics["areas"]["all"]["objects"]["landslides"] == sum(metrics["objects"][n]["landslides"] for n in SITES)
 
 
 @pytest.mark.slow

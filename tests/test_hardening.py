@@ -316,7 +316,8 @@ def hydra_entry(script: str, args: list[str], cwd: Path, timeout: int = 120) -> 
 HYDRA_REFUSED = [  # (id, script, overrides, message)
     ("train-threshold-above-1", "train.py", ["threshold=1.5"], "error: threshold: must lie in (0, 1), got 1.5"),
     ("train-threshold-negative", "train.py", ["threshold=-0.5"], "error: threshold: must lie in (0, 1), got -0.5"),
-    ("train-threshold-not-a-number", "train.py", ["threshold=abc"], "error: threshold: must be a number in (0, 1)"),
+    ("train-threshold-not-a-number", "train.py", ["threshold=abc"],
+     "error: threshold: must be auto or a number in (0, 1)"),
     ("train-scenes-without-root", "train.py", ["data=scenes"], "error: data.root: missing: give the folder"),
     ("train-root-unresolvable", "train.py", ["data=scenes", "data.root=${oc.env:SLIDEMAP_NO_SUCH_VAR}"],
      "error: data.root: "),

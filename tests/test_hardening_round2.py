@@ -67,7 +67,7 @@ TRAIN_REFUSED = [  # (id, overrides, the line's start)
     ("override-with-a-space", ["data.root=sp ace/sïtes"], "error: data.root=sp ace/sïtes: cannot parse this override"),
     # Hydra's own composition errors, in the same one-line form
     ("unknown-model", ["model=unett"],
-     "error: model: unknown option 'unett'; choose one of custom, resunet, smp_unet, unet (did you mean model=unet?)"),
+     "error: model: unknown option 'unett'; choose one of custom, resunet, smp_resnet, smp_unet, unet (did you mean model=unet?)"),
     ("unknown-key", ["data.batchsize=8"], "error: data.batchsize: unknown key; did you mean data.batch_size?"),
     ("unknown-launcher", ["hydra/launcher=jobli"], "error: hydra/launcher: unknown option 'jobli'"),
     ("bad-override-syntax", ["window=[1,"], "error: window=[1,: cannot parse this override"),
@@ -387,8 +387,8 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
 # ---------------------------------------------------------------- from the third independent probe
 
 def test_a_new_top_level_key_is_refused(tmp_path):
-    for args, message in ((["loss=bogus"], "error: loss: unknown key: no such setting (conf/train.yaml lists them)"),
-                          (["+loss=bogus"], "error: loss: is no setting train.py reads")):
+    for args, message in ((["lossy=bogus"], "error: lossy: unknown key: no such setting (conf/train.yaml lists them)"),
+                          (["+lossy=bogus"], "error: lossy: is no setting train.py reads")):
         done = hydra_entry("train.py", ["logger=none", *args], tmp_path)
         assert done.returncode == 2 and one_line(done.stderr).startswith(message), done.stderr[-1000:]
     assert list(tmp_path.iterdir()) == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import math
+
 import pytest
 
 from slidemap.evaluation.scoring import area_result, confusion_counts, pooled, scores
@@ -62,7 +64,7 @@ def test_empty_denominators_are_undefined_not_zero(tp, fp, fn, expected, undefin
     assert [g is None for g in got] == [e is None for e in expected]
     assert [g for g in got if g is not None] == pytest.approx([e for e in expected if e is not None])
     result = area_result({"tp": tp, "fp": fp, "fn": fn, "tn": 10})
-    assert set(result.get("undefined", {})) == undefined
+    assert set(result.get("undefined", {})) == undefined | ({"mcc"} if tp + fn == 0 else set())
     assert all(result[k] is None for k in undefined)
 
 
@@ -82,3 +84,13 @@ def test_all_pools_pixels_it_is_not_the_mean_of_per_area_scores():
     all_f1 = scores(all_counts["tp"], all_counts["fp"], all_counts["fn"])["f1"]
     assert all_f1 == pytest.approx(20 / 30)  # 2 * 10 / (2 * 10 + 1 + 9)
     assert abs(all_f1 - (18 / 19 + 2 / 11) / 2) > 0.1  # the mean would be 0.565
+
+
+def test_mcc_by_hand():
+    """tp 6, fp 2, fn 1, tn 11: (66 - 2) / sqrt(8 * 7 * 13 * 12) = 64 / sqrt(8736)."""
+    from slidemap.evaluation.scoring import mcc
+
+    assert area_result({"tp": 6, "fp": 2, "fn": 1, "tn": 11})["mcc"] == pytest.approx(64 / math.sqrt(8736))
+    assert mcc(0, 0, 5, 10) == 0.0 and mcc(5, 10, 0, 0) == 0.0 and mcc(5, 0, 0, 0) is None and mcc(0, 3, 0, 10) is None
+    assert mcc(5, 0, 0, 10) == pytest.approx(1.0) and mcc(0, 10, 5, 0) == pytest.approx(-1.0)
+    assert area_result({"tp": 5, "fp": 0, "fn": 0, "tn": 0})["undefined"]["mcc"].startswith("no reference background")

@@ -50,7 +50,7 @@ def test_a_sweep_runs_card_holds_its_own_facts(synthetic_run, synthetic_root):
     assert card["calibration"]["temperature"] == metrics["calibration"]["temperature"]
     assert card["threshold"] == 0.5
     for area, m in metrics["areas"].items():
-        assert card["scores"][area] == {k: m[k] for k in ("precision", "recall", "f1", "iou")}
+        assert card["scores"][area] == {k: m[k] for k in ("precision", "recall", "f1", "iou", "mcc", "average_precision")}
     md = (Path(metrics["best_checkpoint"]).parent / CARD_FILE).read_text()
     assert "Kind **synthetic**" in md and f"| china | {100 * metrics['areas']['china']['precision']:.1f} |" in md
     assert metrics["model_card"] == str(Path(metrics["best_checkpoint"]).parent / CARD_FILE)

@@ -249,7 +249,7 @@ def test_a_sweep_over_input_sets_runs_each_set_and_the_report_compares_them(synt
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("model=vgg", "error: model: unknown option 'vgg'; choose one of custom, resunet, smp_unet, unet"),
+    ("model=vgg", "error: model: unknown option 'vgg'; choose one of custom, resunet, smp_resnet, smp_unet, unet"),
     ("scenario=mars", "error: scenario: unknown option 'mars'; choose one of all, china, japan, taiwan"),
     ("window=48", "error: window: unsupported window 48; choose one of 32, 64, 128"),
 ])

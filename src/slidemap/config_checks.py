@@ -157,8 +157,17 @@ def _devices(key: str, value: Any) -> Any:
     return check_count(key, value)
 
 
+def _auto_or_threshold(key: str, value: Any) -> Any:
+    """A probability threshold, or ``auto``: the F1-optimal one on the validation area (train.py)."""
+    if value == "auto":
+        return value
+    if isinstance(value, str):
+        raise InputError(key, f"must be auto or a number in {RANGES['threshold']}, got {value!r}")
+    return check_value("threshold", value, key)
+
+
 TRAIN: dict[str, Rule] = {
-    "threshold": _in("threshold"),
+    "threshold": _auto_or_threshold,
     "seed": check_seed,
     "data.split_seed": _optional(check_seed),
     "data.synthetic.seed": _optional(check_seed),
@@ -176,6 +185,9 @@ TRAIN: dict[str, Rule] = {
     "optimizer.weight_decay": _optional(_in("non_negative")),
     "optimizer.betas": _optional(lambda key, value: check_pair("beta", key, value)),
     "module.pos_weight": _optional(_in("positive")),
+    "model.encoder_lr_scale": _optional(_in("positive")),
+    "model.new_channel_scale": _optional(_in("non_negative")),
+    "model.freeze_encoder": _optional(_flag),
     "trainer.max_epochs": _optional(check_count),  # 0 epochs would score an untrained network
     "trainer.min_epochs": _optional(_count_from(0)),
     "callbacks.early_stopping.patience": _optional(_count_from(0)),

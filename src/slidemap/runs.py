@@ -44,13 +44,24 @@ def shaping_overrides(overrides: list[str]) -> list[str]:
     return sorted(o for o in overrides if override_key(o) not in PRESENTATION_KEYS)
 
 
+PAPER_LOSS = "bce"
+"""The paper's loss; what a run from before the ``loss`` group used."""
+
+
+def loss_name(cfg: DictConfig) -> str:
+    """The ``loss`` group's choice (``bce`` when the config has none)."""
+    return str((cfg.get("loss") or {}).get("name", PAPER_LOSS))
+
+
 def run_cell(cfg: DictConfig) -> str:
-    """model-window-scenario-inputs (plus the augmentation when not ``none``): what the seeds of one comparison
-    share (W&B's group-by key, the report's replicate key)."""
+    """model-window-scenario-inputs (plus the augmentation when not ``none``, the loss when not ``bce``): what the
+    seeds of one comparison share (W&B's group-by key, the report's replicate key)."""
     inputs = str((cfg.get("inputs") or {}).get("name", "post"))
     augment = str((cfg.get("augment") or {}).get("name", "none"))
     cell = f"{cfg.model.name}-{int(cfg.window)}-{cfg.scenario.name}-{inputs}"
-    return cell if augment == "none" else f"{cell}-{augment}"
+    cell = cell if augment == "none" else f"{cell}-{augment}"
+    loss = loss_name(cfg)
+    return cell if loss == PAPER_LOSS else f"{cell}-{loss}"
 
 
 MAX_SUFFIX = 200

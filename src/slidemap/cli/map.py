@@ -39,7 +39,9 @@ def add_map_parser(sub: argparse._SubParsersAction) -> None:
     add_product_arguments(p, required=False)
     p.add_argument("--name", default=None, help="output file prefix (default: the scene folder's or product's name)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability threshold of the binary map (default: the checkpoint's: the paper's 0.5, or "
+                        "the one threshold=auto fitted on the validation area)")
     p.add_argument("--tile", type=int, default=None,
                    help=f"tile size in px, a multiple of {TILE_MULTIPLE} (default: {MAP_TILE}, or the scene's size "
                         "when smaller; the checkpoint's training window, as train.py's test maps, is about 3x slower "
@@ -149,7 +151,8 @@ def map_command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     source = _scene_source(args)
     engine = check_engine(args)
-    check_value("threshold", args.threshold, "--threshold")
+    if args.threshold is not None:
+        check_value("threshold", args.threshold, "--threshold")
     if args.overlap is not None:
         check_value("overlap", args.overlap, "--overlap")
     if args.tile is not None:

@@ -46,7 +46,9 @@ def add_region_parser(sub: argparse._SubParsersAction) -> None:
                         ".submitit), never other files")
     p.add_argument("--tile", type=int, default=None,
                    help="tile size of every job's mosaic, as for slidemap map")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability threshold of the binary map (default: the checkpoint's: the paper's 0.5, or "
+                        "the one threshold=auto fitted on the validation area)")
     p.add_argument("--overlap", type=float, default=None,
                    help="tile overlap fraction of the blended mosaic, as for slidemap map")
     p.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"])
@@ -57,7 +59,8 @@ def add_region_parser(sub: argparse._SubParsersAction) -> None:
 
 def map_options(args: argparse.Namespace) -> list[str]:
     """The options every job's ``slidemap map`` gets (the products and the output folder are per job)."""
-    opts = ["--threshold", str(args.threshold), "--precision", args.precision, "--tta", args.tta]
+    opts = ["--precision", args.precision, "--tta", args.tta]
+    opts += ["--threshold", str(args.threshold)] if args.threshold is not None else []
     opts += ["--overlap", str(args.overlap)] if args.overlap is not None else []
     opts += ["--tile", str(args.tile)] if args.tile is not None else []
     if args.s2_pre:
@@ -103,7 +106,8 @@ def region_command(args: argparse.Namespace) -> int:
         if not value:
             raise InputError(flag, "missing (or give --status OUT to see a region's jobs)")
     check_count("--workers", args.workers)
-    check_value("threshold", args.threshold, "--threshold")  # checked here once, not in every job
+    if args.threshold is not None:
+        check_value("threshold", args.threshold, "--threshold")  # checked here once, not in every job
     if args.overlap is not None:
         check_value("overlap", args.overlap, "--overlap")
     if args.tile is not None:

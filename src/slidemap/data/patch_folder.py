@@ -192,7 +192,8 @@ class PatchFolderDataModule(PatchSetDataModule):
         train_sites: Must be None (scenario ``all``): a patch dataset has no regions.
         window: Tile size cut from each patch; must divide the patch size and be one the dataset accepts
             (dataset.yaml ``windows``, default the paper's 32, 64, 128).
-        channels: Input channel names: the dataset's channels, slope from its dem, NDVI from its red and nir.
+        channels: Input channel names: the dataset's channels, slope from its dem, NDVI from its red and nir;
+            None = every channel dataset.yaml lists, in file order (``experiment=real_patches``).
         seed: Seed of the training shuffle, of a split drawn from train/ and of the streamed normaliser's sample.
         split_seed: Seed of a split drawn from train/ when it should not follow ``seed`` (None: ``seed``).
         stream: Read tiles from their files per batch (true), hold every split in memory (false), or ``auto``:
@@ -202,10 +203,14 @@ class PatchFolderDataModule(PatchSetDataModule):
     """
 
     def __init__(self, root: str, train_sites: list[str] | None = None, window: int = 64,
-                 channels: list[str] | tuple[str, ...] = DEFAULT_CHANNELS, batch_size: int = 4,
+                 channels: list[str] | tuple[str, ...] | None = DEFAULT_CHANNELS, batch_size: int = 4,
                  eval_batch_size: int = 16, num_workers: int = 0, seed: int = 0,
                  min_samples_per_epoch: int = 0, augment: dict | None = None, split_seed: int | None = None,
                  stream: bool | str = "auto", stream_sample: int = 512) -> None:
+        self._spec: PatchSpec | None = None
+        if channels is None:  # the dataset's own channels: its dataset.yaml is read now
+            self.root = Path(root)
+            channels = self.spec.channels
         super().__init__(root, train_sites, window, channels, batch_size, eval_batch_size, num_workers, seed,
                          min_samples_per_epoch, augment)
         self.split_seed = int(seed if split_seed is None else split_seed)
@@ -215,7 +220,6 @@ class PatchFolderDataModule(PatchSetDataModule):
             raise InputError("data.stream_sample", f"must be a whole number of patches >= 0 (0: all), "
                                                    f"got {stream_sample!r}")
         self.stream, self.stream_sample = stream, stream_sample
-        self._spec: PatchSpec | None = None
         self._split: dict[str, Any] | None = None
 
     @property

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -30,9 +31,10 @@ from slidemap.data.split import SiteSplit, split_sites
 from slidemap.config_checks import check_choice, check_value
 from slidemap.errors import InputError
 from slidemap.evaluation.calibration import ece, pool_bins, reliability_bins
-from slidemap.evaluation.objects import object_counts, object_scores, pooled_objects
+from slidemap.evaluation.histogram import average_precision, histogram
+from slidemap.evaluation.objects import object_counts, object_record, object_scores, pooled_objects
 from slidemap.evaluation.scoring import POOLED, area_results, as_number, confusion_counts, shown
-from slidemap.mapping.checkpoint import TrainedModel, check_channels, load_checkpoint, same_normaliser
+from slidemap.mapping.checkpoint import TrainedModel, check_channels, chosen_threshold, load_checkpoint, same_normaliser
 from slidemap.mapping.ensemble import Ensemble, check_tta
 from slidemap.mapping.maps import map_area, pick_device
 from slidemap.mapping.provenance import check_synthetic_model
@@ -113,11 +115,12 @@ def run(cfg: DictConfig) -> float:
                                        bool(cfg.get("allow_synthetic_model", False))) for name, site in sites.items()]
     model.to(pick_device(str(cfg.device)))
     tile = model.window if cfg.tile is None else check_tile(cfg.tile, "tile")
-    threshold = model.threshold if cfg.threshold is None else check_value("threshold", cfg.threshold)
+    threshold = chosen_threshold(model, None if cfg.threshold is None else check_value("threshold", cfg.threshold))
 
     counts: dict[str, dict[str, int]] = {}
     objects: dict[str, dict[str, Any]] = {}
     bins: dict[str, dict[str, list[float]]] = {}
+    hists: dict[str, torch.Tensor] = {}
     spread: dict[str, float] = {}
     for name, site in sites.items():
         block = splits[name].test
@@ -128,18 +131,24 @@ def run(cfg: DictConfig) -> float:
         counts[name] = confusion_counts(result.binary == 1, label, valid)
         objects[name] = object_counts(result.binary, label, valid)
         bins[name] = reliability_bins(result.probability, label, valid)
+        ok = valid & np.isfinite(result.probability)
+        hists[name] = histogram(torch.from_numpy(result.probability[ok]), torch.from_numpy(label[ok].astype(np.int64)))
         if result.uncertainty is not None:
             spread[name] = float(np.nanmean(np.where(valid, result.uncertainty, np.nan)))
     bins[POOLED] = pool_bins(list(bins.values()))
     areas = area_results(counts)
+    hists[POOLED] = sum(hists.values())
     for name in areas:
         areas[name]["ece"] = ece(bins[name])
+        areas[name]["average_precision"] = average_precision(hists[name].numpy())  # threshold-free
         if name in spread:
             areas[name]["mean_uncertainty"] = spread[name]
     for name, oc in objects.items():
         log.info("%s: F1 %s (P %s, R %s); %d of %d landslides hit, %d of %d polygons false alarms", name,
                  *(shown(areas[name][k]) for k in ("f1", "precision", "recall")), oc["landslides_hit"],
                  oc["landslides"], oc["false_alarms"], oc["polygons"])
+    for name, oc in [*objects.items(), (POOLED, pooled_objects(list(objects.values())))]:
+        areas[name]["objects"] = object_record(oc)  # as in a training run's metrics.json
     objects = {**{name: object_scores(oc) for name, oc in objects.items()},
                POOLED: object_scores(pooled_objects(list(objects.values())))}
     payload = {

@@ -1,7 +1,9 @@
 """Object-level scores of a binary map against an inventory: landslides found, polygons that are false alarms.
 
 Objects are counted as the maps draw them (:mod:`slidemap.mapping.polygons`): a predicted landslide is a
-4-connected region, an inventory landslide an 8-connected component of the label.
+4-connected region, an inventory landslide an 8-connected component of the label. The minimum overlap is one pixel
+(:data:`MIN_OVERLAP`): a landslide is found when at least one of its valid pixels is predicted, a predicted polygon
+hits one when at least one of its pixels is a labelled landslide pixel.
 """
 
 from __future__ import annotations
@@ -10,6 +12,11 @@ import numpy as np
 from scipy import ndimage
 
 from slidemap.mapping.polygons import INVENTORY_CONNECTIVITY, PREDICTED_CONNECTIVITY, predicted_mask
+
+MIN_OVERLAP = "1 pixel"
+"""The overlap that makes a landslide found and a predicted polygon a hit, as recorded in metrics.json."""
+
+COUNT_KEYS = ("landslides", "landslides_hit", "polygons", "false_alarms")
 
 
 def object_counts(binary: np.ndarray, label: np.ndarray, valid: np.ndarray | None = None) -> dict[str, int]:
@@ -40,5 +47,13 @@ def object_scores(counts: dict[str, int]) -> dict[str, float | int]:
 
 def pooled_objects(per_area: list[dict[str, int]]) -> dict[str, int]:
     """Sum object counts over areas ("all" pools, as for the pixel metrics)."""
-    keys = ("landslides", "landslides_hit", "polygons", "false_alarms")
-    return {k: sum(int(c[k]) for c in per_area) for k in keys}
+    return {k: sum(int(c[k]) for c in per_area) for k in COUNT_KEYS}
+
+
+def object_record(counts: dict[str, int]) -> dict[str, float | int | str | None]:
+    """An area's ``objects`` entry of a training run's metrics.json: the counts, ``found`` (share of reference
+    landslides found; None without any), ``hit`` (share of predicted polygons that hit one; None without any) and
+    the minimum overlap."""
+    m, n = counts["landslides"], counts["polygons"]
+    return {**{k: int(counts[k]) for k in COUNT_KEYS}, "found": counts["landslides_hit"] / m if m else None,
+            "hit": (n - counts["false_alarms"]) / n if n else None, "min_overlap": MIN_OVERLAP}

@@ -2,7 +2,8 @@
 
 Training (torchmetrics counts on the test patches), eval.py (whole-area mosaics), the rule baselines and the
 report all turn counts into results here, so every ``metrics.json`` and every table has one shape:
-``{area: {precision, recall, f1, iou, tp, fp, fn, tn}}`` with ``all`` pooled from the areas' counts.
+``{area: {precision, recall, f1, iou, mcc, tp, fp, fn, tn}}`` with ``all`` pooled from the areas' counts (training
+adds the threshold-free ``average_precision`` and the ``objects`` scores, eval.py its mosaics' ``objects``).
 
 A metric whose denominator is empty is undefined, not 0: precision without any predicted landslide pixel, recall,
 F1 and IoU without any reference landslide pixel. It is ``None`` (``null`` in metrics.json), the reason under the
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import math
 
 import numpy as np
 
@@ -50,6 +53,18 @@ def scores(tp: int, fp: int, fn: int) -> dict[str, float | None]:
     return {"precision": precision, "recall": recall, "f1": f1, "iou": iou}
 
 
+NO_BACKGROUND = "no reference background pixel in this area"
+
+
+def mcc(tp: int, fp: int, fn: int, tn: int) -> float | None:
+    """Matthews correlation coefficient in [-1, 1]: undefined (None) without reference landslide or background
+    pixels; 0 for a constant prediction (all or nothing predicted carries no information), as scikit-learn."""
+    if tp + fn == 0 or tn + fp == 0:
+        return None
+    denominator = math.sqrt(float(tp + fp) * float(tp + fn) * float(tn + fp) * float(tn + fn))
+    return (float(tp) * tn - float(fp) * fn) / denominator if denominator else 0.0
+
+
 def undefined_reasons(tp: int, fp: int, fn: int) -> dict[str, str]:
     """Why each undefined metric of :func:`scores` is undefined (empty when all are defined)."""
     reasons = {}
@@ -79,7 +94,10 @@ def area_result(counts: Counts) -> AreaResult:
     """One area's metrics and the counts they come from."""
     c = {k: int(counts[k]) for k in COUNT_KEYS}
     why = undefined_reasons(c["tp"], c["fp"], c["fn"])
-    return {**scores(c["tp"], c["fp"], c["fn"]), **c, **({"undefined": why} if why else {})}
+    value = mcc(c["tp"], c["fp"], c["fn"], c["tn"])
+    if value is None:
+        why["mcc"] = NO_REFERENCE if c["tp"] + c["fn"] == 0 else NO_BACKGROUND
+    return {**scores(c["tp"], c["fp"], c["fn"]), "mcc": value, **c, **({"undefined": why} if why else {})}
 
 
 def area_results(counts: Mapping[str, Counts]) -> dict[str, AreaResult]:

@@ -11,6 +11,7 @@ distribution (``units``, ``distribution``), which :mod:`slidemap.mapping.unit_gu
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -140,7 +141,7 @@ def load_checkpoint(path: str | PathLike[str]) -> TrainedModel:
              ",".join(channels), path)
     units, distribution = read_units(info, channels, path)
     return TrainedModel(net=net, model_name=name, channels=channels, window=window, normaliser=normaliser,
-                        threshold=float(hp.get("threshold", 0.5)), path=path, units=units, distribution=distribution,
+                        threshold=_threshold(hp, path), path=path, units=units, distribution=distribution,
                         temperature=_temperature(hp, path), per_patch=info.get("normalise") == "per_patch",
                         patch_size=_patch_size(info, window, path),
                         card=hp.get("card") if isinstance(hp.get("card"), dict) else None,
@@ -158,6 +159,25 @@ def _patch_size(info: dict[str, Any], window: int, path: Path) -> int | None:
         raise InputError(path, f"trained on {size[0]} x {size[1]} px patches standardised one by one: a scene is "
                                "mapped in square tiles of the patch size, so non-square patches cannot be mapped")
     return int(size[0])
+
+
+def _threshold(hp: dict[str, Any], path: Path) -> float:
+    """The checkpoint's threshold: the paper's 0.5, a given one, or the one ``threshold=auto`` fitted; NaN for an
+    ``auto`` never fitted (the run stopped before it): :func:`chosen_threshold` then asks for one."""
+    value = hp.get("threshold", 0.5)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def chosen_threshold(model: Any, given: float | None) -> float:
+    """The map's threshold: ``given``, else the checkpoint's; refused when neither is known (an unfitted auto)."""
+    value = model.threshold if given is None else float(given)
+    if math.isnan(value):
+        raise InputError(getattr(model, "path", None), "its threshold=auto was never fitted (the run did not "
+                                                       "finish): give a threshold (--threshold / threshold=...)")
+    return value
 
 
 def _temperature(hp: dict[str, Any], path: Path) -> float:

@@ -29,7 +29,7 @@ from slidemap.data.scene import SceneStrips
 from slidemap.data.site import Site
 from slidemap.data.split import Block
 from slidemap.errors import InputError
-from slidemap.mapping.checkpoint import TrainedModel
+from slidemap.mapping.checkpoint import TrainedModel, chosen_threshold
 from slidemap.mapping.ensemble import Ensemble
 from slidemap.mapping.mosaic import MAP_TILE, default_overlap, fit_tile, iter_mosaic, site_reader, tile_count
 from slidemap.mapping.polygons import Landslides, vectorise, write_gpkg
@@ -84,7 +84,7 @@ def map_area(model: TrainedModel | Ensemble, site: Site, out_dir: Path, block: B
     """
     model = as_ensemble(model)
     tile = model.map_tile(tile, model.window)  # as eval.py and the training's test maps
-    threshold = model.threshold if threshold is None else float(threshold)
+    threshold = chosen_threshold(model, threshold)
     block = block or Block(0, 0, *site.shape)
     transform = site.transform @ Affine.translation(block.col0, block.row0)  # the block's upper-left pixel
     read, valid = site_reader(site, model.normaliser, block)
@@ -195,7 +195,7 @@ def map_scene(model: TrainedModel | Ensemble, scene: SceneStrips, out_dir: Path,
     if tile > model.window and model.standardise is None:  # a large tile on a small scene: no more than the scene (the window's tiles as always)
         tile = fit_tile(tile, scene.shape)
     batch_size = batch_size or max(1, min(32, BATCH_PIXELS // tile ** 2))  # 32 tiles of 32 or 64 px, as before
-    threshold = model.threshold if threshold is None else float(threshold)
+    threshold = chosen_threshold(model, threshold)
     name = name or scene.name
     synthetic = check_synthetic_model(model, scene.meta, scene.folder, allow_synthetic_model)
     check_scene(model, scene)  # a scene in other units than the checkpoint's is refused before anything is written

@@ -50,6 +50,11 @@ class SmpModel(nn.Module):
         # The encoder's reduction (32 for ResNets); smp's decoders need inputs divisible by it.
         self.output_stride: int = int(self.net.encoder.output_stride)
 
+    def encoder_module(self) -> nn.Module:
+        """The encoder: where pretrained weights go (:mod:`slidemap.models.pretrained`), what ``freeze_encoder``
+        freezes and ``encoder_lr_scale`` slows down."""
+        return self.net.encoder
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, 1, H, W) for an input (N, in_channels, H, W) of any H, W."""
         x, size = pad_to_multiple(x, self.output_stride)

@@ -21,13 +21,13 @@ from slidemap.reporting.baselines import (BASELINE_COLUMNS, RULES, Baselines, ba
                                           load_sites)
 from slidemap.reporting.augment_section import augmentations_section
 from slidemap.reporting.claims import CLAIMS_COLUMNS, Claim, claims_section, judge_claims
+from slidemap.reporting.extra_metrics import extra_section, summary_with_extra
 from slidemap.reporting.panels import prediction_panels
 from slidemap.reporting.reliability import write_reliability
 from slidemap.reporting.records import undefined_metrics
 from slidemap.reporting.sweep import (Sweep, areas_of, input_sets, paper_runs, run_key, scan_sweep,
                                       transfer_summary)
-from slidemap.reporting.tables import (SUMMARY_COLUMNS, largest_n, pct, pct_interval, scenario_tables, seeds_of,
-                                       summary_rows, wide_table)
+from slidemap.reporting.tables import largest_n, pct, pct_interval, scenario_tables, seeds_of, wide_table
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,8 @@ def _markdown(sweep: Sweep, baselines: Baselines, sites_ok: bool, data_note: str
               "Precision (P), recall (R) and F1 in percent on each site's held-out test area and on all test areas "
               "pooled, as in the paper's Tables 4-7. " + seeds_note(runs) + " Per cell and test area, as fractions: "
               "[summary.csv](summary.csv).", "",
-              scenario_tables(runs, baselines.labelled()), "## Rule baselines (NDVI + slope, rdNDVI + slope)", ""]
+              scenario_tables(runs, baselines.labelled())]
+    lines += extra_section(runs) + ["## Rule baselines (NDVI + slope, rdNDVI + slope)", ""]
     lines += _baseline_section(runs, baselines, sites_ok, data_note) + [""]
     lines += claims_section(claims, len(seeds_of(runs))) + [""]
     if "input_sets" in data:
@@ -295,7 +296,7 @@ def report_tables(sweep: Sweep, data: dict[str, Any], claims: list[Claim], basel
                   augmentations: list[Any]) -> dict[str, Table]:
     """Every table of the report, built once for its CSV file and for W&B."""
     tables: dict[str, Table] = {
-        "runs": (RUN_COLUMNS, run_rows(sweep)), "summary": (SUMMARY_COLUMNS, summary_rows(sweep.runs)),
+        "runs": (RUN_COLUMNS, run_rows(sweep)), "summary": summary_with_extra(sweep.runs),
         "claims": (CLAIMS_COLUMNS, [c.row() for c in claims]), "baseline": (BASELINE_COLUMNS, baseline_rows(baselines)),
         "missing": (("job", "status"), [list(m) for m in sweep.missing()]),
         "mean_f1": (("model", "scenario", "window", "mean_f1"),

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from slidemap.errors import InputError
 from slidemap.reporting.records import record_problem
+from slidemap.reporting.variants import DEFAULT_INPUTS, NO_AUGMENT, variant, variant_overrides
 from slidemap.runs import METRICS_FILE, RUN_FILE, override_key
 from slidemap.sweep_status import FAILED, job_state
 
@@ -28,8 +29,6 @@ AREA_ORDER = ("taiwan", "china", "japan", "all")
 SCENARIO_ORDER = ("all", "taiwan", "china", "japan")  # the paper's scenarios 1-4
 MODEL_ORDER = ("unet", "resunet")
 INPUTS_ORDER = ("post", "prepost", "change")  # conf/inputs: the paper's single date first
-DEFAULT_INPUTS = "post"  # what a run from before the `inputs` group used
-NO_AUGMENT = "none"  # the paper's training; what a run from before the `augment` group used
 PAPER_TABLE = {"all": 4, "taiwan": 5, "china": 6, "japan": 7}
 METRIC_COLUMNS = (("precision", "P"), ("recall", "R"), ("f1", "F1"))
 _SKIP_DIRS = {"wandb", "checkpoints", "predictions", "csv", "report", "__pycache__"}
@@ -47,17 +46,11 @@ def ordered(values: Iterable[Any], preferred: Sequence[Any] = ()) -> list[Any]:
     return [v for v in preferred if v in seen] + sorted(seen - set(preferred), key=str)
 
 
-def variant(inputs: Any, augment: Any) -> str:
-    """The input set of a key: ``inputs``, or ``inputs+augment`` when the run trained with an augmentation."""
-    inputs, augment = str(inputs or DEFAULT_INPUTS), str(augment or NO_AUGMENT)
-    return inputs if augment == NO_AUGMENT else f"{inputs}+{augment}"
-
-
 def run_key(record: dict[str, Any]) -> RunKey:
     """A run's key; a metrics.json without ``inputs`` predates the input sets and used the post-event bands, one
-    without ``augment`` predates the augmentations and used none."""
+    without ``augment`` (``loss``) predates the augmentations (losses) and used none (bce)."""
     return (str(record["model"]), int(record["window"]), str(record["scenario"]),
-            variant(record.get("inputs"), record.get("augment")))
+            variant(record.get("inputs"), record.get("augment"), record.get("loss")))
 
 
 def seed_of(record: dict[str, Any]) -> int:
@@ -70,10 +63,7 @@ def key_name(key: RunKey) -> str:
     """The job as the overrides that run it again (``model=unet window=64 scenario=taiwan``, plus ``inputs=...``
     when not the paper's): its folder name comes from ``run_name`` in conf/train.yaml, which is not repeated here."""
     model, window, scenario, inputs = key
-    inputs, _, augment = inputs.partition("+")
-    return (f"model={model} window={window} scenario={scenario}" + ("" if inputs == DEFAULT_INPUTS
-                                                                    else f" inputs={inputs}")
-            + (f" augment={augment}" if augment else ""))
+    return f"model={model} window={window} scenario={scenario}" + variant_overrides(inputs)
 
 
 def input_sets(runs: list[dict[str, Any]]) -> list[str]:
@@ -126,8 +116,7 @@ def _config_job(job: Path) -> tuple[RunKey | None, int | None]:
         log.debug("%s: no job key (%s)", path, err)
         return None, None
     try:
-        inputs = variant(OmegaConf.select(cfg, "inputs.name", default=None),
-                         OmegaConf.select(cfg, "augment.name", default=None))
+        inputs = variant(*(OmegaConf.select(cfg, f"{g}.name", default=None) for g in ("inputs", "augment", "loss")))
         key: RunKey | None = (str(cfg.model.name), int(cfg.window), str(cfg.scenario.name), inputs)
     except Exception as err:  # noqa: BLE001 -- a broken job is reported, not fatal
         log.debug("%s: no job key (%s)", path, err)
@@ -174,8 +163,8 @@ def sweep_axes(multirun_yaml: Path) -> dict[str, list[str]]:
     """Models, windows, scenarios, input sets and seeds a Hydra multirun asked for (task overrides, sweeper params).
 
     A key the sweep did not override takes the single value of the composed config saved beside it; a sweep from
-    before the ``inputs`` group used the post-event set. Input sets and augmentations combine into the ``inputs``
-    axis (:func:`variant`).
+    before the ``inputs`` group used the post-event set. Input sets, losses and augmentations combine into the
+    ``inputs`` axis (:func:`~slidemap.reporting.variants.variant`).
     """
     cfg = OmegaConf.load(multirun_yaml)
     asked: dict[str, list[str]] = {}
@@ -191,13 +180,14 @@ def sweep_axes(multirun_yaml: Path) -> dict[str, list[str]]:
                 "scenario": OmegaConf.select(cfg, "scenario.name", default=None),
                 "inputs": OmegaConf.select(cfg, "inputs.name", default=None) or DEFAULT_INPUTS,
                 "augment": OmegaConf.select(cfg, "augment.name", default=None) or NO_AUGMENT,
+                "loss": OmegaConf.select(cfg, "loss.name", default=None) or "bce",
                 "seed": OmegaConf.select(cfg, "seed", default=None)}
     axes = {}
     for key, default in defaults.items():
         values = asked.get(key, [] if default is None else [str(default)])
         axes[key] = [int(v) for v in values if v.lstrip("-").isdigit()] if key in ("window", "seed") else values
-    augments = axes.pop("augment")
-    axes["inputs"] = [variant(i, a) for i in axes["inputs"] for a in augments]
+    augments, losses = axes.pop("augment"), axes.pop("loss")
+    axes["inputs"] = [variant(i, a, x) for i in axes["inputs"] for x in losses for a in augments]
     return axes
 
 
@@ -233,7 +223,7 @@ def check_replicates(runs: list[dict[str, Any]]) -> None:
                                    "cell and seed once (move each setting's job folders into a folder of its own)")
 
 
-CELL_KEYS = ("seed", "model", "window", "scenario", "inputs", "augment")
+CELL_KEYS = ("seed", "model", "window", "scenario", "inputs", "augment", "loss")
 """Overrides left out when the seeds of a cell are compared: the seed, and the cell's own axes (equal within a cell,
 whether given on the command line or left at their default)."""
 

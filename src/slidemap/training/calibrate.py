@@ -1,4 +1,5 @@
-"""Temperature scaling after training: fit ``T`` on the validation area, keep it in the module and the checkpoint.
+"""Temperature scaling after training: fit ``T`` on the validation area, keep it in the module and the checkpoint;
+with ``threshold=auto``, then the F1-optimal threshold of the calibrated probabilities on the same pixels.
 
 The validation area already drives early stopping, so it is held out from the weights but not from model selection;
 it is the only labelled area besides the test areas, which must stay untouched for the reported scores.
@@ -16,6 +17,7 @@ import torch
 
 from slidemap.data.loaders import eval_loader
 from slidemap.evaluation.calibration import fit_temperature, temperature_nll
+from slidemap.evaluation.histogram import best_threshold, histogram
 from slidemap.io import atomic_path
 from slidemap.training.module import LandslideModule
 
@@ -67,17 +69,34 @@ def calibrate(trainer: pl.Trainer, module: LandslideModule, datamodule: Any, ckp
               "val_bce_uncalibrated": round(temperature_nll(z64, y64, 1.0), 6) if z.size else None,
               "val_bce": round(temperature_nll(z64, y64, t), 6) if z.size else None}
     module.set_calibration(record)
+    threshold = fit_threshold(module, z64, y64, t) if str(module.hparams.get("threshold")) == "auto" else None
     if ckpt and trainer.is_global_zero:
-        rewrite_calibration(Path(ckpt), record)
+        rewrite_calibration(Path(ckpt), record, threshold)
     trainer.strategy.barrier("calibration")
     log.info("temperature %.3f fitted on %d validation pixels (BCE %s -> %s)", t, z.size,
              record["val_bce_uncalibrated"], record["val_bce"])
     return record
 
 
-def rewrite_calibration(path: Path, record: dict[str, Any]) -> None:
-    """Store ``record`` as the checkpoint's ``hyper_parameters["calibration"]`` (the file is replaced atomically)."""
+def fit_threshold(module: LandslideModule, logits: np.ndarray, labels: np.ndarray,
+                  temperature: float) -> dict[str, Any]:
+    """``threshold=auto``: the F1-optimal threshold of ``sigmoid(logit / T)`` on the validation pixels
+    (:func:`~slidemap.evaluation.histogram.best_threshold`), set on the module; its record. Without a landslide
+    pixel to find, the paper's 0.5 stays."""
+    prob = torch.sigmoid(torch.from_numpy(logits / temperature))
+    value, f1 = best_threshold(histogram(prob, torch.from_numpy(labels)).numpy())
+    record = {"method": "f1_optimal" if f1 is not None else "default (no validation landslide pixel)",
+              "fitted_on": "validation", "pixels": int(logits.size), "val_f1": None if f1 is None else round(f1, 6)}
+    module.set_threshold(value, record)
+    log.info("threshold %.4f fitted on %d validation pixels (F1 %s)", value, logits.size, record["val_f1"])
+    return {"threshold": value, "threshold_fit": record}
+
+
+def rewrite_calibration(path: Path, record: dict[str, Any], threshold: dict[str, Any] | None = None) -> None:
+    """Store ``record`` as the checkpoint's ``hyper_parameters["calibration"]`` and a fitted threshold's
+    ``threshold`` and ``threshold_fit`` (the file is replaced atomically)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     ckpt.setdefault("hyper_parameters", {})["calibration"] = dict(record)
+    ckpt["hyper_parameters"].update(threshold or {})
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)

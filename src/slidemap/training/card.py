@@ -95,15 +95,15 @@ def build_card(cfg: DictConfig, module: Any, datamodule: Any, payload: dict[str,
                     "parameters": int(sum(p.numel() for p in module.net.parameters()))},
         "inputs": {"window": int(info["window"]), "channels": channels},
         "data": data_record(cfg, datamodule),
-        "training": {"loss": "bce", "pos_weight": module.hparams.get("pos_weight"),
+        "training": {"loss": payload.get("loss", "bce"), "pos_weight": module.hparams.get("pos_weight"),
                      "optimizer": optimizer.get("_target_"), "lr": optimizer.get("lr"),
                      "betas": optimizer.get("betas"), "augment": payload["augment"], "seed": payload["seed"],
                      "epochs": payload["epochs"], "stopped_by": payload["stopped_by"],
                      "precision": payload["precision"], "overrides": payload.get("overrides", [])},
         "calibration": {"temperature": payload["calibration"].get("temperature", 1.0),
                         "ece": all_area.get("ece"), "ece_uncalibrated": all_area.get("ece_uncalibrated")},
-        "threshold": float(cfg.threshold),
-        "scores": {a: {k: m.get(k) for k in ("precision", "recall", "f1", "iou")}
+        "threshold": float(payload.get("threshold", cfg.threshold)),
+        "scores": {a: {k: m.get(k) for k in ("precision", "recall", "f1", "iou", "mcc", "average_precision")}
                    for a, m in payload["areas"].items()},
     }
 

@@ -1,4 +1,4 @@
-"""LightningModule: masked binary cross-entropy, the configured optimiser, and pixel metrics per test area.
+"""LightningModule: the configured loss (the paper's masked BCE by default) and optimiser, pixel metrics per test area.
 
 Its ``temperature`` (1 until :func:`slidemap.training.calibrate.calibrate` fits one on the validation area) divides
 the logits of every test and prediction probability, and is kept in the checkpoint's
@@ -16,26 +16,14 @@ from torch import nn
 from torchmetrics.classification import BinaryStatScores
 
 from slidemap.evaluation.calibration import CalibrationBins, bins_record, ece, pool_bins
+from slidemap.evaluation.histogram import ProbabilityHistogram, average_precision
 from slidemap.evaluation.scoring import POOLED, area_results, as_number, scores
+from slidemap.training.losses import build_loss, masked_bce
+from slidemap.training.object_scores import TileObjectCounts, add_object_scores
+
+__all__ = ["LandslideModule", "masked_bce"]
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
-
-
-def masked_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-               pos_weight: float | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Binary cross-entropy on logits averaged over valid pixels only (nodata never teaches the model).
-
-    Args:
-        logits, target, valid: (N, H, W); target in {0, 1}, valid bool.
-        pos_weight: optional weight of the landslide class (imbalanced data).
-        weight: optional per-pixel weight map (N, H, W), as in the paper's weighted loss.
-    """
-    pw = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
-    loss = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none", pos_weight=pw)
-    w = valid.to(logits.dtype)
-    if weight is not None:
-        w = w * weight
-    return (loss * w).sum() / w.sum().clamp_min(1.0)
 
 
 class LandslideModule(pl.LightningModule):
@@ -49,23 +37,36 @@ class LandslideModule(pl.LightningModule):
             loading rebuilds the network exactly (:func:`slidemap.mapping.checkpoint.load_checkpoint`).
         test_areas: Names of the test dataloaders, in order; metrics are kept per area and pooled as "all".
         pos_weight: Optional positive-class weight for the BCE loss.
-        threshold: Probability threshold for the binary map (the paper: 0.5).
+        encoder_lr_scale: The encoder's learning rate as a multiple of the optimiser's (networks with an
+            ``encoder_module()``, e.g. smp models with pretrained weights); 1 = one learning rate for all.
+        loss: The training loss (:func:`slidemap.training.losses.build_loss` of the ``loss`` group); None = the
+            paper's masked BCE with ``pos_weight``.
+        threshold: Probability threshold for the binary map (the paper: 0.5), or ``auto``: 0.5 for the validation
+            F1 during training, then the F1-optimal threshold on the validation area
+            (:func:`slidemap.training.calibrate.calibrate` calls :meth:`set_threshold`), kept in the checkpoint's
+            ``hyper_parameters["threshold"]``.
         data_info: Channels and normalisation, recorded in the checkpoint so maps can be made later.
         channels_last: Keep activations in NHWC layout: oneDNN's fast path for bf16 convolutions on CPU
             (ResU-Net at 128 px: 363 vs 543 ms per step on this project's 2-core machine).
     """
 
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory | None = None, model: dict | None = None,
-                 test_areas: list[str] | None = None, pos_weight: float | None = None, threshold: float = 0.5,
-                 data_info: dict | None = None, channels_last: bool = True) -> None:
+                 test_areas: list[str] | None = None, pos_weight: float | None = None, threshold: float | str = 0.5,
+                 data_info: dict | None = None, channels_last: bool = True, loss: nn.Module | None = None,
+                 encoder_lr_scale: float = 1.0) -> None:
         super().__init__()
+        self.loss_fn = loss if loss is not None else build_loss(None, pos_weight)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.optimizer_factory = optimizer
-        self.save_hyperparameters(ignore=["net", "optimizer"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "loss"])
         self.test_areas = list(test_areas or [])
-        self.val_stats = BinaryStatScores(threshold=threshold, ignore_index=-1)
-        self.test_stats = nn.ModuleList(BinaryStatScores(threshold=threshold, ignore_index=-1)
+        self.threshold = 0.5 if str(threshold) == "auto" else float(threshold)
+        self.threshold_fit: dict[str, Any] | None = None
+        self.val_stats = BinaryStatScores(threshold=self.threshold, ignore_index=-1)
+        self.test_stats = nn.ModuleList(BinaryStatScores(threshold=self.threshold, ignore_index=-1)
                                         for _ in self.test_areas)
+        self.histograms = nn.ModuleList(ProbabilityHistogram() for _ in self.test_areas)
+        self.tile_objects = nn.ModuleList(TileObjectCounts() for _ in self.test_areas)
         self.calibrated_bins = nn.ModuleList(CalibrationBins() for _ in self.test_areas)
         self.raw_bins = nn.ModuleList(CalibrationBins() for _ in self.test_areas)
         self.temperature = 1.0
@@ -78,16 +79,28 @@ class LandslideModule(pl.LightningModule):
         self.calibration = dict(record) if record else None
         self.temperature = float(record["temperature"]) if record else 1.0
 
+    def set_threshold(self, threshold: float, record: dict[str, Any] | None = None) -> None:
+        """Score and map at ``threshold`` from now on; ``record`` says how it was chosen (``threshold=auto``)."""
+        self.threshold = float(threshold)
+        self.threshold_fit = dict(record) if record else None
+        for stat in self.test_stats:
+            stat.threshold = self.threshold
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        hp = checkpoint.setdefault("hyper_parameters", {})
         if self.calibration:
-            checkpoint.setdefault("hyper_parameters", {})["calibration"] = dict(self.calibration)
+            hp["calibration"] = dict(self.calibration)
+        if self.threshold_fit:
+            hp["threshold"], hp["threshold_fit"] = self.threshold, dict(self.threshold_fit)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A checkpoint with a calibration brings it; one without keeps the module's (DDP ranks may read the file
         before rank 0 has rewritten it with the temperature every rank fitted alike)."""
-        record = (checkpoint.get("hyper_parameters") or {}).get("calibration")
-        if record:
-            self.set_calibration(record)
+        hp = checkpoint.get("hyper_parameters") or {}
+        if hp.get("calibration"):
+            self.set_calibration(hp["calibration"])
+        if hp.get("threshold_fit") and str(self.hparams.get("threshold")) == "auto":  # a given threshold stays
+            self.set_threshold(float(hp["threshold"]), hp["threshold_fit"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, H, W), float32 even under bf16 autocast (loss, metrics and maps want full precision)."""
@@ -99,7 +112,7 @@ class LandslideModule(pl.LightningModule):
         x, y, valid = batch[:3]
         logits = self(x)
         weight = batch[3] if len(batch) > 3 else None
-        return masked_bce(logits, y, valid, self.hparams.pos_weight, weight), logits
+        return self.loss_fn(logits, y, valid, weight), logits
 
     @staticmethod
     def _masked_target(y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -127,27 +140,35 @@ class LandslideModule(pl.LightningModule):
         probs = torch.sigmoid(logits / self.temperature)
         target = self._masked_target(y, valid)
         self.test_stats[dataloader_idx].update(probs, target)
+        self.histograms[dataloader_idx].update(probs, target)
+        self.tile_objects[dataloader_idx].update(probs, target, self.threshold)
         self.calibrated_bins[dataloader_idx].update(probs, target)
         self.raw_bins[dataloader_idx].update(torch.sigmoid(logits), target)
 
     def on_test_epoch_end(self) -> None:
         """Metrics per area over every valid pixel, and "all" pooled from the areas' counts."""
         counts, calibrated, raw = {}, {}, {}
-        for name, stat, cal, unc in zip(self.test_areas, self.test_stats, self.calibrated_bins, self.raw_bins):
+        hists, objects = {}, {}
+        for name, stat, cal, unc, hist, obj in zip(self.test_areas, self.test_stats, self.calibrated_bins,
+                                                   self.raw_bins, self.histograms, self.tile_objects):
             tp, fp, tn, fn, _ = (int(v) for v in stat.compute().tolist())
             counts[name] = {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
             calibrated[name], raw[name] = bins_record(cal.compute()), bins_record(unc.compute())
-            for metric in (stat, cal, unc):
+            hists[name], objects[name] = hist.compute().cpu().numpy(), obj.compute()
+            for metric in (stat, cal, unc, hist, obj):
                 metric.reset()
+        hists[POOLED] = sum(hists.values())
         calibrated[POOLED], raw[POOLED] = pool_bins(list(calibrated.values())), pool_bins(list(raw.values()))
         results = area_results(counts)
         for area in results:  # ECE of the probabilities the maps hold, and of the network's raw sigmoid
             results[area]["ece"] = ece(calibrated[area])
             results[area]["ece_uncalibrated"] = ece(raw[area])
+            results[area]["average_precision"] = average_precision(hists[area])  # threshold-free
         for area, metrics in results.items():
-            for key in ("precision", "recall", "f1", "iou", "ece"):
+            for key in ("precision", "recall", "f1", "iou", "mcc", "average_precision", "ece"):
                 if metrics[key] is not None:  # an undefined metric is not logged as a number
                     self.log(f"test/{area}/{key}", metrics[key], add_dataloader_idx=False, sync_dist=True)
+        add_object_scores(results, objects, "tile")  # a site run recounts its stitched areas (training.run)
         self.test_results = results
         self.reliability = calibrated
 
@@ -157,4 +178,12 @@ class LandslideModule(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.optimizer_factory is None:
             raise ValueError("LandslideModule needs an optimizer factory (conf/optimizer, e.g. a _partial_ Adam)")
-        return self.optimizer_factory(self.parameters())
+        scale = float(self.hparams.get("encoder_lr_scale", 1.0))
+        encoder = self.net.encoder_module() if hasattr(self.net, "encoder_module") else None
+        if scale == 1.0 or encoder is None:
+            return self.optimizer_factory(p for p in self.parameters() if p.requires_grad)
+        base = float(getattr(self.optimizer_factory, "keywords", {}).get("lr", 1e-3))
+        inside = {id(p) for p in encoder.parameters()}
+        groups = [{"params": [p for p in encoder.parameters() if p.requires_grad], "lr": base * scale},
+                  {"params": [p for p in self.parameters() if p.requires_grad and id(p) not in inside]}]
+        return self.optimizer_factory([g for g in groups if g["params"]])

@@ -17,19 +17,23 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from slidemap.config_checks import check_choice
+from slidemap.data.datamodule import PreparedData
 from slidemap.data.split import WINDOWS
 from slidemap.errors import InputError
 from slidemap.evaluation.scoring import shown
 from slidemap.io import atomic_path
 from slidemap.models.build import build_net, net_config
-from slidemap.runs import METRICS_FILE, completed_run, output_dir, write_metrics
+from slidemap.runs import METRICS_FILE, completed_run, loss_name, output_dir, write_metrics
 from slidemap.training.calibrate import calibrate
 from slidemap.training.card import build_card, data_kind_of, store_card
 from slidemap.training.distributed import distributed_session, install_hydra_child_command
 from slidemap.training.epoch_log import EpochLine, progress_bar
 from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_state, identity_record,
                                        relocate_resume_state, run_identity, stopped_by)
+from slidemap.training.encoder_weights import apply_encoder_options
+from slidemap.training.losses import build_loss
 from slidemap.training.module import LandslideModule
+from slidemap.training.object_scores import add_object_scores, site_object_counts
 from slidemap.training.outputs import write_test_outputs
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
 
@@ -220,15 +224,22 @@ def build_module(cfg: DictConfig, datamodule: Any, precision: str | int) -> Land
         net = build_net(model_cfg["net"])
     except ValueError as err:
         raise InputError("model.net", str(err)) from err
+    apply_encoder_options(net, model_cfg, datamodule.channels)
     check_network(net, datamodule.in_channels, int(cfg.window), str(model_cfg["net"].get("_target_")))
     optimizer = instantiate(cfg.optimizer)
     try:  # a partial: its arguments meet the optimiser only in fit; try them on one parameter now
         optimizer([torch.nn.Parameter(torch.zeros(1))])
     except (TypeError, ValueError) as err:
         raise InputError("optimizer", f"cannot build {cfg.optimizer.get('_target_')}: {err}") from err
+    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True) if cfg.get("loss") is not None else None
+    try:
+        loss = build_loss(loss_cfg, cfg.module.get("pos_weight"))
+    except ValueError as err:
+        raise InputError("loss", str(err)) from err
     # A partial, called with Python objects: Hydra would instantiate the ``_target_`` inside ``model`` again.
     make_module = instantiate(cfg.module, _partial_=True)
-    return make_module(net=net, optimizer=optimizer, model=model_cfg,
+    return make_module(net=net, optimizer=optimizer, model=model_cfg, loss=loss,
+                       encoder_lr_scale=float(model_cfg.get("encoder_lr_scale") or 1.0),
                        test_areas=datamodule.test_areas,
                        channels_last=use_channels_last(cfg.get("channels_last", "auto"), precision),
                        data_info={**datamodule.checkpoint_info(), "scenario": str(cfg.scenario.name),
@@ -309,12 +320,21 @@ def run_job(cfg: DictConfig) -> float:
         check_scored(module.test_results)
         if not trainer.is_global_zero:  # DDP: rank 0 alone writes maps and results
             return val_f1
-        previews = write_test_outputs(out, datamodule, lambda loaders: predict_areas(trainer, module, loaders),
-                                      cfg.threshold, previews=int(cfg.get("previews", 4)))
+        predicted: list[list[list[torch.Tensor]]] = []  # what write_test_outputs had predicted, kept for objects
+
+        def predict(loaders: list[Any]) -> list[list[torch.Tensor]]:
+            predicted.append(predict_areas(trainer, module, loaders))
+            return predicted[-1]
+
+        previews = write_test_outputs(out, datamodule, predict, module.threshold, previews=int(cfg.get("previews", 4)))
+        if isinstance(getattr(datamodule, "data", None), PreparedData) and predicted:  # sites: whole test areas
+            add_object_scores(module.test_results, site_object_counts(datamodule.data, predicted[0], module.threshold),
+                              "test area")
         payload = {
             "model": cfg.model.name, "window": int(cfg.window), "scenario": cfg.scenario.name,
             "inputs": str((cfg.get("inputs") or {}).get("name", "post")), "channels": list(datamodule.channels),
             "augment": str((cfg.get("augment") or {}).get("name", "none")),
+            "loss": loss_name(cfg),
             "seed": int(cfg.seed), "epochs": int(trainer.current_epoch), "precision": str(precision),
             "threads": threads, "processes": int(trainer.world_size), "resumed_from": fit_from,
             "wall_time_s": round(time.perf_counter() - start, 2), "best_checkpoint": ckpt,
@@ -322,10 +342,11 @@ def run_job(cfg: DictConfig) -> float:
             **({"split": datamodule.split} if datamodule.split is not None else {}),
             **identity_record(identity),
             "stopped_by": ended,
+            "threshold": module.threshold, **({"threshold_fit": module.threshold_fit} if module.threshold_fit else {}),
             "areas": module.test_results,
             "calibration": {**(module.calibration or {"temperature": 1.0}), "reliability": module.reliability},
         }
-        log_predictions_to_wandb(loggers, module.test_results, previews)
+        log_predictions_to_wandb(loggers, module.test_results, previews, module.threshold)
         if ckpt and not test_ckpt:  # the card travels with the checkpoint (before metrics.json marks the run done)
             payload["model_card"] = str(store_card(Path(ckpt), build_card(cfg, module, datamodule, payload)))
         write_metrics(out, payload)  # last: its presence marks the run complete (resume skips it)

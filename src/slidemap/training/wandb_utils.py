@@ -16,10 +16,14 @@ def _wandb_loggers(loggers: list[Any]) -> list[Any]:
     return [lg for lg in loggers if isinstance(lg, WandbLogger)]
 
 
-def log_predictions_to_wandb(loggers: list[Any], results: dict, previews: dict[str, np.ndarray]) -> None:
-    """Summary keys ``test/<area>/<metric>`` and one preview image per test area (values 0..1)."""
+def log_predictions_to_wandb(loggers: list[Any], results: dict, previews: dict[str, np.ndarray],
+                             threshold: float | None = None) -> None:
+    """Summary keys ``test/<area>/<metric>`` (``objects`` as a nested record), ``test/threshold`` (the one the
+    scores and maps used: ``threshold=auto`` fits it) and one preview image per test area (values 0..1)."""
     for lg in _wandb_loggers(loggers):
         run = lg.experiment
+        if threshold is not None:
+            run.summary["test/threshold"] = threshold
         for area, metrics in results.items():
             for key, value in metrics.items():
                 run.summary[f"test/{area}/{key}"] = value

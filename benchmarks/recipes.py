@@ -1,0 +1,167 @@
+"""Training recipes compared (issue 26): the paper's recipe (BCE, threshold 0.5, no augmentation) against each loss of
+the ``loss`` group, ``threshold=auto`` and ``augment=d4``, over seeds, on the built-in synthetic sites and on the
+real samples of ``../shared/real/``; paired differences from the paper's recipe with 95% t-intervals.
+
+Every recipe runs as ``train.py -m`` sweeps (one folder per recipe family, so the report's cell checks hold), then
+this script reads their metrics.json. Runs are tiny (a few short epochs) so that the whole comparison fits a shared
+2-core machine: the numbers compare recipes under a small budget, they are not the recipes' converged scores.
+
+    flock /tmp/slidemap-heavy.lock python benchmarks/recipes.py --out /tmp/recipes --seeds 3 \
+        [--datasets synthetic nepal_rgb_colour_masks ...] [--epochs 4 --batches 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from slidemap.reporting.stats import t_interval  # noqa: E402
+
+REAL = REPO.parent / "shared" / "real"
+LOSSES = ("bce", "dice", "focal", "lovasz", "tversky", "bce_dice")
+RECIPES = ("paper", *(f"loss={n}" for n in LOSSES[1:]), "threshold=auto", "augment=d4")
+METRICS = ("f1", "average_precision", "mcc")
+BANGLADESH_EDITS = (("# channels:", "channels:"), ("  # landslide: [2]", "  landslide: [2]"))
+"""What ``slidemap dataset`` leaves to the user for the ArcGIS export (as tests/test_patch_dataset.py sets it)."""
+
+
+def run(cmd: list[str], cwd: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "WANDB_MODE": "offline"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-2000:]}")
+
+
+def prepare_real(name: str, work: Path) -> Path:
+    """A copy of a real sample with its inferred dataset.yaml (and the user's edits where inference leaves them)."""
+    root = work / "data" / name
+    if not (root / "dataset.yaml").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(REAL / name, root)
+        run([sys.executable, "-m", "slidemap.cli", "dataset", str(root), "--write"], work)
+        text = (root / "dataset.yaml").read_text()
+        if name == "bangladesh_s2_arcgis":
+            for old, new in BANGLADESH_EDITS:
+                text = text.replace(old, new)
+        (root / "dataset.yaml").write_text(text)
+    return root
+
+
+def data_args(dataset: str, work: Path) -> list[str]:
+    if dataset == "synthetic":
+        return [f"data.root={work / 'data' / 'synthetic'}", "window=64"]
+    root = prepare_real(dataset, work)
+    return ["data=patches", f"data.root={root}", "data.channels=null", "window=128", "data.split_seed=0"]
+
+
+def sweep(dataset: str, family: str, overrides: list[str], seeds: int, work: Path, budget: list[str]) -> Path:
+    """One ``train.py -m`` sweep of a recipe family over the seeds; skipped when already complete."""
+    out = work / dataset / family
+    seeds_arg = f"seed={','.join(str(s) for s in range(seeds))}"
+    constant = [*data_args(dataset, work), *budget, "logger=none", "trainer.enable_progress_bar=false"]
+    unnamed = ",".join(a.split("=", 1)[0].lstrip("+") for a in constant)  # folders named by recipe and seed only
+    cmd = [sys.executable, str(REPO / "train.py"), "-m", *overrides, seeds_arg, *constant, f"hydra.sweep.dir={out}",
+           f"hydra.job.config.override_dirname.exclude_keys=[{unnamed},model,window,scenario,inputs,augment,loss]"]
+    start = time.perf_counter()
+    run(cmd, work)
+    print(f"{dataset} {family}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return out
+
+
+def records(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*/metrics.json"))]
+
+
+def recipe_of(record: dict, family: str) -> str:
+    return "paper" if record.get("loss", "bce") == "bce" else f"loss={record['loss']}"
+
+
+def area_value(record: dict, metric: str) -> float:
+    areas = record["areas"]
+    value = areas["all"].get(metric)
+    return math.nan if value is None else float(value)
+
+
+def collect(work: Path, dataset: str) -> dict[str, dict[int, dict]]:
+    """{recipe: {seed: metrics.json}} of one dataset."""
+    out: dict[str, dict[int, dict]] = {}
+    for family, recipe in (("losses", None), ("threshold_auto", "threshold=auto"), ("augment_d4", "augment=d4")):
+        for r in records(work / dataset / family):
+            out.setdefault(recipe or recipe_of(r, family), {})[int(r["seed"])] = r
+    return out
+
+
+def fmt(iv) -> str:
+    if iv.n == 0:
+        return "n/a"
+    if iv.n == 1 or math.isnan(iv.low):
+        return f"{100 * iv.mean:+.1f}"
+    return f"{100 * iv.mean:+.1f} [{100 * iv.low:+.1f}, {100 * iv.high:+.1f}]"
+
+
+def table(work: Path, datasets: list[str]) -> str:
+    """Markdown: per dataset and recipe, mean F1 / AP / MCC over seeds and the paired difference from the paper's
+    recipe (percentage points, 95% t-interval over seeds); a verdict only where the interval excludes 0."""
+    lines = ["| dataset | recipe | n | F1 | F1 - paper [95% CI] | AP - paper [95% CI] | MCC - paper [95% CI] | "
+             "threshold | verdict (F1) |", "|---|---|--:|--:|--:|--:|--:|--:|---|"]
+    for dataset in datasets:
+        runs = collect(work, dataset)
+        paper = runs.get("paper", {})
+        for recipe in RECIPES:
+            got = runs.get(recipe, {})
+            if not got:
+                continue
+            f1 = t_interval([area_value(r, "f1") for r in got.values()])
+            diffs = {m: t_interval([area_value(r, m) - area_value(paper[s], m) for s, r in got.items() if s in paper])
+                     for m in METRICS}
+            d = diffs["f1"]
+            verdict = ("–" if recipe == "paper" else "no interval" if d.n < 2 or math.isnan(d.low)
+                       else "better" if d.low > 0 else "worse" if d.high < 0 else "no difference shown")
+            thr = sum(float(r.get("threshold", 0.5)) for r in got.values()) / len(got)
+            lines.append(f"| {dataset} | {recipe} | {len(got)} | {100 * f1.mean:.1f} | "
+                         + " | ".join("–" if recipe == "paper" else fmt(diffs[m]) for m in METRICS)
+                         + f" | {thr:.3g} | {verdict} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batches", type=int, default=12, help="training batches per epoch")
+    p.add_argument("--datasets", nargs="+", default=["synthetic", "nepal_rgb_colour_masks",
+                                                      "sichuan_aerial_colour_masks", "bangladesh_s2_arcgis"])
+    p.add_argument("--losses", nargs="+", default=list(LOSSES), help="the losses compared (bce is the paper's)")
+    p.add_argument("--no-d4", action="store_true", help="leave out the augment=d4 family")
+    p.add_argument("--table-only", action="store_true")
+    args = p.parse_args()
+    work = args.out.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    budget = [f"trainer.max_epochs={args.epochs}", "trainer.min_epochs=1",
+              f"+trainer.limit_train_batches={args.batches}", "+trainer.limit_val_batches=8",
+              "trainer.precision=32-true", "model.net.base_filters=16"]
+    if not args.table_only:
+        if "synthetic" in args.datasets:
+            from slidemap.data.synthetic import ensure_synthetic
+            ensure_synthetic(work / "data" / "synthetic", scale=0.1, seed=0)
+        for dataset in args.datasets:
+            sweep(dataset, "losses", [f"loss={','.join(args.losses)}"], args.seeds, work, budget)
+            sweep(dataset, "threshold_auto", ["threshold=auto"], args.seeds, work, budget)
+            if not args.no_d4:
+                sweep(dataset, "augment_d4", ["augment=d4"], args.seeds, work, budget)
+    print(table(work, args.datasets))
+
+
+if __name__ == "__main__":
+    main()
