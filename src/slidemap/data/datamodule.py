@@ -212,7 +212,7 @@ class SiteDataModule(PatchDataModule):
     """Serves grid patches of a folder of sites for one scenario.
 
     Args:
-        root: Folder of site folders (the README's site contract).
+        root: Folder of site folders (the site contract, docs/data.md).
         train_sites: Sites whose training areas train the model; None = all sites (scenario ``all``).
         sites: Sites to read (and test); None = every site under ``root``.
         synthetic: If given ({seed, scale}), the built-in synthetic sites are generated into ``root`` first.

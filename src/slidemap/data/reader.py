@@ -1,4 +1,4 @@
-"""Read a site folder (the README's site contract) into a Site: everything comes onto the grid of its image.
+"""Read a site folder (the site contract, docs/data.md) into a Site: everything comes onto the grid of its image.
 
 The image is ``s2.tif`` (Sentinel-2 B2, B3, B4, B8) or ``image.tif`` (any sensor, any pixel size and number of
 bands, named by site.yaml ``bands``, its band descriptions or its colour interpretation; ``units`` in site.yaml
@@ -47,8 +47,9 @@ PathLikeStr = str | PathLike[str]
 
 SITE_KEYS = ("bands", "units", "scale", "offset", "pre_scale", "pre_offset", "sensor", "split", "description",
              "provenance", "synthetic", "pre_event")
-"""The keys of site.yaml (the README's site contract; ``provenance``, ``synthetic`` and ``pre_event`` are written by
-slidemap site and slidemap synth as records); any other is refused: a typo (``bandz:``) would be silently ignored."""
+"""The keys of site.yaml (the site contract, docs/data.md; ``provenance``, ``synthetic`` and ``pre_event`` are
+written by slidemap site and slidemap synth as records); any other is refused: a typo (``bandz:``) would be silently
+ignored."""
 
 
 def load_meta(folder: Path) -> dict[str, Any]:

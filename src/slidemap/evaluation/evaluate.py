@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on every site's test area as full mosaics: maps, polygons and metrics.json.
 
-The test areas are those of training (the README's protocol); each is predicted as one mosaic (blended
+The test areas are those of training (docs/research.md); each is predicted as one mosaic (blended
 overlapping tiles by default, or the paper's grid) on its own pixels only, as in training, and scored over
 every valid pixel. The network and its normalisation come from the checkpoint; the data settings must
 agree with it (same channels, and the scenario's training areas must give the checkpoint's statistics).

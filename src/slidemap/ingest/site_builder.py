@@ -1,4 +1,4 @@
-"""Build a site folder (the README's site contract) from what providers ship: S2 products, DEM tiles, inventory.
+"""Build a site folder (the site contract, docs/data.md) from what providers ship: S2 products, DEM tiles, inventory.
 
 Everything is read and checked before anything is written; the folder is then written under a temporary
 name and renamed at the end, so bad input leaves nothing behind and a reader never sees half a site.

@@ -1,4 +1,4 @@
-"""Write the files of a site folder (the README's site contract): s2.tif, dem.tif, the inventory and site.yaml."""
+"""Write the files of a site folder (the site contract, docs/data.md): s2.tif, dem.tif, the inventory and site.yaml."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Write the synthetic sites to disk in exactly the user's format (the README's site contract), once per seed/scale."""
+"""Write the synthetic sites to disk in exactly the user's format (the site contract, docs/data.md), once per
+seed/scale."""
 
 from __future__ import annotations
 
