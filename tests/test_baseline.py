@@ -103,7 +103,7 @@ def test_run_baseline_scores_every_scenario_on_every_test_area_and_all():
     for per_area in out["scenarios"].values():
         assert list(per_area) == ["a", "b", "all"]
         for m in per_area.values():
-            assert set(m) - {"undefined"} == {"precision", "recall", "f1", "iou", "tp", "fp", "fn", "tn"}
+            assert set(m) - {"undefined"} == {"precision", "recall", "f1", "iou", "mcc", "tp", "fp", "fn", "tn"}
 
     # Pooled over both training areas (n px per cover and site): slope >= 20 gives TP 2n, FP n (a's bare flats):
     # F1 0.8; slope >= 30 gives TP n, FN n: F1 2/3. So "all" learns site b's rule.

@@ -78,8 +78,9 @@ def test_a_killed_search_resumes_and_keeps_its_finished_trials(synthetic_root, t
     assert len(complete) == 3 and len(trials) == 3 + len(interrupted) and len(interrupted) <= 1
     assert complete[0].number == first["number"] and complete[0].value == first["value"]  # kept, not rerun
     assert (sweep / first["run_dir"] / "metrics.json").stat().st_mtime_ns == stamp
-    for t in interrupted:  # the trial the kill cut short is asked again, with its settings
-        assert t.state.name == "FAIL" and any(c.params == t.params for c in complete)
+    for t in interrupted:  # the trial the kill cut short is asked again, with its settings (if it had any yet:
+        assert t.state.name == "FAIL"  # a kill right after the ask leaves a trial without settings or a job)
+        assert not t.params or any(c.params == t.params for c in complete)
     assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 3  # no settings drawn twice
     for t in complete:  # the objective is the run's validation F1
         metrics = json.loads((sweep / t.user_attrs["run_dir"] / "metrics.json").read_text())

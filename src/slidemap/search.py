@@ -45,14 +45,16 @@ def finished(trial: Any) -> bool:
 
 def requeue_interrupted(study: Any) -> int:
     """Mark the trials a dead sweeper left running as failed (``interrupted``) and enqueue their settings again,
-    so the next trials asked are those; returns how many."""
+    so the next trials asked are those; returns how many. A trial killed between being asked and given its settings
+    never started a job: it is marked too, with nothing to ask again (enqueuing no settings would draw new ones)."""
     import optuna
 
     stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
     for trial in stale:
         study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
         study._storage.set_trial_state(trial._trial_id, optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(dict(trial.params))
+        if trial.params:
+            study.enqueue_trial(dict(trial.params))
     return len(stale)
 
 
