@@ -78,9 +78,10 @@ def test_a_killed_search_resumes_and_keeps_its_finished_trials(synthetic_root, t
     assert len(complete) == 3 and len(trials) == 3 + len(interrupted) and len(interrupted) <= 1
     assert complete[0].number == first["number"] and complete[0].value == first["value"]  # kept, not rerun
     assert (sweep / first["run_dir"] / "metrics.json").stat().st_mtime_ns == stamp
-    for t in interrupted:  # the trial the kill cut short is asked again, with its settings (if it had any yet:
-        assert t.state.name == "FAIL"  # a kill right after the ask leaves a trial without settings or a job)
-        assert not t.params or any(c.params == t.params for c in complete)
+    space = set(complete[0].params)
+    for t in interrupted:  # the trial the kill cut short is asked again, with its settings (if all were drawn:
+        assert t.state.name == "FAIL"  # a kill between the ask and the last setting leaves no job to continue)
+        assert set(t.params) != space or any(c.params == t.params for c in complete)
     assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 3  # no settings drawn twice
     for t in complete:  # the objective is the run's validation F1
         metrics = json.loads((sweep / t.user_attrs["run_dir"] / "metrics.json").read_text())
@@ -105,3 +106,26 @@ def test_a_crashed_trial_is_recorded_failed_and_the_search_goes_on_under_joblib(
     failed = next(t for t in record(sweep)["trials"] if t["state"] == "fail")
     run = json.loads((sweep / failed["run_dir"] / "run.json").read_text())
     assert run["status"] == "failed" and "window" in run["error"]
+
+
+def test_only_trials_killed_after_all_their_settings_are_asked_again():
+    import optuna
+
+    from slidemap.search import INTERRUPTED, requeue_interrupted
+
+    study = optuna.create_study(direction="maximize")
+    lr = optuna.distributions.LogUniformDistribution(1e-4, 1e-2)
+    pos = optuna.distributions.UniformDistribution(1.0, 10.0)
+    study.ask()  # killed right after the ask: no settings
+    partial = study.ask()
+    partial._suggest("optimizer.lr", lr)  # killed between two settings: no job started
+    full = study.ask()
+    full._suggest("optimizer.lr", lr)
+    full._suggest("module.pos_weight", pos)
+    assert requeue_interrupted(study, ["optimizer.lr", "module.pos_weight"]) == 1
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL", "FAIL", "WAITING"]
+    assert all(t.user_attrs.get(INTERRUPTED) for t in trials[:3])
+    again = study.ask()
+    assert again._suggest("optimizer.lr", lr) == full.params["optimizer.lr"]
+    assert again._suggest("module.pos_weight", pos) == full.params["module.pos_weight"]

@@ -19,6 +19,7 @@ import functools
 import logging
 import math
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
@@ -43,19 +44,23 @@ def finished(trial: Any) -> bool:
     return trial.state == state.COMPLETE or (trial.state == state.FAIL and not trial.user_attrs.get(INTERRUPTED))
 
 
-def requeue_interrupted(study: Any) -> int:
+def requeue_interrupted(study: Any, space: Iterable[str]) -> int:
     """Mark the trials a dead sweeper left running as failed (``interrupted``) and enqueue their settings again,
-    so the next trials asked are those; returns how many. A trial killed between being asked and given its settings
-    never started a job: it is marked too, with nothing to ask again (enqueuing no settings would draw new ones)."""
+    so the next trials asked are those; returns how many were enqueued. A trial killed before all of ``space`` was
+    drawn for it (between the ask and its last setting) never started a job: it is marked too, with nothing to ask
+    again (enqueuing part of its settings would pin those and draw the rest anew)."""
     import optuna
 
+    names = set(space)
     stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    again = 0
     for trial in stale:
         study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
         study._storage.set_trial_state(trial._trial_id, optuna.trial.TrialState.FAIL)
-        if trial.params:
+        if trial.params and names <= set(trial.params):
             study.enqueue_trial(dict(trial.params))
-    return len(stale)
+            again += 1
+    return again
 
 
 def objective(ret: Any) -> float | None:
@@ -129,7 +134,7 @@ class ResumableSearch(OptunaSweeperImpl):
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
         study = optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler,
                                     directions=self._get_directions(), load_if_exists=True)
-        again = requeue_interrupted(study)
+        again = requeue_interrupted(study, space)
         if study.get_trials(deepcopy=False):  # a seeded sampler would draw the first run's settings again
             study.sampler.reseed_rng()
         done = sum(finished(t) for t in study.get_trials(deepcopy=False))
