@@ -69,6 +69,11 @@ def card_markdown(card: dict[str, Any] | None, checkpoint: Path | None = None,
                                f"{c.get('sd', float('nan')):.4g}", f"{c.get('median', float('nan')):.4g}"]))
     else:
         lines.append(UNKNOWN)
+    enc = inputs.get("encoder_normaliser")
+    if enc:
+        lines += ["", f"The encoder sees {enc['from_card']} normalised as its pretrained weights expect (card "
+                      f"`{enc['card']}`, source: {enc['source']}; reflectance mean {enc['mean']}, sd {enc['std']}), "
+                      f"folded into the network's input_scale/input_shift; other channels as the table."]
     lines += ["", "## Data that trained it", ""]
     lines += ([f"Kind **{data.get('kind')}**" + (" (the built-in synthetic sites: maps of real scenes are refused "
                                                    "without --allow-synthetic-model)" if data.get('kind') == "synthetic"

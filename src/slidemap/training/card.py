@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from slidemap.io import atomic_path
 from slidemap.mapping.model_card import CARD_KEY, card_markdown
+from slidemap.training.encoder_weights import CARD_RECORD
 
 CARD_FILE = "model_card.md"
 EDGE_BYTES = 1 << 20
@@ -93,7 +94,9 @@ def build_card(cfg: DictConfig, module: Any, datamodule: Any, payload: dict[str,
         "name": f"{payload['cell']} seed {payload['seed']}",
         "network": {"class": net_cfg.pop("_target_", "?"), "arguments": net_cfg,
                     "parameters": int(sum(p.numel() for p in module.net.parameters()))},
-        "inputs": {"window": int(info["window"]), "channels": channels},
+        "inputs": {"window": int(info["window"]), "channels": channels,
+                   **({"encoder_normaliser": module.hparams["model"][CARD_RECORD]}
+                      if CARD_RECORD in module.hparams["model"] else {})},
         "data": data_record(cfg, datamodule),
         "training": {"loss": payload.get("loss", "bce"), "pos_weight": module.hparams.get("pos_weight"),
                      "optimizer": optimizer.get("_target_"), "lr": optimizer.get("lr"),

@@ -1,6 +1,7 @@
 """The model config's encoder options, applied to a freshly built network before training: pretrained weights
 from a local file matched to the data's channels by name (``model.weights``, ``model.weights_bands``), and
-``model.freeze_encoder``. Any mismatch is one InputError naming the file and the key."""
+``model.freeze_encoder``; the weights' normaliser from their card (``model.weights_card``) as a fixed map in front
+of the encoder. Any mismatch is one InputError naming the file and the key."""
 
 from __future__ import annotations
 
@@ -13,11 +14,34 @@ from torch import nn
 from slidemap.data.channels import canonical_all
 from slidemap.errors import InputError
 from slidemap.models.pretrained import WeightsError, freeze, load_encoder, read_state_dict
+from slidemap.training.weights_card import input_affine, read_card
 
 log = logging.getLogger(__name__)
 
-OPTIONS = ("weights", "weights_bands", "freeze_encoder", "encoder_lr_scale", "new_channel_scale")
+OPTIONS = ("weights", "weights_bands", "weights_card", "freeze_encoder", "encoder_lr_scale", "new_channel_scale")
 """The model config's keys this module reads (beside ``name`` and ``net``)."""
+
+
+CARD_RECORD = "weights_card_record"
+"""Key of the model config (kept in the checkpoint) recording which channels the weights' card normalises."""
+AFFINE_TARGETS = ("slidemap.models.SmpModel", "slidemap.models.smp_models.SmpModel")
+
+
+def with_weights_normaliser(model: dict[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:
+    """``model`` (a resolved model config with its ``net``) with the weights' card folded into the network's
+    ``input_scale``/``input_shift`` (:mod:`slidemap.training.weights_card`); unchanged without a card."""
+    card = model.get("weights_card")
+    if not card:
+        return model
+    if not model.get("weights"):
+        raise InputError("model.weights_card", "given without model.weights (the card describes those weights)")
+    if model["net"].get("_target_") not in AFFINE_TARGETS:
+        raise InputError("model.weights_card", f"{model['net'].get('_target_')} takes no input normaliser (use "
+                                               "model=smp_resnet)")
+    scale, shift, record = input_affine(read_card(card, model.get("weights_bands")), info)
+    log.info("the weights' normaliser from %s for %s (train statistics for %s)", card, record["from_card"],
+             record["from_train"] or "none")
+    return {**model, "net": {**model["net"], "input_scale": scale, "input_shift": shift}, CARD_RECORD: record}
 
 
 def apply_encoder_options(net: nn.Module, model: Mapping[str, Any], channels: Sequence[str]) -> dict[str, Any] | None:

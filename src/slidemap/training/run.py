@@ -30,7 +30,7 @@ from slidemap.training.distributed import distributed_session, install_hydra_chi
 from slidemap.training.epoch_log import EpochLine, progress_bar
 from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_state, identity_record,
                                        relocate_resume_state, run_identity, stopped_by)
-from slidemap.training.encoder_weights import apply_encoder_options
+from slidemap.training.encoder_weights import apply_encoder_options, with_weights_normaliser
 from slidemap.training.losses import build_loss
 from slidemap.training.module import LandslideModule
 from slidemap.training.object_scores import add_object_scores, site_object_counts
@@ -221,6 +221,10 @@ def build_module(cfg: DictConfig, datamodule: Any, precision: str | int) -> Land
     assert isinstance(model_cfg, dict)
     try:
         model_cfg["net"] = net_config(model_cfg["net"], datamodule.in_channels)
+    except ValueError as err:
+        raise InputError("model.net", str(err)) from err
+    model_cfg = with_weights_normaliser(model_cfg, datamodule.checkpoint_info())
+    try:
         net = build_net(model_cfg["net"])
     except ValueError as err:
         raise InputError("model.net", str(err)) from err
