@@ -94,6 +94,29 @@ def test_a_network_that_is_not_one_logit_per_pixel_is_refused(synthetic_root, tm
                                      "(1, 1, 16, 16); a segmentation network gives one logit per pixel, (1, 1, 32, 32)")
 
 
+def test_a_setting_lightning_checks_only_in_fit_is_refused_in_one_line(synthetic_root, tmp_path):
+    done = hydra_entry("train.py", ["logger=none", "window=32", "scenario=china", f"data.root={synthetic_root}",
+                                    "+trainer.val_check_interval=5000"], tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert one_line(done.stderr).startswith("error: trainer: Lightning refuses the settings: `val_check_interval` "
+                                            "(5000) must be less than or equal to the number of the training batches")
+
+
+def test_only_lightnings_own_setting_checks_become_input_errors():
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    from slidemap.training.trainer_errors import raised_by_setting_check
+
+    def raised(err: Exception) -> Exception:
+        try:
+            raise err
+        except Exception as caught:  # noqa: BLE001 -- a real traceback, raised here (in tests/)
+            return caught
+
+    assert raised_by_setting_check(raised(MisconfigurationException("no gpu")))
+    assert not raised_by_setting_check(raised(ValueError("a bug of slidemap's, raised outside Lightning")))
+
+
 def test_hydra_full_error_keeps_hydras_own_form(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "train.py"), "model=unett"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, env={**ENV, "HYDRA_FULL_ERROR": "1"})

@@ -27,14 +27,15 @@ from slidemap.runs import METRICS_FILE, completed_run, loss_name, output_dir, wr
 from slidemap.training.calibrate import calibrate
 from slidemap.training.card import build_card, data_kind_of, store_card
 from slidemap.training.distributed import distributed_session, install_hydra_child_command
+from slidemap.training.encoder_weights import apply_encoder_options, with_weights_normaliser
 from slidemap.training.epoch_log import EpochLine, progress_bar
 from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_state, identity_record,
                                        relocate_resume_state, run_identity, stopped_by)
-from slidemap.training.encoder_weights import apply_encoder_options, with_weights_normaliser
 from slidemap.training.losses import build_loss
 from slidemap.training.module import LandslideModule
 from slidemap.training.object_scores import add_object_scores, site_object_counts
 from slidemap.training.outputs import write_test_outputs
+from slidemap.training.trainer_errors import trainer_setting_errors
 from slidemap.training.wandb_utils import finish_wandb, log_predictions_to_wandb
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,8 @@ def run_job(cfg: DictConfig) -> float:
                 raise InputError(test_ckpt, "checkpoint not found (test_ckpt)")
             ended = "not trained"
         else:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=fit_from)
+            with trainer_setting_errors():
+                trainer.fit(module, datamodule=datamodule, ckpt_path=fit_from)
             if trainer.global_step == 0:  # scoring an untrained network would look like a result
                 raise InputError(out, "trained zero steps (no training batch, or the run stopped before its first "
                                       "step): nothing to score; check trainer.limit_train_batches and the data")

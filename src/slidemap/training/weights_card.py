@@ -17,7 +17,8 @@ A card is a small YAML (or JSON) file written from the weights' documentation::
     mean: 0          # one value, or one per band, in `units`
     std: 10000
 
-The statistics are converted to the contract's unit (reflectance, docs/data.md "Units and the units guard") by dividing by ``scale``.
+The statistics are converted to the contract's unit (reflectance, docs/data.md "Units and the units guard") by
+dividing by ``scale``.
 Channels in another unit (8-bit renderings, degrees, metres) cannot take reflectance statistics: refused.
 """
 
