@@ -19,6 +19,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,7 +92,56 @@ def check_distinct(models: Sequence[TrainedModel]) -> None:
         seen[key] = m.path
 
 
-class Ensemble:
+class Members:
+    """What a set of members x test-time views answers the same way whichever engine runs it (checkpoints on torch:
+    :class:`Ensemble`; an exported graph on onnxruntime: :class:`slidemap.mapping.onnx_engine.OnnxModel`).
+    Subclasses set ``models`` (each with ``window``, ``channels``, ``threshold``, ``model_name``), ``views`` and
+    ``path``."""
+
+    models: Sequence[Any]
+    views: tuple[View, ...]
+    ENGINE_NOTE = ""
+    """Appended to :attr:`model_name` (the engine, where it is not torch)."""
+
+    @property
+    def path(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def size(self) -> int:
+        """Predictions per pixel and tile: members x views."""
+        return len(self.models) * len(self.views)
+
+    @property
+    def spread(self) -> bool:
+        """Whether there is a spread to report (more than one prediction per pixel)."""
+        return self.size > 1
+
+    @property
+    def window(self) -> int:
+        return int(self.models[0].window)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(self.models[0].channels)
+
+    @property
+    def threshold(self) -> float:
+        """The members' threshold; members that differ leave no default (a threshold must be given)."""
+        values = sorted({m.threshold for m in self.models})
+        if len(values) > 1:
+            listed = ", ".join(map(str, values))
+            raise InputError(self.path, f"ensemble members differ in threshold ({listed}): give the map's threshold "
+                                        "explicitly")
+        return values[0]
+
+    @property
+    def model_name(self) -> str:
+        names = sorted({m.model_name for m in self.models})
+        return "+".join(names) + (f" x{len(self.models)}" if len(self.models) > 1 else "") + self.ENGINE_NOTE
+
+
+class Ensemble(Members):
     """Checkpoints x test-time views as one predictor of the mosaic (:class:`slidemap.mapping.mosaic.Predictor`).
 
     It stands in for a :class:`~slidemap.mapping.checkpoint.TrainedModel` where maps are made: ``window``,
@@ -127,24 +177,6 @@ class Ensemble:
             m.net.eval()
 
     @property
-    def size(self) -> int:
-        """Predictions per pixel and tile: members x views."""
-        return len(self.models) * len(self.views)
-
-    @property
-    def spread(self) -> bool:
-        """Whether there is a spread to report (more than one prediction per pixel)."""
-        return self.size > 1
-
-    @property
-    def window(self) -> int:
-        return self.models[0].window
-
-    @property
-    def channels(self) -> tuple[str, ...]:
-        return self.models[0].channels
-
-    @property
     def normaliser(self) -> Normaliser:
         return self.models[0].normaliser
 
@@ -167,23 +199,8 @@ class Ensemble:
         return size
 
     @property
-    def threshold(self) -> float:
-        """The members' threshold; members that differ leave no default (a threshold must be given)."""
-        values = sorted({m.threshold for m in self.models})
-        if len(values) > 1:
-            listed = ", ".join(map(str, values))
-            raise InputError(self.models[-1].path, f"ensemble members differ in threshold ({listed}): give the map's "
-                                                   "threshold explicitly")
-        return values[0]
-
-    @property
     def path(self) -> Path:
         return self.models[0].path
-
-    @property
-    def model_name(self) -> str:
-        names = sorted({m.model_name for m in self.models})
-        return "+".join(names) + (f" x{len(self.models)}" if len(self.models) > 1 else "")
 
     def to(self, device: str | torch.device) -> "Ensemble":
         """Move every member's network to ``device`` (in place) and return self."""

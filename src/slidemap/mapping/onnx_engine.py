@@ -18,7 +18,7 @@ import numpy as np
 
 from slidemap.data.patches import Normaliser
 from slidemap.errors import InputError
-from slidemap.mapping.ensemble import apply_view, check_tta, undo_view
+from slidemap.mapping.ensemble import Members, apply_view, check_tta, undo_view
 from slidemap.mapping.model_card import file_fingerprint
 from slidemap.mapping.onnx_export import output_names, require
 from slidemap.mapping.onnx_meta import INPUT_NAME, PREFIX, OnnxMember, read_members, read_normaliser
@@ -30,7 +30,7 @@ def _first_line(err: BaseException) -> str:
     return ((str(err).strip().splitlines() or [type(err).__name__])[0])[:200]
 
 
-class OnnxModel:
+class OnnxModel(Members):
     """An exported model on onnxruntime's CPU provider, as one predictor of the mosaic.
 
     Args:
@@ -41,6 +41,8 @@ class OnnxModel:
     Raises:
         InputError: onnxruntime missing, an unreadable file, or a model without slidemap's metadata.
     """
+
+    ENGINE_NOTE = " (onnxruntime)"
 
     def __init__(self, path: str | Path, tta: str = "none", threads: int | None = None) -> None:
         self.views = check_tta(tta)
@@ -71,39 +73,8 @@ class OnnxModel:
                  len(self.models), self.quantization, ort.__version__)
 
     @property
-    def size(self) -> int:
-        """Predictions per pixel and tile: members x views."""
-        return len(self.models) * len(self.views)
-
-    @property
-    def spread(self) -> bool:
-        return self.size > 1
-
-    @property
-    def window(self) -> int:
-        return self.models[0].window
-
-    @property
-    def channels(self) -> tuple[str, ...]:
-        return self.models[0].channels
-
-    @property
-    def threshold(self) -> float:
-        """The members' threshold; members that differ leave no default (as an ensemble of checkpoints)."""
-        values = sorted({m.threshold for m in self.models})
-        if len(values) > 1:
-            raise InputError(self.file, f"ensemble members differ in threshold ({', '.join(map(str, values))}): "
-                                        "give the map's threshold explicitly")
-        return values[0]
-
-    @property
     def path(self) -> Path:
         return self.file
-
-    @property
-    def model_name(self) -> str:
-        names = sorted({m.model_name for m in self.models})
-        return "+".join(names) + (f" x{len(self.models)}" if len(self.models) > 1 else "") + " (onnxruntime)"
 
     @property
     def provenance(self) -> dict[str, str]:
