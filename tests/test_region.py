@@ -143,6 +143,31 @@ def test_a_failed_job_is_recorded_with_its_error_and_nothing_is_merged(capsys, r
     assert "T51QUF" in stdout and "failed" in stdout and "not merged" in stdout
 
 
+@pytest.mark.slow
+def test_a_region_maps_with_an_exported_model_as_with_its_checkpoint(capsys, region_inputs, tmp_path):
+    pytest.importorskip("onnxruntime", reason="--engine onnxruntime needs slidemap[onnx]")
+    onnx = tmp_path / "model.onnx"
+    assert main(["export", *region_inputs["ckpt"], "--out", str(onnx)]) == 0
+    common = ["--s2", *region_inputs["s2"][:2], "--dem", *region_inputs["dem"]]
+    code, _, err = run(capsys, "--ckpt", *region_inputs["ckpt"], *common, "--out", str(tmp_path / "torch"),
+                       "--precision", "32")  # as the fp32 graph
+    assert code == 0, err[-2000:]
+    code, _, err = run(capsys, "--model", str(onnx), *common, "--out", str(tmp_path / "ort"))
+    assert code == 0, err[-2000:]
+    manifest = json.loads((tmp_path / "ort" / "manifest.json").read_text())
+    assert manifest["inputs"]["engine"] == "onnxruntime" and manifest["inputs"]["model"] == str(onnx.resolve())
+    with rasterio.open(tmp_path / "torch" / "region_probability.tif") as a, \
+            rasterio.open(tmp_path / "ort" / "region_probability.tif") as b:
+        pa, pb = a.read(1), b.read(1)
+    assert np.array_equal(np.isnan(pa), np.isnan(pb)) and np.isfinite(pa).any()
+    assert np.nanmax(np.abs(pa - pb)) < 1e-4  # fp32 graph, same tiles
+    with rasterio.open(tmp_path / "ort" / "jobs" / "T51QTF" / "T51QTF_probability.tif") as src:
+        assert src.tags()["SLIDEMAP_ENGINE"] == "onnxruntime"  # every job mapped with the exported model
+    code, _, err = run(capsys, "--model", str(onnx), "--ckpt", *region_inputs["ckpt"], *common, "--out",
+                       str(tmp_path / "both"))
+    assert code == 2 and "--model: is an ONNX model for --engine onnxruntime; the torch engine maps --ckpt" in err
+
+
 def test_bad_region_commands_are_one_line(capsys, region_inputs, tmp_path):
     busy = tmp_path / "busy"
     busy.mkdir()
@@ -163,6 +188,9 @@ def test_bad_region_commands_are_one_line(capsys, region_inputs, tmp_path):
     assert code == 2 and "not a region folder" in err
     code, _, err = run(capsys, "--s2", *region_inputs["s2"], "--dem", *region_inputs["dem"], "--out", str(tmp_path))
     assert code == 2 and "--ckpt: missing" in err
+    code, _, err = run(capsys, "--engine", "onnxruntime", "--s2", *region_inputs["s2"], "--dem",
+                       *region_inputs["dem"], "--out", str(tmp_path / "new"))
+    assert code == 2 and "--model: missing" in err and not (tmp_path / "new").exists()
     code, _, err = run(capsys, "--ckpt", *region_inputs["ckpt"], "--s2", str(tmp_path / "nope.SAFE"), "--dem",
                        *region_inputs["dem"], "--out", str(tmp_path / "new"))
     assert code == 2 and "not found" in err and not (tmp_path / "new").exists()  # nothing written

@@ -10,7 +10,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from slidemap.cli.map import add_synthetic_flag
+from slidemap.cli.map import ENGINES, add_synthetic_flag, check_engine
 from slidemap.config_checks import check_count, check_value
 from slidemap.errors import InputError
 
@@ -31,6 +31,11 @@ def add_region_parser(sub: argparse._SubParsersAction) -> None:
                                    "finished jobs and reruns failed or interrupted ones.")
     p.add_argument("--status", metavar="OUT", default=None, help="print the jobs of a region folder and exit")
     p.add_argument("--ckpt", nargs="+", help="checkpoint(s) written by train.py, as for slidemap map")
+    p.add_argument("--model", default=None, help="an ONNX model written by `slidemap export`, mapped by every job "
+                                                 "with --engine onnxruntime (which a --model implies)")
+    p.add_argument("--engine", default=None, choices=ENGINES,
+                   help="torch: the checkpoints (--ckpt); onnxruntime: an exported model (--model), as for "
+                        "slidemap map")
     add_product_arguments(p, required=False)
     p.add_argument("--out", help="the region's folder (new, or one this command wrote before)")
     p.add_argument("--crs", default=None, help="CRS of the merged map (default: the one covering most of the region)")
@@ -93,18 +98,28 @@ def print_status(out: Path) -> int:
     return 0
 
 
-def _inputs(args: argparse.Namespace, options: list[str]) -> dict[str, Any]:
+def model_arguments(args: argparse.Namespace, engine: str) -> list[str]:
+    """What every job's ``slidemap map`` is given to map with: the checkpoints, or the exported model."""
+    if engine == "onnxruntime":
+        return ["--engine", "onnxruntime", "--model", str(Path(args.model).resolve())]
+    return ["--ckpt", *[str(Path(c).resolve()) for c in args.ckpt]]
+
+
+def _inputs(args: argparse.Namespace, options: list[str], engine: str) -> dict[str, Any]:
     resolve = lambda paths: [str(Path(p).resolve()) for p in paths]  # noqa: E731 -- three uses, one line each
-    return {"ckpt": resolve(args.ckpt), "s2": resolve(args.s2), "dem": resolve(args.dem), "map_options": options}
+    inputs = {"ckpt": resolve(args.ckpt or []), "s2": resolve(args.s2), "dem": resolve(args.dem),
+              "map_options": options}
+    return inputs if engine == "torch" else {**inputs, "engine": engine, "model": resolve([args.model])[0]}
 
 
 def region_command(args: argparse.Namespace) -> int:
     """``slidemap region``: plan, run (or resume) and merge."""
     if args.status:
         return print_status(Path(args.status))
-    for flag, value in (("--ckpt", args.ckpt), ("--s2", args.s2), ("--dem", args.dem), ("--out", args.out)):
+    for flag, value in (("--s2", args.s2), ("--dem", args.dem), ("--out", args.out)):
         if not value:
             raise InputError(flag, "missing (or give --status OUT to see a region's jobs)")
+    engine = check_engine(args)
     check_count("--workers", args.workers)
     if args.threshold is not None:
         check_value("threshold", args.threshold, "--threshold")  # checked here once, not in every job
@@ -126,10 +141,10 @@ def region_command(args: argparse.Namespace) -> int:
 
     parse_mask_classes(args.mask_classes)  # refused here, before the region's folder is made, not in every job
     config = check_executor(args.executor, args.executor_config)
-    from slidemap.mapping.checkpoint import load_checkpoint
+    from slidemap.cli.map import load_model
     from slidemap.mapping.provenance import check_synthetic_model
 
-    check_synthetic_model([load_checkpoint(c) for c in args.ckpt], {}, "the region's Sentinel-2 products",
+    check_synthetic_model(load_model(args, engine)[0], {}, "the region's Sentinel-2 products",
                           args.allow_synthetic_model)  # refused once, before any job
 
     start = time.perf_counter()
@@ -144,16 +159,16 @@ def region_command(args: argparse.Namespace) -> int:
     except OSError as err:
         raise InputError(out, f"output folder not writable: {err.strerror or err}") from err
     options = map_options(args)
-    manifest = Manifest.create_or_resume(out, _inputs(args, options), jobs)
+    manifest = Manifest.create_or_resume(out, _inputs(args, options, engine), jobs)
     todo = manifest.pending()
-    dem, ckpt = [str(Path(d).resolve()) for d in args.dem], [str(Path(c).resolve()) for c in args.ckpt]
+    dem, model = [str(Path(d).resolve()) for d in args.dem], model_arguments(args, engine)
     log.info("region: %d job(s), %d to run, executor %s%s", len(manifest.record["jobs"]), len(todo), args.executor,
              f" ({args.workers} worker(s))" if args.executor == "local" else "")
     with tqdm(total=len(todo), desc="region jobs", unit="job", disable=not todo) as bar:
         if args.executor == "local":
-            failed = run_jobs(manifest, out, dem, ckpt, options, args.workers, bar.update)
+            failed = run_jobs(manifest, out, dem, model, options, args.workers, bar.update)
         else:
-            failed = run_submitit(manifest, out.resolve(), dem, ckpt, options, args.executor, config, bar.update)
+            failed = run_submitit(manifest, out.resolve(), dem, model, options, args.executor, config, bar.update)
     if failed:
         for job in manifest.record["jobs"]:
             if job["status"] != DONE:

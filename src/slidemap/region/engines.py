@@ -132,7 +132,7 @@ def left_slurm(futures: Sequence[Any]) -> set[str]:
     return unknown - set(queued.stdout.split())
 
 
-def run_submitit(manifest: Manifest, out: Path, dem: Sequence[str], ckpt: Sequence[str], options: Sequence[str],
+def run_submitit(manifest: Manifest, out: Path, dem: Sequence[str], model: Sequence[str], options: Sequence[str],
                  kind: str, config: dict[str, Any], progress: Callable[[int], Any] | None = None) -> int:
     """Run every job not yet done as one submitit job array and record the results; returns how many failed.
 
@@ -148,7 +148,7 @@ def run_submitit(manifest: Manifest, out: Path, dem: Sequence[str], ckpt: Sequen
     for job in todo:  # before submitting: a parent killed from here on leaves them to be rerun
         manifest.set(job["name"], status=RUNNING, error=None)
     n = len(todo)
-    futures = executor.map_array(execute_job, todo, [out] * n, [list(dem)] * n, [list(ckpt)] * n,
+    futures = executor.map_array(execute_job, todo, [out] * n, [list(dem)] * n, [list(model)] * n,
                                  [list(options)] * n, [threads] * n)
     names = {id(future): job["name"] for future, job in zip(futures, todo)}
     for future, job in zip(futures, todo):

@@ -120,10 +120,11 @@ def footprint_of(job: dict[str, Any]) -> Footprint:
     return Footprint(fp["crs"], tuple(fp["bounds"]))  # type: ignore[arg-type]
 
 
-def map_command(job: dict[str, Any], dem: Sequence[str], ckpt: Sequence[str], options: Sequence[str],
+def map_command(job: dict[str, Any], dem: Sequence[str], model: Sequence[str], options: Sequence[str],
                 out: Path) -> list[str]:
-    """The ``slidemap map`` command line of one job, writing into ``out``."""
-    return [sys.executable, "-m", "slidemap.cli", "map", "--ckpt", *ckpt, "--s2", *job["s2"], "--dem", *dem,
+    """The ``slidemap map`` command line of one job, writing into ``out``; ``model`` is what it maps with
+    (``--ckpt CKPT...``, or ``--engine onnxruntime --model MODEL``)."""
+    return [sys.executable, "-m", "slidemap.cli", "map", *model, "--s2", *job["s2"], "--dem", *dem,
             "--out", str(out), "--name", job["name"], *options]
 
 
@@ -146,7 +147,7 @@ class JobResult:
     """The peak resident memory of the job's ``slidemap map`` process (to size a cluster's ``mem_gb``)."""
 
 
-def execute_job(job: dict[str, Any], out: Path, dem: Sequence[str], ckpt: Sequence[str], options: Sequence[str],
+def execute_job(job: dict[str, Any], out: Path, dem: Sequence[str], model: Sequence[str], options: Sequence[str],
                 threads: int) -> JobResult:
     """Map one job into a temporary ``jobs/.<name>.slidemap-tmp-<host>-<pid>-partial``, renamed to ``jobs/<name>``
     when it succeeded.
@@ -162,7 +163,7 @@ def execute_job(job: dict[str, Any], out: Path, dem: Sequence[str], ckpt: Sequen
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: wait4 below gives the child's own peak memory
-        child = subprocess.Popen(map_command(job, dem, ckpt, options, partial), stdout=subprocess.DEVNULL,
+        child = subprocess.Popen(map_command(job, dem, model, options, partial), stdout=subprocess.DEVNULL,
                                  stderr=stderr, text=True, env=env)
         try:
             _, status, usage = os.wait4(child.pid, 0)
@@ -190,16 +191,16 @@ def record(manifest: Manifest, result: JobResult) -> None:
                  peak_gib=result.peak_gib)
 
 
-def run_job(manifest: Manifest, job: dict[str, Any], out: Path, dem: Sequence[str], ckpt: Sequence[str],
+def run_job(manifest: Manifest, job: dict[str, Any], out: Path, dem: Sequence[str], model: Sequence[str],
             options: Sequence[str], threads: int) -> bool:
     """One job on this machine: ``running`` in the manifest, mapped, then ``done`` or ``failed``."""
     manifest.set(job["name"], status=RUNNING, error=None)
-    result = execute_job(job, out, dem, ckpt, options, threads)
+    result = execute_job(job, out, dem, model, options, threads)
     record(manifest, result)
     return result.ok
 
 
-def run_jobs(manifest: Manifest, out: Path, dem: Sequence[str], ckpt: Sequence[str], options: Sequence[str],
+def run_jobs(manifest: Manifest, out: Path, dem: Sequence[str], model: Sequence[str], options: Sequence[str],
              workers: int = 1, progress: Callable[[int], Any] | None = None) -> int:
     """Run every job not yet done, ``workers`` at a time; returns how many failed."""
     todo = manifest.pending()
@@ -211,7 +212,7 @@ def run_jobs(manifest: Manifest, out: Path, dem: Sequence[str], ckpt: Sequence[s
     (out / JOBS).mkdir(parents=True, exist_ok=True)
     failed = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run_job, manifest, job, out, dem, ckpt, options, threads) for job in todo]
+        futures = [pool.submit(run_job, manifest, job, out, dem, model, options, threads) for job in todo]
         for future in as_completed(futures):
             failed += 0 if future.result() else 1
             if progress:
