@@ -125,3 +125,24 @@ def test_freeze_encoder_trains_only_the_decoder(cfg_train, tmp_path):
     decoder = {k: v for k, v in weights.items() if k.startswith("net.net.decoder.") and v.is_floating_point()}
     initial = {f"net.net.decoder.{k}": v for k, v in fresh.net.decoder.state_dict().items()}
     assert decoder and any(not torch.equal(v, initial[k]) for k, v in decoder.items())  # the decoder learned
+
+
+def test_a_pre_event_band_takes_its_bands_filter_and_damaged_weights_are_refused(tmp_path):
+    state = fabricated_weights(tmp_path / "s2.pth")
+    net = SmpModel("Unet", "resnet18", None, in_channels=3)
+    record = apply_encoder_options(net, options(tmp_path / "s2.pth"), ["blue", "blue_pre", "slope"])
+    conv = net.encoder_module().conv1.weight.detach()
+    assert torch.equal(conv[:, 1], state["conv1.weight"][:, 1])  # B02 on the other date: the same band's filter
+    assert record["from_weights"] == ["blue", "blue_pre"] and record["mean_filter"] == ["slope"]
+    state["layer1.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pth")
+    with pytest.raises(InputError, match=r"layer1.0.conv1.weight: holds 1 NaN or infinite value\(s\)"):
+        apply_encoder_options(net, options(tmp_path / "nan.pth"), ["blue", "blue_pre", "slope"])
+    with pytest.raises(InputError, match=r"^model.weights_bands: names blue twice$"):
+        apply_encoder_options(net, {"weights": str(tmp_path / "s2.pth"),
+                                    "weights_bands": [b if b != "B03" else "blue" for b in TORCHGEO_BANDS]},
+                              ["blue", "blue_pre", "slope"])
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "model.pth")  # a whole pickled module, not its state dict
+    with pytest.raises(InputError) as err:
+        apply_encoder_options(net, options(tmp_path / "model.pth"), ["blue", "blue_pre", "slope"])
+    assert str(err.value).count("model.pth") == 1 and "holds pickled Python objects" in str(err.value)

@@ -72,6 +72,13 @@ def test_the_network_applies_the_map_before_its_encoder(tmp_path):
     ("units: reflectance\nmean: 0\nstd: 1\nnormalize: true\n", "unknown key 'normalize'"),
     ("units: reflectance\nbands: [B99]\nmean: 0\nstd: 1\n", "'bands':"),
     ("[1, 2", "not a YAML/JSON card"),
+    ("units: dn\nscale: 0\nmean: 0\nstd: 10000\n", "'scale' must be a positive number, got 0"),
+    ("units: dn\nscale: abc\nmean: 0\nstd: 10000\n", "'scale' must be finite numbers, got 'abc'"),
+    ("units: dn\nscale: [1, 2]\nmean: 0\nstd: 10000\n", "'scale' must be finite numbers, got [1, 2]"),
+    ("units: reflectance\nscale: 10000\nmean: 0\nstd: 1\n", "'scale' is for units dn"),
+    ("units: reflectance\nmean: true\nstd: 1\n", "'mean' must be finite numbers, got True"),
+    ("units: reflectance\nbands: [B02, B2]\nmean: 0\nstd: 1\n", "'bands' names blue twice"),
+    ("units: reflectance\nbands: B02\nmean: 0\nstd: 1\n", "'bands' must be a list of band names"),
 ])
 def test_a_bad_card_is_one_line_naming_the_file_and_key(tmp_path, text, message):
     path = card(tmp_path, text)

@@ -10,6 +10,7 @@ out. Every other mismatch (a key the encoder lacks or misses, a shape, a band co
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ class WeightsError(ValueError):
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"{key}: {problem}")
         self.key = key
+        self.problem = problem
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -38,32 +40,54 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raw = torch.load(Path(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsError(str(path), "no such file") from None
+    except IsADirectoryError:
+        raise WeightsError(str(path), "is a folder, not a weights file") from None
+    except pickle.UnpicklingError:  # weights_only refuses pickled Python objects: a whole model, not its state dict
+        raise WeightsError(str(path), "holds pickled Python objects, not a plain state dict of tensors (save "
+                                      "model.state_dict(), as torchgeo publishes its weights)") from None
     except Exception as err:  # noqa: BLE001 -- a damaged file can fail anywhere in the unpickler
-        raise WeightsError(str(path), f"not a PyTorch state dict: {type(err).__name__}: {err}"[:200]) from None
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise WeightsError(str(path), f"not a PyTorch state dict: {type(err).__name__}: {first}"[:200]) from None
     if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
         raw = raw["state_dict"]
     if not isinstance(raw, Mapping) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise WeightsError(str(path), "not a state dict of tensors (torchgeo/timm layout: conv1.weight, bn1.*, "
                                       "layer1..4.*)")
+    for key, value in raw.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise WeightsError(str(key), f"holds {int((~torch.isfinite(value)).sum())} NaN or infinite value(s): "
+                                         "damaged weights")
     return {str(k): v for k, v in raw.items()}
 
 
 def first_conv_filters(weight: torch.Tensor, weights_bands: Sequence[str], channels: Sequence[str],
-                       new_channel_scale: float = 1.0) -> torch.Tensor:
+                       new_channel_scale: float = 1.0, same_band: Mapping[str, str] | None = None) -> torch.Tensor:
     """The first convolution's weight for ``channels``: each channel's filter copied from the band of that name in
-    ``weight`` (filters, len(weights_bands), k, k); a channel the weights lack gets their mean filter, scaled."""
+    ``weight`` (filters, len(weights_bands), k, k), or of the band ``same_band`` names for it (a pre-event band is
+    the same band on another date); a channel the weights lack gets their mean filter, scaled."""
     if weight.ndim != 4 or weight.shape[1] != len(weights_bands):
         raise WeightsError(FIRST_CONV, f"has shape {tuple(weight.shape)}, but model.weights_bands names "
                                        f"{len(weights_bands)} bands")
-    if len(set(weights_bands)) != len(weights_bands):
-        raise WeightsError("model.weights_bands", f"names a band twice: {list(weights_bands)}")
+    twice = sorted({b for b in weights_bands if list(weights_bands).count(b) > 1})
+    if twice:
+        raise WeightsError("model.weights_bands", f"names {twice[0]} twice")
     mean = weight.mean(dim=1) * float(new_channel_scale)
     index = {band: i for i, band in enumerate(weights_bands)}
-    return torch.stack([weight[:, index[c]] if c in index else mean for c in channels], dim=1)
+    source = [band_for(c, index, same_band) for c in channels]
+    return torch.stack([weight[:, index[b]] if b is not None else mean for b in source], dim=1)
+
+
+def band_for(channel: str, bands: Mapping[str, int] | Sequence[str], same_band: Mapping[str, str] | None) -> str | None:
+    """The weights' band a channel takes its filter from: its own name, else the band ``same_band`` gives; None."""
+    if channel in bands:
+        return channel
+    other = (same_band or {}).get(channel)
+    return other if other in bands else None
 
 
 def load_encoder(encoder: nn.Module, state: Mapping[str, torch.Tensor], weights_bands: Sequence[str],
-                 channels: Sequence[str], new_channel_scale: float = 1.0) -> dict[str, Any]:
+                 channels: Sequence[str], new_channel_scale: float = 1.0,
+                 same_band: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Load ``state`` into ``encoder`` (every key but the head's must fit by name and shape), the first
     convolution's filters by channel name; returns what was done (for the log and the model card).
 
@@ -84,7 +108,7 @@ def load_encoder(encoder: nn.Module, state: Mapping[str, torch.Tensor], weights_
     loaded = {}
     for key, value in body.items():
         if key == FIRST_CONV:
-            value = first_conv_filters(value, weights_bands, channels, new_channel_scale)
+            value = first_conv_filters(value, weights_bands, channels, new_channel_scale, same_band)
         if tuple(value.shape) != tuple(own[key].shape):
             raise WeightsError(key, f"has shape {tuple(value.shape)} in the weights but {tuple(own[key].shape)} "
                                     "in the encoder (weights of another architecture or depth?)")
@@ -94,8 +118,8 @@ def load_encoder(encoder: nn.Module, state: Mapping[str, torch.Tensor], weights_
         raise WeightsError(missing[0], f"missing from the weights file ({len(missing)} encoder key(s) missing): "
                                        "weights of another architecture or depth?")
     encoder.load_state_dict(loaded, strict=False)
-    return {"keys": len(loaded), "from_weights": [c for c in channels if c in weights_bands],
-            "mean_filter": [c for c in channels if c not in weights_bands]}
+    taken = [c for c in channels if band_for(c, weights_bands, same_band) is not None]
+    return {"keys": len(loaded), "from_weights": taken, "mean_filter": [c for c in channels if c not in taken]}
 
 
 def freeze(module: nn.Module) -> int:

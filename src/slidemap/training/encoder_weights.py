@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from slidemap.data.channels import canonical_all
+from slidemap.data.channels import PRE_SUFFIX, canonical_all, is_band
 from slidemap.errors import InputError
 from slidemap.models.pretrained import WeightsError, freeze, load_encoder, read_state_dict
 from slidemap.training.weights_card import input_affine, read_card
@@ -20,6 +20,12 @@ log = logging.getLogger(__name__)
 
 OPTIONS = ("weights", "weights_bands", "weights_card", "freeze_encoder", "encoder_lr_scale", "new_channel_scale")
 """The model config's keys this module reads (beside ``name`` and ``net``)."""
+
+
+def pre_event_bands(channels: Sequence[str]) -> dict[str, str]:
+    """Pre-event bands and the band each is on the other date (``blue_pre`` -> ``blue``): they take that band's
+    pretrained filter and normaliser, as the post-event band does."""
+    return {c: c[: -len(PRE_SUFFIX)] for c in channels if c.endswith(PRE_SUFFIX) and is_band(c[: -len(PRE_SUFFIX)])}
 
 
 CARD_RECORD = "weights_card_record"
@@ -38,7 +44,8 @@ def with_weights_normaliser(model: dict[str, Any], info: Mapping[str, Any]) -> d
     if model["net"].get("_target_") not in AFFINE_TARGETS:
         raise InputError("model.weights_card", f"{model['net'].get('_target_')} takes no input normaliser (use "
                                                "model=smp_resnet)")
-    scale, shift, record = input_affine(read_card(card, model.get("weights_bands")), info)
+    scale, shift, record = input_affine(read_card(card, model.get("weights_bands")), info,
+                                        pre_event_bands(canonical_all(info["channels"])))
     log.info("the weights' normaliser from %s for %s (train statistics for %s)", card, record["from_card"],
              record["from_train"] or "none")
     return {**model, "net": {**model["net"], "input_scale": scale, "input_shift": shift}, CARD_RECORD: record}
@@ -59,20 +66,31 @@ def apply_encoder_options(net: nn.Module, model: Mapping[str, Any], channels: Se
     encoder = net.encoder_module()
     record = None
     if weights:
-        if not bands or isinstance(bands, str):
+        if isinstance(bands, str):
+            raise InputError("model.weights_bands", f"must be a list of the bands the weights were trained on, in "
+                                                    f"order, e.g. '[B02,B03,B04,B08]', got {bands!r}")
+        if not bands:
             raise InputError("model.weights_bands", "missing: the bands the weights were trained on, in order, e.g. "
                                                     "[B01,B02,B03,B04,B05,B06,B07,B08,B08A,B09,B10,B11,B12]")
         try:
             names = canonical_all(bands)
         except ValueError as err:
             raise InputError("model.weights_bands", str(err)) from None
+        twice = sorted({b for b in names if names.count(b) > 1})
+        if twice:
+            raise InputError("model.weights_bands", f"names {twice[0]} twice")
+        inputs = canonical_all(channels)
         try:
-            record = load_encoder(encoder, read_state_dict(weights), names, canonical_all(channels),
-                                  float(model.get("new_channel_scale", 1.0)))
+            record = load_encoder(encoder, read_state_dict(weights), names, inputs,
+                                  float(model.get("new_channel_scale", 1.0)), pre_event_bands(inputs))
         except WeightsError as err:
-            raise InputError(weights, str(err)) from None
+            raise InputError(weights, err.problem if err.key == str(weights) else str(err)) from None
         log.info("encoder weights from %s (%d tensors): channels %s by name, %s as the mean filter", weights,
                  record["keys"], record["from_weights"] or "none", record["mean_filter"] or "none")
     if frozen:
-        log.info("encoder frozen (%d parameter tensors)", freeze(encoder))
+        if not weights:
+            log.warning("model.freeze_encoder=true without model.weights: the encoder stays at its random "
+                        "initialisation and only the decoder learns")
+        log.info("encoder frozen (%d parameter tensors; batch-norm running statistics still follow the training "
+                 "data)", freeze(encoder))
     return record

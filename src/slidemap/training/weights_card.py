@@ -52,17 +52,18 @@ class WeightsCard:
     std: dict[str, float]
 
 
+def _number(value: Any, key: str, path: str) -> float:
+    """One finite number (not a bool, not a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(path, f"'{key}' must be finite numbers, got {value!r}")
+    return float(value)
+
+
 def _numbers(raw: Any, bands: Sequence[str], key: str, path: str) -> list[float]:
     values = raw if isinstance(raw, list) else [raw] * len(bands)
     if len(values) != len(bands):
         raise InputError(path, f"'{key}' has {len(values)} values for {len(bands)} bands (give one, or one per band)")
-    try:
-        out = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise InputError(path, f"'{key}' must be numbers, got {raw!r}") from None
-    if not all(math.isfinite(v) for v in out):
-        raise InputError(path, f"'{key}' must be finite, got {raw!r}")
-    return out
+    return [_number(v, key, path) for v in values]
 
 
 def read_card(path: str | Path, weights_bands: Sequence[str] | None) -> WeightsCard:
@@ -84,21 +85,28 @@ def read_card(path: str | Path, weights_bands: Sequence[str] | None) -> WeightsC
     for key in ("mean", "std", "units"):
         if raw.get(key) is None:
             raise InputError(where, f"'{key}' missing: the card must say the statistics and their unit")
-    bands = raw.get("bands") or weights_bands
-    if not bands or isinstance(bands, str):
+    bands = raw.get("bands") if raw.get("bands") is not None else weights_bands
+    if isinstance(bands, str):
+        raise InputError(where, f"'bands' must be a list of band names, e.g. [B02, B03], got {bands!r}")
+    if not bands:
         raise InputError(where, "'bands' missing (and no model.weights_bands): the bands the statistics are for")
     try:
         names = canonical_all([str(b) for b in bands])
     except ValueError as err:
         raise InputError(where, f"'bands': {err}") from None
+    twice = sorted({b for b in names if names.count(b) > 1})
+    if twice:
+        raise InputError(where, f"'bands' names {twice[0]} twice (as {[str(b) for b in bands]})")
     units = str(raw["units"])
     if units not in CARD_UNITS:
         raise InputError(where, f"'units' is {units!r}; expected one of {', '.join(CARD_UNITS)}")
     if units == "dn" and raw.get("scale") is None:
         raise InputError(where, "'scale' missing: units dn need the digital numbers per unit of reflectance "
                                 "(10000 for Sentinel-2 Level-1C/2A)")
-    scale = float(raw.get("scale") or 1.0) if units == "dn" else 1.0
-    if not (math.isfinite(scale) and scale > 0):
+    if units != "dn" and raw.get("scale") is not None:
+        raise InputError(where, f"'scale' is for units dn; statistics in {units} take none")
+    scale = _number(raw["scale"], "scale", where) if units == "dn" else 1.0
+    if scale <= 0:
         raise InputError(where, f"'scale' must be a positive number, got {raw.get('scale')!r}")
     mean = _numbers(raw["mean"], names, "mean", where)
     std = _numbers(raw["std"], names, "std", where)
@@ -108,9 +116,11 @@ def read_card(path: str | Path, weights_bands: Sequence[str] | None) -> WeightsC
                        {b: m / scale for b, m in zip(names, mean)}, {b: s / scale for b, s in zip(names, std)})
 
 
-def input_affine(card: WeightsCard, info: Mapping[str, Any]) -> tuple[list[float], list[float], dict[str, Any]]:
+def input_affine(card: WeightsCard, info: Mapping[str, Any], same_band: Mapping[str, str] | None = None,
+                 ) -> tuple[list[float], list[float], dict[str, Any]]:
     """The per-channel (scale, shift) that turns slidemap's normalised inputs into the card's, and the record of
-    what was done; ``info`` is the datamodule's checkpoint info (channels, units, normaliser, normalise)."""
+    what was done; ``info`` is the datamodule's checkpoint info (channels, units, normaliser, normalise);
+    ``same_band`` names the card's band for channels of another name (a pre-event band: the same band)."""
     if info.get("normalise") == "per_patch":
         raise InputError(card.path, "the data are standardised per patch (dataset.yaml normalise: per_patch): the "
                                     "absolute values the weights' normaliser needs are gone; leave "
@@ -119,7 +129,8 @@ def input_affine(card: WeightsCard, info: Mapping[str, Any]) -> tuple[list[float
     norm = info["normaliser"]
     scale, shift, taken = [], [], []
     for channel, unit, m, s in zip(channels, info["units"], norm["mean"], norm["std"]):
-        if channel not in card.mean:
+        band = channel if channel in card.mean else (same_band or {}).get(channel)
+        if band not in card.mean:
             scale.append(1.0)
             shift.append(0.0)
             continue
@@ -127,13 +138,14 @@ def input_affine(card: WeightsCard, info: Mapping[str, Any]) -> tuple[list[float
             raise InputError(card.path, f"channel {channel} is in {unit}, but the card's statistics are reflectance: "
                                         "they cannot apply (leave model.weights_card unset, or give the data in "
                                         "reflectance)")
-        scale.append(float(s) / card.std[channel])
-        shift.append((float(m) - card.mean[channel]) / card.std[channel])
+        scale.append(float(s) / card.std[band])
+        shift.append((float(m) - card.mean[band]) / card.std[band])
         taken.append(channel)
     if not taken:
         raise InputError(card.path, f"names none of the input channels {list(channels)}: nothing to normalise as "
                                     f"the weights expect (card bands: {sorted(card.mean)})")
     record = {"card": card.path, "source": card.source, "from_card": taken,
               "from_train": [c for c in channels if c not in taken],
-              "mean": {c: card.mean[c] for c in taken}, "std": {c: card.std[c] for c in taken}}
+              "mean": {c: card.mean.get(c, card.mean.get((same_band or {}).get(c, ""))) for c in taken},
+              "std": {c: card.std.get(c, card.std.get((same_band or {}).get(c, ""))) for c in taken}}
     return scale, shift, record
