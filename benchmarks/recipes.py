@@ -3,11 +3,14 @@ the ``loss`` group, ``threshold=auto`` and ``augment=d4``, over seeds, on the bu
 real samples of ``../shared/real/``; paired differences from the paper's recipe with 95% t-intervals.
 
 Every recipe runs as ``train.py -m`` sweeps (one folder per recipe family, so the report's cell checks hold), then
-this script reads their metrics.json. Runs are tiny (a few short epochs) so that the whole comparison fits a shared
-2-core machine: the numbers compare recipes under a small budget, they are not the recipes' converged scores.
+this script reads their metrics.json. ``threshold=auto`` rescores the paper's trained runs (``test_ckpt=``, the
+threshold fitted on the validation area) unless ``--train-auto``: the threshold plays no part in training. The budget
+(``--epochs`` cap, ``--batches`` per epoch; early stopping on the validation loss as the paper) decides whether the
+numbers are converged scores: the table gives each recipe's epochs and how many runs early stopping ended, and an
+"all landslide" row (the F1 of calling every scored pixel landslide) that a recipe which learned nothing reaches.
 
     flock /tmp/slidemap-heavy.lock python benchmarks/recipes.py --out /tmp/recipes --seeds 3 \
-        [--datasets synthetic nepal_rgb_colour_masks ...] [--epochs 4 --batches 12]
+        [--datasets synthetic nepal_rgb_colour_masks ...] [--epochs 4 --batches 12] [--losses bce dice] [--no-d4]
 """
 
 from __future__ import annotations
