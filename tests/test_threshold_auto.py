@@ -79,3 +79,31 @@ def test_the_papers_runs_keep_half_and_an_unfitted_auto_asks_for_a_threshold(tmp
     with pytest.raises(InputError, match="threshold=auto was never fitted"):
         chosen_threshold(model, None)
     assert chosen_threshold(model, 0.4) == 0.4
+
+
+def test_a_given_checkpoint_rescored_with_auto_gets_the_trained_auto_runs_threshold(synthetic_root, tmp_path):
+    """``test_ckpt=CKPT threshold=auto`` fits the threshold on the validation area with the checkpoint's weights:
+    the same threshold and scores as a ``threshold=auto`` run that trained those weights (the threshold plays no part
+    in training, which is deterministic), and the given file is not rewritten. benchmarks/recipes.py rescores the
+    paper's runs so instead of training them again."""
+    import hashlib
+
+    from conftest import TINY_TRAINING, TINY_UNET, compose_config
+
+    def run(name: str, *overrides: str) -> dict:
+        base = [f"data.root={synthetic_root}", *TINY_TRAINING, TINY_UNET, "scenario=china", "window=32"]
+        out = run_training(compose_config("train", tmp_path / name, [*base, *overrides]))
+        return json.loads((out / "metrics.json").read_text())
+
+    paper, trained = run("paper"), run("auto", "threshold=auto")
+    ckpt = paper["best_checkpoint"]
+    before = hashlib.sha256(open(ckpt, "rb").read()).hexdigest()
+    rescored = run("rescored", "threshold=auto", f"test_ckpt={ckpt}")
+    assert hashlib.sha256(open(ckpt, "rb").read()).hexdigest() == before
+    assert paper["threshold"] == 0.5 and trained["threshold"] != 0.5
+    assert rescored["threshold"] == trained["threshold"] and rescored["stopped_by"] == "not trained"
+    assert rescored["threshold_fit"] == trained["threshold_fit"]
+    assert rescored["calibration"]["temperature"] == trained["calibration"]["temperature"]
+    for key in ("tp", "fp", "fn", "tn", "average_precision"):
+        assert rescored["areas"]["all"][key] == trained["areas"]["all"][key], key
+    assert rescored["areas"]["all"]["average_precision"] == paper["areas"]["all"]["average_precision"]

@@ -320,9 +320,11 @@ def run_job(cfg: DictConfig) -> float:
         ckpt_arg = ckpt if ckpt else None
         val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)
         val_f1 = float(val[0]["val/f1"]) if val else float("nan")
-        if not test_ckpt:  # the best weights are loaded: fit the temperature, store it in the checkpoint
-            calibrate(trainer, module, datamodule, ckpt_arg)
-        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_arg, verbose=False)  # loads the best weights
+        refit = bool(test_ckpt) and str(cfg.get("threshold")) == "auto"  # a given checkpoint, threshold fitted here
+        if not test_ckpt or refit:  # the best weights are loaded: fit the temperature (and threshold=auto's threshold)
+            calibrate(trainer, module, datamodule, None if test_ckpt else ckpt_arg)  # a given checkpoint stays as is
+        # the best weights again, or under `refit` the ones loaded above (reloading would bring back the file's fit)
+        trainer.test(module, datamodule=datamodule, ckpt_path=None if refit else ckpt_arg, verbose=False)
         check_scored(module.test_results)
         if not trainer.is_global_zero:  # DDP: rank 0 alone writes maps and results
             return val_f1
