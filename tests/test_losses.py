@@ -95,6 +95,29 @@ def test_a_term_that_would_see_ignored_pixels_is_refused():
         build_loss({"terms": [{"weight": 1, "fn": {"_target_": "segmentation_models_pytorch.losses.NoSuchLoss"}}]})
 
 
+@pytest.mark.parametrize("name, override, message", [
+    ("focal", "loss.terms.0.fn.alpha=2", r"terms\[0\].fn.alpha: the landslide class's weight in the focal loss lies "
+                                         r"in \[0, 1\], got 2"),
+    ("focal", "loss.terms.0.fn.gamma=-1", r"terms\[0\].fn.gamma: must be a finite number >= 0, got -1"),
+    ("tversky", "loss.terms.0.fn.alpha=-1", r"terms\[0\].fn.alpha: must be a finite number >= 0, got -1"),
+    ("bce_dice", "loss.terms.1.weight=-1", r"terms\[1\].weight: must be a finite number >= 0, got -1"),
+    ("dice", "loss.terms.0.weight=0", r"every term's weight is 0"),
+    ("dice", "loss.terms.0.fn.mode=multiclass", r"terms\[0\].fn.mode: DiceLoss must run in mode binary"),
+    ("dice", "loss.terms.0.fn.from_logits=false", r"terms\[0\].fn.from_logits: must be true"),
+])
+def test_settings_that_would_optimise_something_else_are_refused(name, override, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        loss_of(name, tmp_path, override)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_a_batch_without_a_labelled_pixel_gives_zero_not_nan(name, tmp_path):
+    z = torch.randn(2, 4, 4, requires_grad=True)
+    value = loss_of(name, tmp_path)(z, torch.ones(2, 4, 4), torch.zeros(2, 4, 4, dtype=torch.bool))
+    value.backward()
+    assert value.item() == 0.0 and torch.equal(z.grad, torch.zeros_like(z))
+
+
 def test_a_torch_loss_gets_the_valid_pixels_only():
     loss = WeightedLoss([(2.0, torch.nn.BCEWithLogitsLoss()), (1.0, MaskedBCE())])
     z, y = torch.zeros(1, 2, 2), torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])

@@ -81,6 +81,8 @@ class WeightedLoss(nn.Module):
         for w, fn in zip(self.weights, self.terms):
             if isinstance(fn, MaskedBCE):
                 part = fn(logits, target, valid, weight)
+            elif hasattr(fn, "ignore_index") and not bool(keep.any()):
+                part = logits.sum() * 0.0  # no labelled pixel: smp's focal loss would average nothing (NaN)
             elif hasattr(fn, "ignore_index"):
                 if weight is not None and bool(((weight > 0) & (weight != 1) & valid).any()):
                     raise ValueError(f"{type(fn).__name__} takes no per-pixel weight map other than 0/1")
@@ -111,5 +113,31 @@ def build_loss(config: Mapping[str, Any] | None, pos_weight: float | None = None
                              f"{' '.join(str(err).split())[:200]}") from err
         if not isinstance(fn, nn.Module):
             raise ValueError(f"terms[{i}]: {type(fn).__name__} is not a loss module (torch.nn.Module)")
+        check_term(i, weight, fn, term["fn"])
         terms.append((weight, fn))
+    if terms and not sum(w for w, _ in terms) > 0:
+        raise ValueError("every term's weight is 0: nothing would be learned")
     return WeightedLoss(terms)
+
+
+def check_term(i: int, weight: float, fn: nn.Module, settings: Mapping[str, Any]) -> None:
+    """Refuse settings with which a term would optimise something else than landslide segmentation: a negative or
+    non-finite weight, an smp loss not in binary mode or fed probabilities where logits come, negative exponents or
+    class weights, a focal ``alpha`` outside [0, 1]."""
+    name = type(fn).__name__
+    if not (weight >= 0 and weight < float("inf")):
+        raise ValueError(f"terms[{i}].weight: must be a finite number >= 0, got {weight}")
+    if getattr(fn, "mode", "binary") != "binary":
+        raise ValueError(f"terms[{i}].fn.mode: {name} must run in mode binary (one landslide logit per pixel), "
+                         f"got {fn.mode!r}")
+    if getattr(fn, "from_logits", True) is False:
+        raise ValueError(f"terms[{i}].fn.from_logits: must be true: the network gives logits, not probabilities")
+    for key in ("alpha", "beta", "gamma"):
+        value = settings.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < float("inf")):
+            raise ValueError(f"terms[{i}].fn.{key}: must be a finite number >= 0, got {value!r}")
+        if key == "alpha" and name == "FocalLoss" and value > 1:
+            raise ValueError(f"terms[{i}].fn.alpha: the landslide class's weight in the focal loss lies in [0, 1], "
+                             f"got {value}")
