@@ -111,3 +111,18 @@ def test_a_run_ended_by_early_stopping_says_so(cfg_train):
                     "+trainer.limit_test_batches=1")
     record = json.loads((run_training(cfg) / "metrics.json").read_text())
     assert record["stopped_by"] == "early_stopping" and record["epochs"] < 6
+
+
+def test_metrics_json_writes_undefined_values_as_null(tmp_path):
+    import json
+    import math
+
+    from slidemap.runs import completed_run, write_metrics
+
+    write_metrics(tmp_path, {"val_f1": float("nan"), "areas": {"all": {"f1": 0.5, "ece": float("inf")}},
+                             "curve": [1.0, float("-inf")], "seed": 3})
+    text = (tmp_path / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    record = json.loads(text, parse_constant=lambda c: math.nan)  # strict JSON: no constant to parse
+    assert record == {"val_f1": None, "areas": {"all": {"f1": 0.5, "ece": None}}, "curve": [1.0, None], "seed": 3}
+    assert completed_run(tmp_path) == record

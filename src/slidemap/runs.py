@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +92,23 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None: an undefined metric is ``null`` in JSON (bare
+    ``NaN`` is not JSON: strict parsers and jq refuse it)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
 def write_metrics(out_dir: Path, payload: dict[str, Any]) -> Path:
-    """Write ``metrics.json`` (the run's result record; its presence marks the run complete)."""
+    """Write ``metrics.json`` (the run's result record; its presence marks the run complete); undefined values are
+    ``null``."""
     path = out_dir / METRICS_FILE
-    write_json(path, payload)
+    write_json(path, finite_or_null(payload))
     return path
 
 

@@ -88,7 +88,11 @@ def fit_threshold(module: LandslideModule, logits: np.ndarray, labels: np.ndarra
     record = {"method": "f1_optimal" if f1 is not None else "default (no validation landslide pixel)",
               "fitted_on": "validation", "pixels": int(logits.size), "val_f1": None if f1 is None else round(f1, 6)}
     module.set_threshold(value, record)
-    log.info("threshold %.4f fitted on %d validation pixels (F1 %s)", value, logits.size, record["val_f1"])
+    if f1 is None:
+        log.warning("threshold=auto: the validation split has no landslide pixel to fit a threshold on (%d pixels): "
+                    "the paper's %.2f is kept", logits.size, value)
+    else:
+        log.info("threshold %.4f fitted on %d validation pixels (F1 %s)", value, logits.size, record["val_f1"])
     return {"threshold": value, "threshold_fit": record}
 
 

@@ -276,7 +276,8 @@ def run_job(cfg: DictConfig) -> float:
     done = completed_run(out) if resume else None
     if done is not None:
         log.info("run %s is complete (%s): skipped", out.name, out / METRICS_FILE)
-        return float(done.get("val_f1", float("nan")))
+        value = done.get("val_f1")
+        return float("nan") if value is None else float(value)
     fit_from = resume_checkpoint(out) if resume else None
     if fit_from:
         log.info("run %s resumes from %s", out.name, fit_from)
