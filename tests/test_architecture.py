@@ -54,7 +54,7 @@ def layer(module: str) -> str:
 
 
 def test_the_checker_sees_the_real_imports() -> None:
-    assert "slidemap.data.reader" in GRAPH["slidemap.data.datamodule"]
+    assert "slidemap.data.sites.reader" in GRAPH["slidemap.data.loading.datamodule"]
     assert "slidemap.mapping.rasters" in GRAPH["slidemap.training.outputs"]
     assert layer("slidemap.mapping.maps") == "mapping" and layer("slidemap.errors") == "<base>"
 
@@ -97,8 +97,8 @@ def test_the_configs_and_the_library_defaults_agree(config: str, tmp_path: Path)
     (``DEFAULT_CHANNELS``): the data config takes them from the inputs group, and the two lists are the same."""
     from conftest import compose_config
 
-    from slidemap.data.site import DEFAULT_CHANNELS
-    from slidemap.data.split import WINDOWS
+    from slidemap.data.sites.site import DEFAULT_CHANNELS
+    from slidemap.data.tiling.split import WINDOWS
 
     cfg = compose_config(config, tmp_path, ["data.root=sites"])
     assert list(cfg.data.channels) == list(cfg.inputs.channels) == list(DEFAULT_CHANNELS)

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from slidemap.data.channels import canonical_all
+from slidemap.data.sites.channels import canonical_all
 from slidemap.errors import InputError
 from slidemap.models.pretrained import WeightsError, freeze, load_encoder, read_state_dict
 

@@ -17,8 +17,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from slidemap.config_checks import check_choice
-from slidemap.data.datamodule import PreparedData
-from slidemap.data.split import WINDOWS
+from slidemap.data.loading.datamodule import PreparedData
+from slidemap.data.tiling.split import WINDOWS
 from slidemap.errors import InputError
 from slidemap.evaluation.scoring import shown
 from slidemap.io import atomic_path
@@ -27,10 +27,10 @@ from slidemap.runs import METRICS_FILE, completed_run, loss_name, output_dir, wr
 from slidemap.training.calibrate import calibrate
 from slidemap.training.card import build_card, data_kind_of, store_card
 from slidemap.training.distributed import distributed_session, install_hydra_child_command
+from slidemap.training.encoder_weights import apply_encoder_options
 from slidemap.training.epoch_log import EpochLine, progress_bar
 from slidemap.training.identity import (RunIdentity, claim_run_dir, drop_resume_state, identity_record,
                                        relocate_resume_state, run_identity, stopped_by)
-from slidemap.training.encoder_weights import apply_encoder_options
 from slidemap.training.losses import build_loss
 from slidemap.training.module import LandslideModule
 from slidemap.training.object_scores import add_object_scores, site_object_counts
@@ -112,7 +112,7 @@ def share_cores(processes: int = 1) -> int:
 
 def check_choices(cfg: DictConfig, windows: tuple[int, ...] = WINDOWS) -> None:
     """Refuse a window other than those the data accepts (``data.windows`` when the config declares them, a patch
-    dataset's own, else the paper's :data:`~slidemap.data.split.WINDOWS`) with the list of choices, as Hydra does
+    dataset's own, else the paper's :data:`~slidemap.data.tiling.split.WINDOWS`) with the list of choices, as Hydra does
     for config groups. Imagery of another resolution declares its windows in config, without code changes."""
     check_choice("window", cfg.window, tuple(windows), word="unsupported")
 
