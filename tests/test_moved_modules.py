@@ -4,10 +4,12 @@ move still works, and checkpoints never depended on where a data module lives.""
 from __future__ import annotations
 
 import importlib
+import pickle
 import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import compose_config
@@ -18,6 +20,7 @@ from slidemap.data import MOVED
 from slidemap.data.loading.datamodule import SiteDataModule
 from slidemap.data.patchsets.folder import PatchFolderDataModule
 from slidemap.data.patchsets.landslide4sense import Landslide4SenseDataModule
+from slidemap.data.tiling.patches import Normaliser
 
 DATA = Path(slidemap.data.__file__).parent
 
@@ -53,6 +56,17 @@ def test_the_targets_of_configs_written_before_the_move_still_build(tmp_path: Pa
     cfg.data._target_ = "slidemap.data.datamodule.SiteDataModule"
     datamodule = instantiate(cfg.data)
     assert isinstance(datamodule, SiteDataModule) and datamodule.window == 32
+
+
+def test_a_pickle_that_names_an_old_module_loads() -> None:
+    """Whatever was pickled before the move (a queued job's arguments, a user's cache) finds its class."""
+    norm = Normaliser(("red", "nir"), np.array([0.1, 0.3], np.float32), np.array([0.05, 0.1], np.float32))
+    new = pickle.dumps(norm, protocol=0)  # text protocol: module names stand alone on their lines
+    old = new.replace(b"slidemap.data.tiling.patches\n", b"slidemap.data.patches\n")
+    assert old != new
+    loaded = pickle.loads(old)
+    assert type(loaded) is Normaliser and loaded.channels == ("red", "nir") and loaded.mean.tolist() == [
+        pytest.approx(0.1), pytest.approx(0.3)]
 
 
 def test_a_checkpoint_names_no_data_module(tiny_run: Path) -> None:
