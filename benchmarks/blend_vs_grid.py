@@ -26,10 +26,10 @@ import torch
 from torchmetrics.functional.classification import binary_average_precision
 
 import slidemap.mapping.mosaic as mosaic
-from slidemap.data.reader import read_sites
-from slidemap.data.split import split_sites
-from slidemap.mapping.checkpoint import load_checkpoint
+from slidemap.data.sites.reader import read_sites
+from slidemap.data.tiling.split import split_sites
 from slidemap.evaluation.scoring import confusion_counts, scores
+from slidemap.mapping.checkpoint import load_checkpoint
 
 
 def flat_profiles(length: int, starts: list[int], tile: int, mode: str, overlap: float) -> list[np.ndarray]:

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from slidemap.data.reader import read_sites
-from slidemap.data.split import split_sites
+from slidemap.data.sites.reader import read_sites
+from slidemap.data.tiling.split import split_sites
 from slidemap.evaluation.scoring import confusion_counts, scores
 from slidemap.mapping.checkpoint import load_checkpoint
 from slidemap.mapping.ensemble import Ensemble

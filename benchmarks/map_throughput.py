@@ -35,7 +35,7 @@ import torch
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from slidemap.data.patches import Normaliser
+from slidemap.data.tiling.patches import Normaliser
 from slidemap.training.module import LandslideModule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

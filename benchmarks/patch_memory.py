@@ -67,7 +67,7 @@ FIRST_STEP = r"""
 import json, sys, time
 start = time.perf_counter()
 import torch
-from slidemap.data.patch_folder import PatchFolderDataModule
+from slidemap.data.patchsets.folder import PatchFolderDataModule
 from slidemap.models.unet import UNet
 root, channels = sys.argv[1], json.loads(sys.argv[2])
 dm = PatchFolderDataModule(root, window=128, channels=channels, stream=True, seed=0)
@@ -84,7 +84,7 @@ print(json.dumps({"first_step_s": time.perf_counter() - start}))
 PAIRED_STEPS = r"""
 import json, sys, time
 import numpy as np, torch
-from slidemap.data.patch_folder import PatchFolderDataModule
+from slidemap.data.patchsets.folder import PatchFolderDataModule
 from slidemap.models.unet import UNet
 root, steps, channels = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 loops, times = {}, {}

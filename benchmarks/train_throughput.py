@@ -155,7 +155,7 @@ def loader_batch_times(root: Path, window: int, batch: int, scale: float, seed: 
                        augment: dict | None = None) -> list[float]:
     """Per-batch fetch times (s) of the real SiteDataModule train loader at ``window`` (``augment``: e.g. windows
     at random offsets instead of the grid)."""
-    from slidemap.data.datamodule import SiteDataModule
+    from slidemap.data.loading.datamodule import SiteDataModule
 
     dm = SiteDataModule(str(root), window=window, batch_size=batch, seed=seed,
                         synthetic={"seed": 0, "scale": scale}, augment=augment)
@@ -175,7 +175,7 @@ def loader_batch_times(root: Path, window: int, batch: int, scale: float, seed: 
 
 def augment_times(window: int, batch: int, reps: int = 50) -> list[float]:
     """Per-batch times (s) of ``augment=full``'s on-device part (jitter + D4) on a (batch, 5, w, w) batch."""
-    from slidemap.data.augment import Augmentation, augment_batch, generator_for
+    from slidemap.data.loading.augment import Augmentation, augment_batch, generator_for
 
     aug = Augmentation.from_config({k: v for k, v in FULL_AUGMENT.items()})
     x = torch.randn(batch, 5, window, window)

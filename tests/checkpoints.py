@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slidemap.data.patches import Normaliser
+from slidemap.data.tiling.patches import Normaliser
 from slidemap.models import build_net
 from slidemap.training.module import LandslideModule
 

@@ -21,7 +21,7 @@ from affine import Affine
 from rasterio.enums import ColorInterp
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-from slidemap.data.reader import read_site
+from slidemap.data.sites.reader import read_site
 
 CROP = 160
 """Rows and columns kept of each synthetic site: small enough for a tiny run, big enough for 32 px windows."""

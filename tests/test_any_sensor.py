@@ -15,11 +15,11 @@ import yaml
 from hydra.utils import instantiate
 
 from slidemap.cli import main as cli_main
-from slidemap.data.channels import canonical, canonical_all
-from slidemap.data.reader import read_site, read_sites
+from slidemap.data.sites.channels import canonical, canonical_all
+from slidemap.data.sites.reader import read_site, read_sites
+from slidemap.data.tiling.split import split_sites
 from slidemap.errors import InputError
 from slidemap.evaluation.baseline import run_baseline
-from slidemap.data.split import split_sites
 from slidemap.reporting.describe import describe_sites, format_description
 from slidemap.training.run import check_choices
 

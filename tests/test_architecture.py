@@ -22,6 +22,15 @@ FORBIDDEN = {
 }
 """Package -> the packages it must not import (docs/architecture.md, 'Layers')."""
 
+DATA_ROOMS = {
+    "sites": set(),
+    "synthetic": set(),
+    "tiling": {"sites"},
+    "loading": {"sites", "tiling", "synthetic"},
+    "patchsets": {"sites", "tiling", "loading"},
+}
+"""Room of ``data`` -> the other rooms it may import (docs/architecture.md, 'The data layer's rooms')."""
+
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(SRC.parent).with_suffix("").parts
@@ -53,10 +62,30 @@ def layer(module: str) -> str:
     return parts[1] if len(parts) > 2 or (len(parts) == 2 and (SRC / parts[1]).is_dir()) else "<base>"
 
 
+def room(module: str) -> str | None:
+    """``sites`` for ``slidemap.data.sites.reader``; None outside ``data`` and for ``slidemap.data`` itself."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "data" else None
+
+
 def test_the_checker_sees_the_real_imports() -> None:
-    assert "slidemap.data.reader" in GRAPH["slidemap.data.datamodule"]
+    assert "slidemap.data.sites.reader" in GRAPH["slidemap.data.loading.datamodule"]
     assert "slidemap.mapping.rasters" in GRAPH["slidemap.training.outputs"]
     assert layer("slidemap.mapping.maps") == "mapping" and layer("slidemap.errors") == "<base>"
+    assert "slidemap.data.tiling.patches" in GRAPH["slidemap.data.patchsets.stream"]
+    assert room("slidemap.data.sites.reader") == "sites" and room("slidemap.data") is None
+
+
+def test_every_data_module_lives_in_a_room() -> None:
+    assert sorted(m for m in MODULES if layer(m) == "data" and m != "slidemap.data" and room(m) not in DATA_ROOMS) \
+        == []
+
+
+def test_data_rooms_import_only_the_rooms_below() -> None:
+    """sites and synthetic at the bottom, then tiling, loading and patchsets: no two rooms import each other."""
+    wrong = sorted(f"{a} -> {b}" for a, deps in GRAPH.items() if room(a) in DATA_ROOMS for b in deps
+                   if room(b) != room(a) and room(b) in DATA_ROOMS and room(b) not in DATA_ROOMS[room(a)])
+    assert wrong == []
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
@@ -97,8 +126,8 @@ def test_the_configs_and_the_library_defaults_agree(config: str, tmp_path: Path)
     (``DEFAULT_CHANNELS``): the data config takes them from the inputs group, and the two lists are the same."""
     from conftest import compose_config
 
-    from slidemap.data.site import DEFAULT_CHANNELS
-    from slidemap.data.split import WINDOWS
+    from slidemap.data.sites.site import DEFAULT_CHANNELS
+    from slidemap.data.tiling.split import WINDOWS
 
     cfg = compose_config(config, tmp_path, ["data.root=sites"])
     assert list(cfg.data.channels) == list(cfg.inputs.channels) == list(DEFAULT_CHANNELS)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from slidemap.data.augment import Augmentation, augment_batch, d4_transform, generator_for, random_d4
-from slidemap.data.datamodule import SiteDataModule, prepare
-from slidemap.data.offsets import EpochSampler, OffsetWindows, TrainArea, draw_windows
-from slidemap.data.reader import read_sites
+from slidemap.data.loading.augment import Augmentation, augment_batch, d4_transform, generator_for, random_d4
+from slidemap.data.loading.datamodule import SiteDataModule, prepare
+from slidemap.data.sites.reader import read_sites
+from slidemap.data.tiling.offsets import EpochSampler, OffsetWindows, TrainArea, draw_windows
 from slidemap.errors import InputError
 from slidemap.reporting.sweep import key_name, run_key, sweep_axes
 

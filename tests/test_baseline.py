@@ -9,8 +9,8 @@ import pytest
 from affine import Affine
 from rasterio.crs import CRS
 
-from slidemap.data.site import Site
-from slidemap.data.split import Block, split_site
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.split import Block, split_site
 from slidemap.evaluation.baseline import RuleThresholds, fit_rule, run_baseline, score_rule
 
 # (red B4, nir B8) reflectances and the NDVI = (nir - red) / (nir + red) they give.

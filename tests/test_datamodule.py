@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import fake_sites as fs
-from slidemap.data.datamodule import SiteDataModule, prepare
-from slidemap.data.reader import read_sites
+from slidemap.data.loading.datamodule import SiteDataModule, prepare
+from slidemap.data.sites.reader import read_sites
 from slidemap.errors import InputError
 
 # Fake sites are (16, 20) px: split along columns into val cols 0-5 (min(32, 12 // 2) = 6), train cols 6-11,

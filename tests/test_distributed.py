@@ -35,8 +35,8 @@ def test_ddp_scores_a_checkpoint_exactly_like_one_process(synthetic_root, tmp_pa
     assert _counts(ddp) == _counts(single)
     assert _counts(single) == _counts(trained)  # the fixed checkpoint is the trained run's best
     # every valid test pixel counted once: TP + FN is the number of landslide pixels in the test areas
-    from slidemap.data.reader import read_sites
-    from slidemap.data.split import split_sites
+    from slidemap.data.sites.reader import read_sites
+    from slidemap.data.tiling.split import split_sites
 
     sites = read_sites(synthetic_root)
     splits = split_sites(sites)

@@ -17,7 +17,7 @@ from torch import nn
 import fake_sites as fs
 from checkpoints import CHANNELS, save_checkpoint, unet_config
 from slidemap.cli import main
-from slidemap.data.patches import Normaliser
+from slidemap.data.tiling.patches import Normaliser
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import TrainedModel, load_checkpoint
 from slidemap.mapping.ensemble import TTA_VIEWS, Ensemble, apply_view, undo_view
@@ -155,7 +155,7 @@ def test_map_with_two_checkpoints_and_d4_writes_the_uncertainty(capsys, seeds, t
         assert u.profile["dtype"] == "float32" and math.isnan(u.nodata) and u.overviews(1)
     assert np.array_equal(np.isnan(prob), np.isnan(sd)) and np.nanmax(sd) > 0 and np.nanmax(sd) <= 0.5
     # the same as the in-memory mosaic of the ensemble (the map reads by strips)
-    from slidemap.data.reader import read_site
+    from slidemap.data.sites.reader import read_site
     from slidemap.mapping.mosaic import site_reader
 
     ensemble = Ensemble([load_checkpoint(s) for s in seeds], "d4")
@@ -197,8 +197,8 @@ def eval_cfg(*overrides: str):
 def test_eval_scores_an_ensemble_with_views_and_its_calibration(tiny_run, synthetic_root, tmp_path):
     """A list of checkpoints with flips (the spread comes from the views), scored as their mean on one site; ECE
     from the written probability map; calibrated=false drops the temperatures."""
-    from slidemap.data.reader import read_site
-    from slidemap.data.split import split_sites
+    from slidemap.data.sites.reader import read_site
+    from slidemap.data.tiling.split import split_sites
     from slidemap.evaluation.calibration import ece, reliability_bins
     from slidemap.evaluation.evaluate import run
 

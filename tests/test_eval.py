@@ -21,17 +21,17 @@ from rasterio.crs import CRS
 from scipy import ndimage
 from torch import nn
 
-from slidemap.data.split import split_sites
-from slidemap.data.patches import cut_patches
-from slidemap.data.reader import read_site
-from slidemap.data.split import Block
+from slidemap.data.sites.reader import read_site
+from slidemap.data.tiling.patches import cut_patches
+from slidemap.data.tiling.split import split_sites
+from slidemap.data.tiling.split import Block
 from slidemap.errors import InputError
+from slidemap.evaluation.objects import object_counts, object_scores
 from slidemap.mapping.checkpoint import load_checkpoint
 from slidemap.mapping.mosaic import iter_mosaic, predict_mosaic, taper, tile_starts
-from slidemap.evaluation.objects import object_counts, object_scores
 from slidemap.mapping.polygons import vectorise, write_gpkg
-from slidemap.models import SmpModel, UNet
 from slidemap.mapping.rasters import stitch
+from slidemap.models import SmpModel, UNet
 
 from checkpoints import CHANNELS, save_checkpoint, unet_config
 

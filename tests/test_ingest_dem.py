@@ -12,8 +12,8 @@ from pyproj import Geod, Transformer
 from rasterio.crs import CRS
 
 import ingest_fixtures as fx
-from slidemap.data.grid import Grid
-from slidemap.data.reader import read_site
+from slidemap.data.sites.grid import Grid
+from slidemap.data.sites.reader import read_site
 from slidemap.errors import InputError
 from slidemap.ingest import build_site, mosaic_dem
 

@@ -14,7 +14,7 @@ from pyproj import Transformer
 import fake_sites as fs
 import ingest_fixtures as fx
 from slidemap.cli import main
-from slidemap.data.reader import read_site
+from slidemap.data.sites.reader import read_site
 from slidemap.errors import InputError
 from slidemap.ingest import build_site
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import l4s_fixtures as fx
-from slidemap.data.landslide4sense import Landslide4SenseDataModule, list_pairs, read_split, stored_indices
+from slidemap.data.patchsets.landslide4sense import Landslide4SenseDataModule, list_pairs, read_split, stored_indices
 from slidemap.errors import InputError
 from slidemap.training.outputs import write_test_outputs
 
@@ -75,7 +75,7 @@ def test_images_are_ordered_by_number_not_by_text(tmp_path):
 
 
 def test_nan_pixels_are_no_data_with_zero_input(l4s_root, caplog):
-    with caplog.at_level(logging.INFO, logger="slidemap.data.landslide4sense"):
+    with caplog.at_level(logging.INFO, logger="slidemap.data.patchsets.landslide4sense"):
         dm = ready(l4s_root, window=128)
     x, y, valid = next(iter(dm.test_dataloader()[0]))
     assert (x.dtype, y.dtype, valid.dtype) == (torch.float32, torch.float32, torch.bool)
@@ -294,7 +294,7 @@ def test_sweep_of_models_and_windows_scores_every_test_pixel_once(l4s_root, tmp_
 
 
 def test_pre_event_inputs_are_refused_clearly():
-    from slidemap.data.landslide4sense import stored_indices
+    from slidemap.data.patchsets.landslide4sense import stored_indices
     from slidemap.errors import InputError
 
     with pytest.raises(InputError, match="Landslide4Sense has no pre-event image: channel\\(s\\) dndvi, rdndvi"):

@@ -203,8 +203,8 @@ def test_bad_threshold_or_overlap(capsys, ckpt, scene, tmp_path, flag, value, me
 
 
 def test_scene_strips_read_exactly_what_the_site_reader_reads(synthetic_root):
-    from slidemap.data.reader import read_site
-    from slidemap.data.scene import SceneStrips
+    from slidemap.data.sites.reader import read_site
+    from slidemap.data.loading.scene import SceneStrips
 
     site = read_site(synthetic_root / "japan")  # UTM site, DEM on another grid, a nodata wedge
     scene = SceneStrips(synthetic_root / "japan", strip_rows=37)  # strip edges fall everywhere
@@ -255,8 +255,8 @@ def test_streamed_polygons_equal_in_memory_polygons(tmp_path, crs):
 
 def test_map_streams_a_scene_larger_than_one_strip(capsys, ckpt, tmp_path, monkeypatch, synthetic_root):
     """slidemap map reads by strips; the maps equal those of the in-memory mosaic of the whole site."""
-    from slidemap.data import scene as scene_module
-    from slidemap.data.reader import read_site
+    from slidemap.data.loading import scene as scene_module
+    from slidemap.data.sites.reader import read_site
     from slidemap.mapping.checkpoint import load_checkpoint
     from slidemap.mapping.mosaic import predict_mosaic, site_reader
 
@@ -288,7 +288,7 @@ def test_map_streams_a_scene_larger_than_one_strip(capsys, ckpt, tmp_path, monke
 def test_map_from_a_safe_zip_and_dem_tiles_masks_clouds(capsys, ckpt, tmp_path):
     import ingest_fixtures as fx
 
-    from slidemap.data.reader import read_site
+    from slidemap.data.sites.reader import read_site
     from slidemap.ingest.site_builder import build_site
 
     product = fx.zip_safe(fx.write_safe(tmp_path / "dl"))
@@ -335,7 +335,7 @@ def test_binary_map_is_strictly_above_the_threshold_like_the_scored_metrics():
 def test_default_tile_is_the_large_map_tile(capsys, ckpt, tmp_path, caplog):
     """A scene taller than 512 px maps with 512 px tiles (64 px ramp) by default, not the 32 px training window,
     and the map is that mosaic of the whole scene."""
-    from slidemap.data.reader import read_site
+    from slidemap.data.sites.reader import read_site
     from slidemap.mapping.checkpoint import load_checkpoint
     from slidemap.mapping.mosaic import MAP_TILE, predict_mosaic, site_reader
 

@@ -22,8 +22,8 @@ onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 's
 import fake_sites as fs  # noqa: E402
 from checkpoints import save_checkpoint, unet_config  # noqa: E402
 from slidemap.cli import main  # noqa: E402
-from slidemap.data.reader import read_site  # noqa: E402
-from slidemap.data.split import split_sites  # noqa: E402
+from slidemap.data.sites.reader import read_site  # noqa: E402
+from slidemap.data.tiling.split import split_sites  # noqa: E402
 from slidemap.mapping.checkpoint import load_checkpoint  # noqa: E402
 from slidemap.mapping.ensemble import Ensemble  # noqa: E402
 from slidemap.mapping.maps import map_area  # noqa: E402

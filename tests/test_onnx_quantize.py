@@ -14,8 +14,8 @@ onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 's
 
 from checkpoints import save_checkpoint, unet_config  # noqa: E402
 from slidemap.cli import main  # noqa: E402
-from slidemap.data.reader import read_site  # noqa: E402
-from slidemap.data.split import split_sites  # noqa: E402
+from slidemap.data.sites.reader import read_site  # noqa: E402
+from slidemap.data.tiling.split import split_sites  # noqa: E402
 from slidemap.evaluation.scoring import confusion_counts, scores  # noqa: E402
 from slidemap.mapping.maps import map_area  # noqa: E402
 from slidemap.mapping.onnx_engine import OnnxModel  # noqa: E402

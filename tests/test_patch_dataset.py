@@ -19,9 +19,9 @@ from rasterio.errors import NotGeoreferencedWarning
 import patch_fixtures as fx
 from conftest import TINY_TRAINING, TINY_UNET, compose_config, run_training
 from slidemap.cli import main
-from slidemap.data.patch_folder import PatchFolderDataModule
-from slidemap.data.patch_layout import find_layout, plan_pairs
-from slidemap.data.patch_stream import standardise_patch
+from slidemap.data.patchsets.folder import PatchFolderDataModule
+from slidemap.data.patchsets.layout import find_layout, plan_pairs
+from slidemap.data.patchsets.stream import standardise_patch
 from slidemap.errors import InputError
 from slidemap.evaluation.scoring import confusion_counts
 from slidemap.mapping.checkpoint import load_checkpoint

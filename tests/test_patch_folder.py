@@ -17,7 +17,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 import patch_fixtures as fx
 from conftest import TINY_TRAINING, TINY_UNET, compose_config, run_training
-from slidemap.data.patch_folder import PatchFolderDataModule, draw_split
+from slidemap.data.patchsets.folder import PatchFolderDataModule, draw_split
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import load_checkpoint
 from slidemap.training.run import check_choices

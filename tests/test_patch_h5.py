@@ -16,9 +16,9 @@ import l4s_fixtures as l4s
 import patch_fixtures as fx
 from conftest import TINY_TRAINING, TINY_UNET, compose_config, run_training
 from slidemap.cli import main
-from slidemap.data.landslide4sense import read_split
-from slidemap.data.patch_files import load_spec
-from slidemap.data.patch_folder import PatchFolderDataModule, pair_reader
+from slidemap.data.patchsets.files import load_spec
+from slidemap.data.patchsets.folder import PatchFolderDataModule, pair_reader
+from slidemap.data.patchsets.landslide4sense import read_split
 from slidemap.errors import InputError
 
 RGBN = ["red", "green", "blue", "nir"]

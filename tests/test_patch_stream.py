@@ -11,8 +11,8 @@ import torch
 
 import patch_fixtures as fx
 from conftest import TINY_TRAINING, TINY_UNET, compose_config, run_training
-from slidemap.data.patch_folder import PatchFolderDataModule
-from slidemap.data.patch_stream import MEMORY_BUDGET, StreamedPatches, sample_indices, should_stream
+from slidemap.data.patchsets.folder import PatchFolderDataModule
+from slidemap.data.patchsets.stream import MEMORY_BUDGET, StreamedPatches, sample_indices, should_stream
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import load_checkpoint
 

@@ -9,9 +9,9 @@ import pytest
 from affine import Affine
 from rasterio.crs import CRS
 
-from slidemap.data.patches import Normaliser, Patches, cut_patches, fit_normaliser
-from slidemap.data.site import Site
-from slidemap.data.split import Block
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.patches import Normaliser, Patches, cut_patches, fit_normaliser
+from slidemap.data.tiling.split import Block
 
 
 def make_site(bands: np.ndarray, slope: np.ndarray, valid: np.ndarray, name: str = "s") -> Site:

@@ -18,11 +18,11 @@ from rasterio.warp import transform_bounds
 
 import fake_sites as fs
 from slidemap.cli import main
-from slidemap.data.indices import dndvi, ndvi, rdndvi
-from slidemap.data.reader import read_site
-from slidemap.data.scene import SceneStrips
-from slidemap.data.site import Site
-from slidemap.data.split import Block, split_sites
+from slidemap.data.loading.scene import SceneStrips
+from slidemap.data.sites.indices import dndvi, ndvi, rdndvi
+from slidemap.data.sites.reader import read_site
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.split import Block, split_sites
 from slidemap.errors import InputError
 from slidemap.evaluation.baseline import ChangeRuleThresholds, fit_rule, run_baseline, score_rule
 
@@ -236,7 +236,7 @@ def test_input_sets_set_the_channel_count_of_every_model(tmp_path, inputs, count
 
 
 def test_change_inputs_on_a_site_without_pre_image_name_the_site(tmp_path):
-    from slidemap.data.datamodule import SiteDataModule
+    from slidemap.data.loading.datamodule import SiteDataModule
 
     root = tmp_path / "sites"
     fs.make_site(root / "a")

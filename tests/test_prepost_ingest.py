@@ -11,7 +11,7 @@ import yaml
 
 import ingest_fixtures as fx
 from slidemap.cli import main
-from slidemap.data.reader import read_site
+from slidemap.data.sites.reader import read_site
 from slidemap.errors import InputError
 from slidemap.ingest import build_site
 from slidemap.ingest.composite import greenest_pixel

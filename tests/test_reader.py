@@ -13,7 +13,7 @@ import rasterio
 import shapely
 
 import fake_sites as fs
-from slidemap.data.reader import band_name, list_sites, read_site, read_sites
+from slidemap.data.sites.reader import band_name, list_sites, read_site, read_sites
 from slidemap.errors import InputError
 
 T = fs.s2_transform()

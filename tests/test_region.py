@@ -356,7 +356,7 @@ def test_large_tiles_map_closer_to_the_whole_scene_than_the_training_window(tiny
     their 64 px ramps come closer than the training window's tiles, the old default of slidemap map."""
     import torch
 
-    from slidemap.data.reader import read_site
+    from slidemap.data.sites.reader import read_site
     from slidemap.mapping.checkpoint import load_checkpoint
     from slidemap.mapping.mosaic import default_overlap, predict_mosaic, site_reader
 

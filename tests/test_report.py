@@ -13,14 +13,14 @@ import pytest
 from PIL import Image
 
 from slidemap.cli import main
-from slidemap.data.split import split_sites
-from slidemap.data.reader import read_sites
+from slidemap.data.sites.reader import read_sites
+from slidemap.data.tiling.split import split_sites
 from slidemap.errors import InputError
+from slidemap.mapping.rasters import write_prediction
 from slidemap.reporting.figures import figure_data
 from slidemap.reporting.panels import FN, FP, NODATA, TN, TP, outcome_map
 from slidemap.reporting.report import write_report
 from slidemap.reporting.sweep import scan_sweep, sweep_axes
-from slidemap.mapping.rasters import write_prediction
 
 # F1 per (model, window, scenario) and test area (taiwan, china, japan, all pooled); precision = F1 + 0.05 and
 # recall = F1 - 0.05, except unet-32-all's taiwan precision (0.95): the best P of its column, not the best F1.

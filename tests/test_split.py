@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slidemap.data.split import Block, SplitConfig, split_site
+from slidemap.data.tiling.split import Block, SplitConfig, split_site
 from slidemap.errors import InputError
 
 # ---------------------------------------------------------------- default split, worked by hand

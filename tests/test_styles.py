@@ -19,7 +19,7 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 
 from slidemap.cli import main
-from slidemap.data.grid import Grid
+from slidemap.data.sites.grid import Grid
 from slidemap.errors import InputError
 from slidemap.ingest.site_files import write_s2
 from slidemap.mapping.polygons import vectorise, write_gpkg

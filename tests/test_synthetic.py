@@ -17,10 +17,10 @@ from pyproj import Transformer
 from shapely.geometry import box, shape
 
 from slidemap.cli import scenarios_for
-from slidemap.data.split import split_sites
-from slidemap.data.reader import read_sites
-from slidemap.errors import InputError
+from slidemap.data.sites.reader import read_sites
 from slidemap.data.synthetic import ensure_synthetic, write_synthetic
+from slidemap.data.tiling.split import split_sites
+from slidemap.errors import InputError
 from slidemap.evaluation.baseline import run_baseline
 from slidemap.reporting.describe import describe_sites
 

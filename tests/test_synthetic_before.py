@@ -11,12 +11,12 @@ import yaml
 from scipy import ndimage
 
 from slidemap.cli import scenarios_for
-from slidemap.data.indices import dndvi, ndvi
-from slidemap.data.reader import read_sites
-from slidemap.data.split import split_sites
+from slidemap.data.sites.indices import dndvi, ndvi
+from slidemap.data.sites.reader import read_sites
 from slidemap.data.synthetic import before as B
 from slidemap.data.synthetic.specs import SITES
 from slidemap.data.synthetic.writer import build_site
+from slidemap.data.tiling.split import split_sites
 from slidemap.evaluation.baseline import run_baseline
 from slidemap.reporting.describe import describe_sites
 

@@ -9,7 +9,7 @@ import pytest
 from pyproj import Geod, Transformer
 from affine import Affine
 
-from slidemap.data.terrain import horn_slope, pixel_size_m
+from slidemap.data.sites.terrain import horn_slope, pixel_size_m
 from slidemap.errors import InputError
 
 

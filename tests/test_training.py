@@ -179,8 +179,8 @@ def test_single_run_writes_every_artefact(synthetic_root, tmp_path):
     assert (out / ".hydra" / "config.yaml").is_file()
     import rasterio
 
-    from slidemap.data.split import split_sites
-    from slidemap.data.reader import read_site
+    from slidemap.data.tiling.split import split_sites
+    from slidemap.data.sites.reader import read_site
 
     site = read_site(synthetic_root / "japan")
     test = split_sites({"japan": site})["japan"].test

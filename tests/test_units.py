@@ -21,11 +21,11 @@ import yaml
 
 import l4s_fixtures as fx
 from slidemap.cli import main
-from slidemap.data.landslide4sense import STORED, STORED_SCALE, to_physical
-from slidemap.data.patches import Normaliser
-from slidemap.data.reader import read_sites
-from slidemap.data.split import split_sites
-from slidemap.data.units import QUANTILES, Distribution, sample_distribution, units_of
+from slidemap.data.patchsets.landslide4sense import STORED, STORED_SCALE, to_physical
+from slidemap.data.sites.reader import read_sites
+from slidemap.data.sites.units import QUANTILES, Distribution, sample_distribution, units_of
+from slidemap.data.tiling.patches import Normaliser
+from slidemap.data.tiling.split import split_sites
 from slidemap.errors import InputError
 from slidemap.evaluation.scoring import area_results, confusion_counts
 from slidemap.mapping.checkpoint import TrainedModel, load_checkpoint

@@ -35,7 +35,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _read(root: str, sites: list[str] | None):
-    from slidemap.data.reader import read_sites
+    from slidemap.data.sites.reader import read_sites
 
     start = time.perf_counter()
     result = read_sites(root, sites)
@@ -52,7 +52,7 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    from slidemap.data.split import split_sites
+    from slidemap.data.tiling.split import split_sites
     from slidemap.evaluation.baseline import run_baseline
     from slidemap.reporting.describe import format_baseline
 

@@ -24,7 +24,7 @@ def _comment(source: str) -> str:
 def format_inference(inference: Any) -> str:
     """The inferred dataset.yaml: every key with what it was inferred from; guesses commented out; then what could
     not be inferred, the warnings and the problems (at most 20, then a count), all as YAML comments."""
-    from slidemap.data.patch_check import summary
+    from slidemap.data.patchsets.check import summary
 
     lines = [f"# dataset.yaml inferred by `slidemap dataset` from {inference.root}",
              "# each key says what it was inferred from; a key commented out as GUESS was not: set it"]
@@ -63,7 +63,7 @@ def _only_h5_key(path: Path) -> bool:
 
 
 def dataset_command(args: argparse.Namespace) -> int:
-    from slidemap.data.patch_infer import infer
+    from slidemap.data.patchsets.infer import infer
     from slidemap.io import atomic_path
 
     root = Path(args.root)

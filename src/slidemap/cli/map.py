@@ -159,8 +159,8 @@ def map_command(args: argparse.Namespace) -> int:
         check_tile(args.tile)
     if args.name is not None:
         check_file_name("--name", args.name)
-    from slidemap.data.channels import is_pre  # torch and rasterio: imported once the options are checked
-    from slidemap.data.scene import SceneStrips
+    from slidemap.data.sites.channels import is_pre  # torch and rasterio: imported once the options are checked
+    from slidemap.data.loading.scene import SceneStrips
     from slidemap.mapping.maps import map_scene
 
     model, autocast = load_model(args, engine)

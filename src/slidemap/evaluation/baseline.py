@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from slidemap.data.site import Site
-from slidemap.data.split import Block, SiteSplit
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.split import Block, SiteSplit
 from slidemap.errors import InputError
 from slidemap.evaluation.scoring import area_results, confusion_counts
 

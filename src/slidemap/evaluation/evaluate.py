@@ -23,12 +23,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from slidemap.data.datamodule import SiteDataModule
-from slidemap.data.patches import Normaliser, fit_normaliser
-from slidemap.data.reader import read_sites
-from slidemap.data.site import Site
-from slidemap.data.split import SiteSplit, split_sites
 from slidemap.config_checks import check_choice, check_value
+from slidemap.data.loading.datamodule import SiteDataModule
+from slidemap.data.sites.reader import read_sites
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.patches import Normaliser, fit_normaliser
+from slidemap.data.tiling.split import SiteSplit, split_sites
 from slidemap.errors import InputError
 from slidemap.evaluation.calibration import ece, pool_bins, reliability_bins
 from slidemap.evaluation.histogram import average_precision, histogram
@@ -37,9 +37,9 @@ from slidemap.evaluation.scoring import POOLED, area_results, as_number, confusi
 from slidemap.mapping.checkpoint import TrainedModel, check_channels, chosen_threshold, load_checkpoint, same_normaliser
 from slidemap.mapping.ensemble import Ensemble, check_tta
 from slidemap.mapping.maps import map_area, pick_device
+from slidemap.mapping.mosaic import MODES
 from slidemap.mapping.provenance import check_synthetic_model
 from slidemap.mapping.tiles import check_tile
-from slidemap.mapping.mosaic import MODES
 from slidemap.mapping.unit_guard import check_areas
 from slidemap.runs import job_overrides, output_dir, override_key, write_metrics
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import rasterio
 
-from slidemap.data.bands import band_name
-from slidemap.data.raster import reading
-from slidemap.data.site import BAND_NAMES
+from slidemap.data.sites.bands import band_name
+from slidemap.data.sites.raster import reading
+from slidemap.data.sites.site import BAND_NAMES
 from slidemap.errors import InputError
 from slidemap.ingest.products import BandFile, Product, band_grid, check_conversion
 

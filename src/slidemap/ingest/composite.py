@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from slidemap.data.grid import Grid
-from slidemap.data.indices import ndvi
-from slidemap.data.pre_event import MIN_COVERAGE
+from slidemap.data.sites.grid import Grid
+from slidemap.data.sites.indices import ndvi
+from slidemap.data.sites.pre_event import MIN_COVERAGE
 from slidemap.errors import InputError
 from slidemap.ingest.mosaic import product_on_grid
 from slidemap.ingest.products import Product

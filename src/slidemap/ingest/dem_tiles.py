@@ -23,8 +23,8 @@ from rasterio.enums import Resampling
 from rasterio.merge import merge
 from rasterio.vrt import WarpedVRT
 
-from slidemap.data.grid import LONLAT, Grid, footprint, lonlat_text
-from slidemap.data.raster import reading
+from slidemap.data.sites.grid import LONLAT, Grid, footprint, lonlat_text
+from slidemap.data.sites.raster import reading
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)

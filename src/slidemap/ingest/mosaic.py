@@ -24,8 +24,8 @@ from rasterio.errors import CRSError as RasterioCRSError
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from slidemap.data.grid import LONLAT, Grid, fmt_bounds, footprint, lonlat_bounds
-from slidemap.data.site import BAND_NAMES
+from slidemap.data.sites.grid import LONLAT, Grid, fmt_bounds, footprint, lonlat_bounds
+from slidemap.data.sites.site import BAND_NAMES
 from slidemap.errors import InputError
 from slidemap.ingest.products import Product, Reflectance, read_window
 

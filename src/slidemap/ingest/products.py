@@ -20,9 +20,9 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from slidemap.data.grid import Grid
-from slidemap.data.raster import reading
-from slidemap.data.site import BAND_NAMES
+from slidemap.data.sites.grid import Grid
+from slidemap.data.sites.raster import reading
+from slidemap.data.sites.site import BAND_NAMES
 from slidemap.errors import InputError
 from slidemap.ingest.scl import scl_masked
 

@@ -12,8 +12,8 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
-from slidemap.data.grid import Grid
-from slidemap.data.raster import reading
+from slidemap.data.sites.grid import Grid
+from slidemap.data.sites.raster import reading
 from slidemap.errors import InputError
 from slidemap.ingest.scl_classes import DEFAULT_MASK_CLASSES, SCL_CLASSES
 

@@ -13,8 +13,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from slidemap.data.grid import LONLAT, footprint
-from slidemap.data.labels import read_inventory
+from slidemap.data.sites.grid import LONLAT, footprint
+from slidemap.data.sites.labels import read_inventory
 from slidemap.errors import InputError
 from slidemap.ingest.composite import open_pre_products, pre_event_composite
 from slidemap.ingest.dem_tiles import mosaic_dem

@@ -12,9 +12,9 @@ import rasterio
 import yaml
 from rasterio.enums import ColorInterp
 
-from slidemap.data.grid import Grid
-from slidemap.data.labels import INVENTORY_SUFFIXES
-from slidemap.data.site import BAND_NAMES
+from slidemap.data.sites.grid import Grid
+from slidemap.data.sites.labels import INVENTORY_SUFFIXES
+from slidemap.data.sites.site import BAND_NAMES
 from slidemap.errors import InputError
 from slidemap.styles import colour_interpretation, write_raster_style
 

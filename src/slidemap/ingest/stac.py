@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from slidemap.data.bands import band_name
-from slidemap.data.site import BAND_NAMES
+from slidemap.data.sites.bands import band_name
+from slidemap.data.sites.site import BAND_NAMES
 from slidemap.errors import InputError
 from slidemap.ingest.products import BandFile, Product, band_grid, check_conversion
 

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from slidemap.data.patches import Normaliser
-from slidemap.data.channels import canonical_all
-from slidemap.data.units import Distribution
+from slidemap.data.sites.channels import canonical_all
+from slidemap.data.sites.units import Distribution
+from slidemap.data.tiling.patches import Normaliser
 from slidemap.errors import InputError
 from slidemap.models.build import IN_CHANNEL_ARGS, build_net, network_class
 

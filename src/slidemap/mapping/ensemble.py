@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slidemap.data.patches import Normaliser
+from slidemap.data.tiling.patches import Normaliser
 from slidemap.errors import InputError
 from slidemap.mapping import mosaic
 from slidemap.mapping.checkpoint import TrainedModel, same_normaliser

@@ -25,9 +25,9 @@ import rasterio
 import torch
 from affine import Affine
 
-from slidemap.data.scene import SceneStrips
-from slidemap.data.site import Site
-from slidemap.data.split import Block
+from slidemap.data.loading.scene import SceneStrips
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.split import Block
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import TrainedModel, chosen_threshold
 from slidemap.mapping.ensemble import Ensemble

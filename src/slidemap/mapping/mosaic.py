@@ -8,7 +8,7 @@ A network trained on w x w patches is run on w x w tiles of the area and the til
   tapered (no tile sees further there), so every pixel keeps a positive weight. For a translation-equivariant
   network whose receptive field fits in the zero-weight border, the mosaic equals the full-image prediction.
 * ``grid``: the non-overlapping grid anchored at the area's corner, edge tiles zero-padded past the area --
-  exactly the patches training is tested on (:func:`slidemap.data.patches.cut_patches`).
+  exactly the patches training is tested on (:func:`slidemap.data.tiling.patches.cut_patches`).
 
 Memory stays bounded: rows are read band by band through a reader, and finished rows are yielded as soon as
 no later tile can touch them, so a caller can stream them to disk.
@@ -32,10 +32,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from slidemap.data.patch_stream import standardise_patch
-from slidemap.data.patches import Normaliser
-from slidemap.data.site import Site
-from slidemap.data.split import Block
+from slidemap.data.patchsets.stream import standardise_patch
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.patches import Normaliser
+from slidemap.data.tiling.split import Block
 from slidemap.mapping.tiles import BLEND_MARGIN, MAP_TILE, TILE_MULTIPLE  # noqa: F401 -- also read from here
 
 MODES = ("blend", "grid")

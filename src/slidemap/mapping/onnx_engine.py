@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from slidemap.data.patches import Normaliser
+from slidemap.data.tiling.patches import Normaliser
 from slidemap.errors import InputError
 from slidemap.mapping.ensemble import Members, apply_view, check_tta, undo_view
 from slidemap.mapping.model_card import file_fingerprint

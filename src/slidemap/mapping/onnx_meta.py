@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from slidemap.data.patches import Normaliser
-from slidemap.data.units import Distribution
+from slidemap.data.sites.units import Distribution
+from slidemap.data.tiling.patches import Normaliser
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import TrainedModel, read_units
 

@@ -2,7 +2,7 @@
 
 Static quantisation fixes each activation's int8 range from calibration data, so that data must look like what the
 model will map: the pixels it was trained on. The calibration tiles are cut from the training areas (the training
-block of each training site, without its validation and test blocks, as :func:`slidemap.data.split.split_sites`
+block of each training site, without its validation and test blocks, as :func:`slidemap.data.tiling.split.split_sites`
 draws them) of the sites recorded in the model card (``data.root``, ``data.train_sites``), or of the site folders
 given with ``--calibration``. Every tile of the training window (rounded up to 32 px) on the block's grid that is at
 least half valid is a candidate; :data:`CALIBRATION_TILES` of them, evenly spaced over all sites in order, are used,
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from slidemap.data.reader import list_sites, read_sites
-from slidemap.data.split import split_sites
+from slidemap.data.sites.reader import list_sites, read_sites
+from slidemap.data.tiling.split import split_sites
 from slidemap.errors import InputError
 from slidemap.mapping.ensemble import Ensemble
 from slidemap.mapping.mosaic import site_reader

@@ -20,7 +20,7 @@ from affine import Affine
 from rasterio.features import shapes
 from scipy import ndimage
 
-from slidemap.data.terrain import pixel_size_m
+from slidemap.data.sites.terrain import pixel_size_m
 from slidemap.io import atomic_path
 from slidemap.styles import write_gpkg_style
 

@@ -21,9 +21,9 @@ from rasterio.rio.overview import get_maximum_overview_level
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from slidemap.data.patches import Patches
-from slidemap.data.site import Site
-from slidemap.data.split import Block
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.patches import Patches
+from slidemap.data.tiling.split import Block
 from slidemap.io import atomic_path
 from slidemap.styles import write_raster_style
 

@@ -3,7 +3,7 @@ pixel in some input channel (a map of nodata would say "0 landslides", which is 
 
 from __future__ import annotations
 
-from slidemap.data.scene import SceneStrips
+from slidemap.data.loading.scene import SceneStrips
 from slidemap.errors import InputError
 
 

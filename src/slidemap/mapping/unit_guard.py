@@ -2,7 +2,7 @@
 
 A model fed digital numbers instead of reflectance, a slope in radians or swapped bands still produces a map, and
 nothing in it says it is wrong (a Landslide4Sense model mapping reflectance scored F1 0.10 instead of 0.69). The
-checkpoint records each channel's unit and training distribution (:class:`~slidemap.data.units.Distribution`);
+checkpoint records each channel's unit and training distribution (:class:`~slidemap.data.sites.units.Distribution`);
 :func:`check_units` compares a sample of the scene's valid pixels with it before anything is mapped.
 
 Two kinds of verdict, with thresholds chosen so that real scene-to-scene differences (a model trained on one of the
@@ -29,11 +29,11 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from slidemap.data.scene import SceneStrips
-from slidemap.data.site import Site
-from slidemap.data.split import Block
-from slidemap.data.units import (BRIGHTNESS, DEGREES, METRES, REFLECTANCE, Distribution, is_optical,
+from slidemap.data.loading.scene import SceneStrips
+from slidemap.data.sites.site import Site
+from slidemap.data.sites.units import (BRIGHTNESS, DEGREES, METRES, REFLECTANCE, Distribution, is_optical,
                                  sample_distribution, units_of)
+from slidemap.data.tiling.split import Block
 from slidemap.errors import InputError
 from slidemap.mapping.checkpoint import TrainedModel
 from slidemap.mapping.scene_checks import check_scene_pixels, check_scene_size

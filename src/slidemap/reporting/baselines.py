@@ -10,8 +10,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from slidemap.data.site import Site
-from slidemap.data.split import SiteSplit
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.split import SiteSplit
 from slidemap.errors import InputError
 from slidemap.reporting.sweep import SCENARIO_ORDER, ordered
 
@@ -81,8 +81,8 @@ def data_root(runs: list[dict[str, Any]]) -> tuple[Path | None, list[str] | None
 
 def load_sites(runs: list[dict[str, Any]]) -> tuple[dict[str, Site], dict[str, SiteSplit], str]:
     """The runs' sites and splits and where they were read, or empty dicts and why not (the report goes on)."""
-    from slidemap.data.split import split_sites
-    from slidemap.data.reader import read_sites
+    from slidemap.data.tiling.split import split_sites
+    from slidemap.data.sites.reader import read_sites
 
     root, names, why = data_root(runs)
     if root is None:

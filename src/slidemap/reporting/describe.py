@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from slidemap.data.split import split_sites
-from slidemap.data.site import Site
-from slidemap.data.split import WINDOWS
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.split import split_sites
+from slidemap.data.tiling.split import WINDOWS
 from slidemap.evaluation.scoring import shown
 
 

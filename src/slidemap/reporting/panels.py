@@ -15,8 +15,8 @@ from matplotlib.patches import Patch
 from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
-from slidemap.data.site import Site
-from slidemap.data.split import SiteSplit
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.split import SiteSplit
 from slidemap.reporting.figures import save_figure
 from slidemap.reporting.sweep import MODEL_ORDER, SCENARIO_ORDER, areas_of, input_sets, ordered, run_key
 

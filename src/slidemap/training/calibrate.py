@@ -15,7 +15,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from slidemap.data.loaders import eval_loader
+from slidemap.data.loading.loaders import eval_loader
 from slidemap.evaluation.calibration import fit_temperature, temperature_nll
 from slidemap.evaluation.histogram import best_threshold, histogram
 from slidemap.io import atomic_path

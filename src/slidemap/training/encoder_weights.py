@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from slidemap.data.channels import PRE_SUFFIX, canonical_all, is_band
+from slidemap.data.sites.channels import PRE_SUFFIX, canonical_all, is_band
 from slidemap.errors import InputError
 from slidemap.models.pretrained import WeightsError, freeze, load_encoder, read_state_dict
 from slidemap.training.weights_card import input_affine, read_card

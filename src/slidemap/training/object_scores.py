@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from slidemap.data.datamodule import PreparedData
+from slidemap.data.loading.datamodule import PreparedData
 from slidemap.evaluation.objects import COUNT_KEYS, object_counts, object_record, pooled_objects
 from slidemap.evaluation.scoring import POOLED
 from slidemap.mapping.rasters import binarise, stitch

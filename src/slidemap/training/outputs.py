@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from slidemap.data.datamodule import PreparedData
-from slidemap.data.loaders import eval_loader, patch_dataset
-from slidemap.data.patch_set import PatchSetData, PatchSetDataModule
+from slidemap.data.loading.datamodule import PreparedData
+from slidemap.data.loading.loaders import eval_loader, patch_dataset
+from slidemap.data.patchsets.base import PatchSetData, PatchSetDataModule
 from slidemap.mapping.rasters import stitch, write_prediction
 
 PREDICTIONS_DIR = "predictions"

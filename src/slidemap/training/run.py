@@ -17,8 +17,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from slidemap.config_checks import check_choice
-from slidemap.data.datamodule import PreparedData
-from slidemap.data.split import WINDOWS
+from slidemap.data.loading.datamodule import PreparedData
+from slidemap.data.tiling.split import WINDOWS
 from slidemap.errors import InputError
 from slidemap.evaluation.scoring import shown
 from slidemap.io import atomic_path
@@ -113,7 +113,7 @@ def share_cores(processes: int = 1) -> int:
 
 def check_choices(cfg: DictConfig, windows: tuple[int, ...] = WINDOWS) -> None:
     """Refuse a window other than those the data accepts (``data.windows`` when the config declares them, a patch
-    dataset's own, else the paper's :data:`~slidemap.data.split.WINDOWS`) with the list of choices, as Hydra does
+    dataset's own, else the paper's :data:`~slidemap.data.tiling.split.WINDOWS`) with the list of choices, as Hydra does
     for config groups. Imagery of another resolution declares its windows in config, without code changes."""
     check_choice("window", cfg.window, tuple(windows), word="unsupported")
 

@@ -33,8 +33,8 @@ from typing import Any
 
 import yaml
 
-from slidemap.data.channels import canonical_all
-from slidemap.data.units import REFLECTANCE
+from slidemap.data.sites.channels import canonical_all
+from slidemap.data.sites.units import REFLECTANCE
 from slidemap.errors import InputError
 
 CARD_UNITS = ("dn", REFLECTANCE)

@@ -2,8 +2,8 @@
 
 The common layout of public landslide patch datasets (Bijie, CAS Landslide, GVLM, HR-GLDD, ...) is
 ``DIR/{train,val,test}/{images,masks}/`` with an image and its mask paired by file stem; others name their folders
-and pair their files otherwise (:mod:`slidemap.data.patch_layout`) and encode masks otherwise
-(:mod:`slidemap.data.patch_masks`). The files say nothing of what their channels are, so ``DIR/dataset.yaml`` does
+and pair their files otherwise (:mod:`slidemap.data.patchsets.layout`) and encode masks otherwise
+(:mod:`slidemap.data.patchsets.masks`). The files say nothing of what their channels are, so ``DIR/dataset.yaml`` does
 (:class:`PatchSpec`, written by ``slidemap dataset``); this module turns one pair into the
 chosen input channels in the contract's units (bands as reflectance or brightness 0-1, slope in degrees, DEM in
 metres), deriving slope (Horn, at the dataset's pixel size, from the patch's own DEM) and NDVI where asked.
@@ -22,23 +22,23 @@ import yaml
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
-from slidemap.data.channels import NDVI_BANDS, OPTICAL_UNITS, bands_needed, canonical_all, is_band, is_pre
-from slidemap.data.indices import ndvi
-from slidemap.data.patch_h5 import H5Keys, parse_h5_key, read_h5
-from slidemap.data.patch_headers import ARRAY_FORMATS
-from slidemap.data.patch_layout import Layout, parse_layout
-from slidemap.data.patch_masks import Labels, parse_labels
-from slidemap.data.raster import reading, valid_mask
-from slidemap.data.reflectance import MAX_MEDIAN_REFLECTANCE, conversion
-from slidemap.data.terrain import horn_slope
-from slidemap.data.units import REFLECTANCE
+from slidemap.data.patchsets.h5 import H5Keys, parse_h5_key, read_h5
+from slidemap.data.patchsets.headers import ARRAY_FORMATS
+from slidemap.data.patchsets.layout import Layout, parse_layout
+from slidemap.data.patchsets.masks import Labels, parse_labels
+from slidemap.data.sites.channels import NDVI_BANDS, OPTICAL_UNITS, bands_needed, canonical_all, is_band, is_pre
+from slidemap.data.sites.indices import ndvi
+from slidemap.data.sites.raster import reading, valid_mask
+from slidemap.data.sites.reflectance import MAX_MEDIAN_REFLECTANCE, conversion
+from slidemap.data.sites.terrain import horn_slope
+from slidemap.data.sites.units import REFLECTANCE
 from slidemap.errors import InputError
 
 SPEC_FILE = "dataset.yaml"
 FORMATS: dict[str, str] = {".tif": "GeoTIFF", ".tiff": "GeoTIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG",
                            ".npy": "NumPy", ".h5": "HDF5", ".hdf5": "HDF5"}
 """File suffixes read (case-insensitive); PNG and JPEG go through GDAL like GeoTIFF, HDF5 through h5py
-(:mod:`~slidemap.data.patch_h5`)."""
+(:mod:`~slidemap.data.patchsets.h5`)."""
 
 STORABLE: tuple[str, ...] = ("slope", "dem", "ndvi")
 """Channels other than bands that a dataset may store (as they are: degrees, metres, index)."""
@@ -72,8 +72,8 @@ class PatchSpec:
         hwc: Array images (NumPy, HDF5) are (H, W, C) instead of (C, H, W) (``npy_layout: hwc``).
         nodata: Image value of pixels without data: a pixel whose every stored channel holds it is invalid.
         per_patch: ``normalise: per_patch`` (see :data:`NORMALISE`).
-        layout: Folders and pairing (:class:`~slidemap.data.patch_layout.Layout`).
-        labels: Mask encoding (:class:`~slidemap.data.patch_masks.Labels`; ``mask_nodata`` is one unlabelled value).
+        layout: Folders and pairing (:class:`~slidemap.data.patchsets.layout.Layout`).
+        labels: Mask encoding (:class:`~slidemap.data.patchsets.masks.Labels`; ``mask_nodata`` is one unlabelled value).
         h5: The HDF5 datasets holding images and masks (``h5_key``; None: a file's only dataset).
     """
 
@@ -203,7 +203,7 @@ def load_spec(root: Path) -> PatchSpec:
 
 def band_conversion(dtype: np.dtype, spec: PatchSpec, source: Path) -> tuple[float, float]:
     """(scale, offset) from stored band values to the dataset's unit: dataset.yaml's ``scale``/``offset``, else the
-    site reader's defaults (:func:`~slidemap.data.reflectance.conversion`: floats as they are, integer reflectance
+    site reader's defaults (:func:`~slidemap.data.sites.reflectance.conversion`: floats as they are, integer reflectance
     DN / 10000, uint8 brightness / 255, other integer brightness refused); with per-channel ``scales`` the bands'
     factors are those (scale 1 here)."""
     return conversion(dtype, 1.0 if spec.scales else spec.scale, spec.offset, spec.units, source)

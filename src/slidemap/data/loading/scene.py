@@ -2,8 +2,8 @@
 
 A whole Sentinel-2 tile (10980 x 10980 px) holds 1.9 GB of float32 reflectance alone; mapping it must not
 hold it all. :class:`SceneStrips` reads the rows a mosaic asks for through the function that reads whole sites
-(:func:`~slidemap.data.reader.read_inputs`, given the rows), so a strip holds what
-:func:`~slidemap.data.reader.read_site` gives for those rows (same reflectance, DEM resampling, Horn slope, valid
+(:func:`~slidemap.data.sites.reader.read_inputs`, given the rows), so a strip holds what
+:func:`~slidemap.data.sites.reader.read_site` gives for those rows (same reflectance, DEM resampling, Horn slope, valid
 mask). A pre-event image ``s2_pre.tif`` is read the same way, by the window under each strip.
 """
 
@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from slidemap.data.bands import pre_band_indexes
-from slidemap.data.patches import Normaliser
-from slidemap.data.pre_event import MIN_COVERAGE, extent_share
-from slidemap.data.raster import reading
-from slidemap.data.reader import image_path, load_meta, masked_site, open_dem, pre_path, read_image, read_inputs
-from slidemap.data.channels import canonical, is_pre
-from slidemap.data.site import Site
+from slidemap.data.sites.bands import pre_band_indexes
+from slidemap.data.sites.channels import canonical, is_pre
+from slidemap.data.sites.pre_event import MIN_COVERAGE, extent_share
+from slidemap.data.sites.raster import reading
+from slidemap.data.sites.reader import image_path, load_meta, masked_site, open_dem, pre_path, read_image, read_inputs
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.patches import Normaliser
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class SceneStrips:
         folder: The scene's site folder.
         strip_rows: Rows read at once; memory grows with ``strip_rows x width``, never with the scene height.
         channels: The channels a model will read. None reads ``s2_pre.tif`` whenever there is one (as
-            :func:`~slidemap.data.reader.read_site`); given, it is read only when a channel needs it (so its clouds
+            :func:`~slidemap.data.sites.reader.read_site`); given, it is read only when a channel needs it (so its clouds
             do not punch holes in a single-date map), and its absence then is an error.
     """
 

@@ -1,6 +1,6 @@
 """Training-batch augmentation: the 8 flips and 90-degree rotations (D4) and a mild photometric jitter.
 
-Applied to whole batches after they reach the device (:meth:`slidemap.data.datamodule.PatchDataModule.
+Applied to whole batches after they reach the device (:meth:`slidemap.data.loading.datamodule.PatchDataModule.
 on_after_batch_transfer`), with plain tensor ops: a batch of 4 small patches is cheaper to transform in place with
 ``torch.rot90``/``flip`` on index groups than through a per-sample pipeline (Kornia/albumentations would add a
 dependency and per-call overhead for the same 8 operations). Image, label and validity get the same geometric
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slidemap.data.channels import PRE_SUFFIX, canonical, is_band
+from slidemap.data.sites.channels import PRE_SUFFIX, canonical, is_band
 from slidemap.errors import InputError
 
 
@@ -40,7 +40,7 @@ class Augmentation:
         name: The group's choice (none, d4, offsets, full); run names carry it when it is not ``none``.
         flips: Each training patch gets one of the 8 D4 transforms, drawn uniformly.
         offsets: Training patches are drawn at random positions inside the training areas each epoch
-            (:mod:`slidemap.data.offsets`) instead of the paper's fixed grid.
+            (:mod:`slidemap.data.tiling.offsets`) instead of the paper's fixed grid.
         gain: Photometric jitter: optical reflectance is multiplied by a factor drawn in [1 - gain, 1 + gain]
             per patch (illumination, sun angle); 0 = off.
         haze: ... and a reflectance offset drawn in [0, haze] is added per patch (thin haze); 0 = off.

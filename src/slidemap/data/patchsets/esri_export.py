@@ -4,7 +4,7 @@ A "Classified Tiles" export holds ``images/*.tif`` with ``.tfw`` world files, ``
 class: unlabelled) and ``esri_model_definition.emd``, a JSON file whose ``Classes`` list each class's ``Value``,
 ``Name`` and ``Color``, with ``MetaDataMode``, tile size (``ImageHeight``/``ImageWidth``), cell size
 (``MinCellSize`` with its spatial reference) and ``InputRastersProps.BandNames``. This module reads what they say
-and nothing more; :mod:`slidemap.data.patch_infer` decides what it means for dataset.yaml.
+and nothing more; :mod:`slidemap.data.patchsets.infer` decides what it means for dataset.yaml.
 """
 
 from __future__ import annotations

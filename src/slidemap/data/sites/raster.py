@@ -22,7 +22,7 @@ from rasterio.errors import RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window, from_bounds
 
-from slidemap.data.grid import Grid, shifted
+from slidemap.data.sites.grid import Grid, shifted
 from slidemap.errors import InputError
 
 OPEN_ERRORS = (RasterioError, pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, ProjError,

@@ -1,6 +1,6 @@
 """What the Landslide4Sense release stores (iarai, 2022): its channels, their stored scale, its files.
 
-Shared by its own reader (:mod:`slidemap.data.landslide4sense`) and by ``slidemap dataset``, which recognises the
+Shared by its own reader (:mod:`slidemap.data.patchsets.landslide4sense`) and by ``slidemap dataset``, which recognises the
 release read as a plain HDF5 patch folder and writes the dataset.yaml that gives the same values (kept free of
 torch, so the command starts fast).
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from slidemap.data.channels import canonical_all
-from slidemap.data.reflectance import L2A_DN_SCALE
+from slidemap.data.sites.channels import canonical_all
+from slidemap.data.sites.reflectance import L2A_DN_SCALE
 
 STORED: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "slope", "dem")
 """The 14 channels of an ``image_N.h5``, in stored order (the official README: bands 13 = slope, 14 = DEM)."""
@@ -32,7 +32,7 @@ IMAGE_KEY, MASK_KEY = "img", "mask"
 
 def physical_factors() -> tuple[float, ...]:
     """dataset.yaml's per-channel ``scale`` for the release: stored x factor = reflectance for B1..B12 (the mean
-    times 1e-4), degrees for slope, metres for the DEM: the units :mod:`~slidemap.data.landslide4sense` gives."""
+    times 1e-4), degrees for slope, metres for the DEM: the units :mod:`~slidemap.data.patchsets.landslide4sense` gives."""
     shift = round(-math.log10(L2A_DN_SCALE))  # a decimal shift, so the factors print as the authors' digits
     return tuple(float(f"{s!r}e-{shift}") if name.startswith("B") else s for name, s in zip(STORED, STORED_SCALE))
 

@@ -4,7 +4,7 @@ The image is ``s2.tif`` (Sentinel-2 B2, B3, B4, B8) or ``image.tif`` (any sensor
 bands, named by site.yaml ``bands``, its band descriptions or its colour interpretation; ``units`` in site.yaml
 says whether they are reflectance or brightness). ``dem.tif`` may be a DEM or a DSM in any CRS and resolution.
 
-Whole sites and the row strips of a scene (:class:`~slidemap.data.scene.SceneStrips`) are read by one function,
+Whole sites and the row strips of a scene (:class:`~slidemap.data.loading.scene.SceneStrips`) are read by one function,
 :func:`read_inputs`, so a pixel gets the same inputs whichever way it is read. Bad input is an InputError naming
 the file.
 """
@@ -25,16 +25,16 @@ import numpy as np
 import yaml
 from rasterio.windows import Window
 
-from slidemap.data.bands import (IMAGE_FILE, PRE_FILES, S2_FILE, ImageBands, band_name, image_band_indexes,
+from slidemap.data.sites.bands import (IMAGE_FILE, PRE_FILES, S2_FILE, ImageBands, band_name, image_band_indexes,
                                  s2_band_indexes)
-from slidemap.data.channels import OPTICAL_UNITS
-from slidemap.data.grid import Grid, disjoint, fmt_bounds
-from slidemap.data.labels import find_inventory, read_inventory, read_mask
-from slidemap.data.pre_event import check_coverage, read_pre_event
-from slidemap.data.raster import covering_window, open_raster, own_bounds, read_valid, reproject_onto
-from slidemap.data.reflectance import check_reflectance, to_reflectance
-from slidemap.data.site import Site
-from slidemap.data.terrain import horn_slope, pixel_size_m
+from slidemap.data.sites.channels import OPTICAL_UNITS
+from slidemap.data.sites.grid import Grid, disjoint, fmt_bounds
+from slidemap.data.sites.labels import find_inventory, read_inventory, read_mask
+from slidemap.data.sites.pre_event import check_coverage, read_pre_event
+from slidemap.data.sites.raster import covering_window, open_raster, own_bounds, read_valid, reproject_onto
+from slidemap.data.sites.reflectance import check_reflectance, to_reflectance
+from slidemap.data.sites.site import Site
+from slidemap.data.sites.terrain import horn_slope, pixel_size_m
 from slidemap.errors import InputError
 
 __all__ = ["SiteInputs", "band_name", "image_path", "list_sites", "load_meta", "masked_site", "open_dem",
@@ -193,7 +193,7 @@ def read_inputs(folder: Path, meta: dict[str, Any], rows: tuple[int, int] | None
         meta: its ``site.yaml`` (:func:`load_meta`); a whole site records its pre-event coverage there.
         rows: (r0, r1), or None for the whole site.
         with_pre: read the pre-event image; None reads it whenever there is one. A whole site's coverage is
-            checked here; a scene's strips rely on the check :class:`~slidemap.data.scene.SceneStrips` made.
+            checked here; a scene's strips rely on the check :class:`~slidemap.data.loading.scene.SceneStrips` made.
     """
     s2_path = image_path(folder)
     meta.setdefault("image", s2_path.name)
@@ -239,7 +239,7 @@ def read_site(folder: PathLikeStr, require_label: bool = True) -> Site:
     """Read one site folder onto its s2 grid.
 
     An optional pre-event image ``s2_pre.tif`` (same bands, any grid) comes onto the s2 grid too
-    (:mod:`slidemap.data.pre_event`); its no-data joins the valid mask.
+    (:mod:`slidemap.data.sites.pre_event`); its no-data joins the valid mask.
 
     Args:
         folder: the site folder (its name is the site name).

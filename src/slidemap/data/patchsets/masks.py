@@ -20,8 +20,8 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
-from slidemap.data.patch_h5 import is_h5, read_h5
-from slidemap.data.raster import reading
+from slidemap.data.patchsets.h5 import is_h5, read_h5
+from slidemap.data.sites.raster import reading
 from slidemap.errors import InputError
 
 ROLES = ("landslide", "background", "unlabelled")

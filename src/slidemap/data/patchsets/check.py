@@ -1,7 +1,7 @@
 """The structure of a whole patch dataset checked before any training data is read: every problem at once.
 
-Pairs (:mod:`~slidemap.data.patch_layout`), image headers (bands, size; :mod:`~slidemap.data.patch_headers`) and
-every mask's values (:mod:`~slidemap.data.patch_masks`) are checked against dataset.yaml in seconds, so a run does
+Pairs (:mod:`~slidemap.data.patchsets.layout`), image headers (bands, size; :mod:`~slidemap.data.patchsets.headers`) and
+every mask's values (:mod:`~slidemap.data.patchsets.masks`) are checked against dataset.yaml in seconds, so a run does
 not read for a minute and then stop at the first bad file, one problem per attempt. ``slidemap dataset`` lists the
 problems (the key or the file that fixes each); ``data=patches`` stops at the first with the same line.
 """
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import rasterio
 
-from slidemap.data.patch_files import FORMATS, PatchSpec, npy_layout_problem
-from slidemap.data.patch_h5 import H5Keys
-from slidemap.data.patch_headers import ARRAY_FORMATS, Header, read_header
-from slidemap.data.patch_layout import Layout, plan_pairs
-from slidemap.data.patch_masks import Labels, histogram, mask_codes
+from slidemap.data.patchsets.files import FORMATS, PatchSpec, npy_layout_problem
+from slidemap.data.patchsets.h5 import H5Keys
+from slidemap.data.patchsets.headers import ARRAY_FORMATS, Header, read_header
+from slidemap.data.patchsets.layout import Layout, plan_pairs
+from slidemap.data.patchsets.masks import Labels, histogram, mask_codes
 from slidemap.errors import InputError
 
 MAX_SHOWN = 20

@@ -1,6 +1,6 @@
 """Which mask values or colours are landslide, background and unlabelled, inferred from the masks of a dataset.
 
-``slidemap dataset`` sees every mask's histogram (:class:`~slidemap.data.patch_check.Scan`). The rules, in order:
+``slidemap dataset`` sees every mask's histogram (:class:`~slidemap.data.patchsets.check.Scan`). The rules, in order:
 an ArcGIS Classified Tiles export says 0 = unlabelled and names its classes in the .emd (a class named like
 "landslide" is the landslide; classes named only "1" and "2" are a guess, said so); values {0, 1} and {0, 255} are
 background/landslide; colour masks have black background and one or a few dominant colours; the many faint
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from slidemap.data.esri_export import ModelDefinition
-from slidemap.data.patch_masks import code_colour
+from slidemap.data.patchsets.esri_export import ModelDefinition
+from slidemap.data.patchsets.masks import code_colour
 
 MINOR_SHARE = 0.05
 """A colour or value with fewer pixels than this share of the largest non-background one is an edge blend."""

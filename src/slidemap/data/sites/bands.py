@@ -1,7 +1,7 @@
 """Which band of an image file is which: s2.tif's B2, B3, B4, B8, any sensor's image.tif, and the pre-event image.
 
 Names come from site.yaml ``bands``, else the GeoTIFF band descriptions, else (image.tif) the colour
-interpretation of an RGB(A) file; bands are named by their STAC eo common names (:mod:`slidemap.data.channels`).
+interpretation of an RGB(A) file; bands are named by their STAC eo common names (:mod:`slidemap.data.sites.channels`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slidemap.data.channels import COMMON_S2, PAPER_BANDS, band_common_name, s2_band_id
+from slidemap.data.sites.channels import COMMON_S2, PAPER_BANDS, band_common_name, s2_band_id
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)

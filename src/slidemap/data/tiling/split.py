@@ -13,7 +13,7 @@ import numpy as np
 from slidemap.errors import InputError
 
 if TYPE_CHECKING:
-    from slidemap.data.site import Site
+    from slidemap.data.sites.site import Site
 
 log = logging.getLogger(__name__)
 

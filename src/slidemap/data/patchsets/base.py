@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from slidemap.data.datamodule import PatchDataModule
-from slidemap.data.patch_layout import ROLES
-from slidemap.data.patch_stream import StreamedMasks, StreamedPatches, standardise_patch
-from slidemap.data.patches import Normaliser, Patches, fit_statistics
-from slidemap.data.units import REFLECTANCE, Distribution, sample_distribution, units_of
+from slidemap.data.loading.datamodule import PatchDataModule
+from slidemap.data.patchsets.layout import ROLES
+from slidemap.data.patchsets.stream import StreamedMasks, StreamedPatches, standardise_patch
+from slidemap.data.sites.units import REFLECTANCE, Distribution, sample_distribution, units_of
+from slidemap.data.tiling.patches import Normaliser, Patches, fit_statistics
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, TensorDataset
 
-from slidemap.data.patches import Patches
+from slidemap.data.tiling.patches import Patches
 
 
 def world_size() -> int:
@@ -30,7 +30,7 @@ def eval_sampler(dataset: Dataset) -> Sampler[int]:
 
 def patch_dataset(p: Patches | Dataset) -> Dataset:
     """(x, y as float, valid) tensors over in-memory patches, without copying the inputs; a dataset that reads its
-    items itself (:class:`~slidemap.data.patch_stream.StreamedPatches`) as it is."""
+    items itself (:class:`~slidemap.data.patchsets.stream.StreamedPatches`) as it is."""
     if not isinstance(p, Patches):
         return p
     return TensorDataset(torch.from_numpy(p.x), torch.from_numpy(p.y.astype(np.float32)), torch.from_numpy(p.valid))

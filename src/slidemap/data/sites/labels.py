@@ -15,8 +15,8 @@ from pyproj import Transformer
 from rasterio.features import rasterize
 from scipy import ndimage
 
-from slidemap.data.grid import Grid, fmt_bounds
-from slidemap.data.raster import reading, valid_mask
+from slidemap.data.sites.grid import Grid, fmt_bounds
+from slidemap.data.sites.raster import reading, valid_mask
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)

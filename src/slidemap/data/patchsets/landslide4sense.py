@@ -3,11 +3,11 @@
 The official layout is ``{TrainData,ValidData,TestData}/img/image_N.h5`` (key ``img``, (128, 128, 14): Sentinel-2
 B1..B12, then slope, then DEM) with ``.../mask/mask_N.h5`` (key ``mask``, 0/1, (128, 128)). It is not a site
 (no georeference, no regions): this module is its reader, and the patch-set DataModule
-(:mod:`slidemap.data.patch_set`, shared with ``data=patches``) serves it with the interface of ``SiteDataModule``:
+(:mod:`slidemap.data.patchsets.base`, shared with ``data=patches``) serves it with the interface of ``SiteDataModule``:
 TrainData trains (and alone sets the normalisation), ValidData drives early stopping, TestData is one test area.
 
 The release does not store physical values: each channel is divided by a per-channel mean
-(:data:`~slidemap.data.l4s_release.STORED_SCALE`).
+(:data:`~slidemap.data.patchsets.l4s_release.STORED_SCALE`).
 :func:`to_physical` multiplies it back and converts the bands to reflectance as the site reader does, so a
 checkpoint trained here takes the same units as one trained on sites and maps ``slidemap site`` scenes correctly.
 """
@@ -21,12 +21,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from slidemap.data.channels import bands_needed, canonical_all, is_pre
-from slidemap.data.indices import ndvi
-from slidemap.data.l4s_release import PATCH, STORED, STORED_CANONICAL, STORED_SCALE
-from slidemap.data.patch_set import PatchSetData, PatchSetDataModule, PatchSplit, prepare_splits, tiles_patch
-from slidemap.data.reflectance import L2A_DN_SCALE, to_reflectance
-from slidemap.data.site import DEFAULT_CHANNELS
+from slidemap.data.patchsets.base import PatchSetData, PatchSetDataModule, PatchSplit, prepare_splits, tiles_patch
+from slidemap.data.patchsets.l4s_release import PATCH, STORED, STORED_CANONICAL, STORED_SCALE
+from slidemap.data.sites.channels import bands_needed, canonical_all, is_pre
+from slidemap.data.sites.indices import ndvi
+from slidemap.data.sites.reflectance import L2A_DN_SCALE, to_reflectance
+from slidemap.data.sites.site import DEFAULT_CHANNELS
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,10 @@ AREA = "landslide4sense"
 
 
 L4SSplit = PatchSplit
-"""One split in memory (the shared :class:`~slidemap.data.patch_set.PatchSplit`)."""
+"""One split in memory (the shared :class:`~slidemap.data.patchsets.base.PatchSplit`)."""
 
 L4SData = PatchSetData
-"""Everything a run needs (the shared :class:`~slidemap.data.patch_set.PatchSetData`)."""
+"""Everything a run needs (the shared :class:`~slidemap.data.patchsets.base.PatchSetData`)."""
 
 
 def stored_indices(channels: tuple[str, ...], root: Path | None = None) -> tuple[int, ...]:
@@ -73,7 +73,7 @@ def to_physical(raw: np.ndarray, stored: tuple[int, ...], valid: np.ndarray) -> 
     """Stored channels ``stored`` (k, H, W) in the site contract's units, float32, 0 where ``valid`` is False.
 
     Each is multiplied by its :data:`STORED_SCALE`; the bands, now digital numbers, go through the site reader's
-    DN -> reflectance conversion (:func:`~slidemap.data.reflectance.to_reflectance`, x 1e-4).
+    DN -> reflectance conversion (:func:`~slidemap.data.sites.reflectance.to_reflectance`, x 1e-4).
     """
     scale = np.asarray([STORED_SCALE[i] for i in stored])[:, None, None]
     out = (raw * scale).astype(np.float32)
@@ -191,7 +191,7 @@ class Landslide4SenseDataModule(PatchSetDataModule):
         root: Folder holding TrainData, ValidData and TestData.
         train_sites: The scenario's training sites; must be None (scenario ``all``): the benchmark has no regions.
         window: Tile size (32, 64 or 128 px) cut from each 128 px patch.
-        channels: Input channel names (:mod:`slidemap.data.channels`; default: the paper's).
+        channels: Input channel names (:mod:`slidemap.data.sites.channels`; default: the paper's).
         Other arguments as in ``SiteDataModule``.
     """
 

@@ -9,9 +9,9 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
-from slidemap.data.channels import (NDVI_BANDS, PAPER_BANDS, PRE_DERIVED, PRE_SUFFIX, TERRAIN, bands_needed,
+from slidemap.data.sites.channels import (NDVI_BANDS, PAPER_BANDS, PRE_DERIVED, PRE_SUFFIX, TERRAIN, bands_needed,
                                     canonical, is_pre)
-from slidemap.data.indices import dndvi, ndvi, rdndvi
+from slidemap.data.sites.indices import dndvi, ndvi, rdndvi
 from slidemap.errors import InputError
 
 BAND_NAMES: tuple[str, ...] = ("B2", "B3", "B4", "B8")
@@ -39,7 +39,7 @@ class Site:
         meta: Contents of ``site.yaml`` plus provenance notes (e.g. repaired polygons).
         bands_pre: float32 (C, H, W), the same bands of the pre-event image (``s2_pre.tif``/``image_pre.tif``)
             on the site's grid, 0 where ``valid`` is False; None for a single-date site.
-        band_names: The common name of each band (:mod:`slidemap.data.channels`), in ``bands`` order.
+        band_names: The common name of each band (:mod:`slidemap.data.sites.channels`), in ``bands`` order.
     """
 
     name: str

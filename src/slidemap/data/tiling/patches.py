@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slidemap.data.channels import canonical_all
-from slidemap.data.site import Site
-from slidemap.data.split import Block
+from slidemap.data.sites.channels import canonical_all
+from slidemap.data.sites.site import Site
+from slidemap.data.tiling.split import Block
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A pre-event image may come on any grid, in any CRS and dtype (another tile, another UTM zone, a composite made
 elsewhere); it is resampled bilinearly onto the s2 grid, as reflectance. The same function serves a whole site
-and a strip of a scene (both through :func:`~slidemap.data.reader.read_inputs`): it reads only the window of the
+and a strip of a scene (both through :func:`~slidemap.data.sites.reader.read_inputs`): it reads only the window of the
 file under the grid it is given (plus a margin) and resamples with a plain 2 x 2 bilinear kernel, so a pixel gets
 the same value whichever way it is read (up to GDAL's approximate transformer, at most 1/8 of a source pixel, as
 for the DEM).
@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from slidemap.data.bands import ImageBands, pre_band_indexes
-from slidemap.data.grid import Grid, disjoint
-from slidemap.data.raster import covering_window, open_raster, own_bounds, read_valid, reproject_onto
-from slidemap.data.reflectance import check_reflectance, to_reflectance
+from slidemap.data.sites.bands import ImageBands, pre_band_indexes
+from slidemap.data.sites.grid import Grid, disjoint
+from slidemap.data.sites.raster import covering_window, open_raster, own_bounds, read_valid, reproject_onto
+from slidemap.data.sites.reflectance import check_reflectance, to_reflectance
 from slidemap.errors import InputError
 
 MIN_COVERAGE = 0.95
@@ -42,7 +42,7 @@ def read_pre_event(path: Path, meta: dict[str, Any], grid: Grid,
     site image's bands (C, H, W) float32 in its units, NaN where the image has no valid observation, and that
     valid mask.
 
-    ``held`` is what the site's image holds (from :func:`~slidemap.data.reader.read_image`), so an image without
+    ``held`` is what the site's image holds (from :func:`~slidemap.data.sites.reader.read_image`), so an image without
     band names is read like it.
     """
     h, w = grid.shape

@@ -1,9 +1,9 @@
 """``data=patches``: a folder of image/mask patch pairs served as one patch-set DataModule, trained and scored like
 Landslide4Sense.
 
-``DIR/{train,val,test}/{images,masks}/`` with ``DIR/dataset.yaml`` (:mod:`slidemap.data.patch_files`; other
-folder names and pairings by its keys, :mod:`slidemap.data.patch_layout`). The whole structure is checked first
-(:mod:`slidemap.data.patch_check`). A split that is missing is drawn from ``train/`` by patch: with only ``train/``, a seeded 3:1:1 train/val/test split (seed
+``DIR/{train,val,test}/{images,masks}/`` with ``DIR/dataset.yaml`` (:mod:`slidemap.data.patchsets.files`; other
+folder names and pairings by its keys, :mod:`slidemap.data.patchsets.layout`). The whole structure is checked first
+(:mod:`slidemap.data.patchsets.check`). A split that is missing is drawn from ``train/`` by patch: with only ``train/``, a seeded 3:1:1 train/val/test split (seed
 ``data.seed``, or ``data.split_seed`` to hold the split while a sweep varies the seed), the same for the same seed
 and files, recorded under ``split`` in metrics.json.
 """
@@ -17,16 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from slidemap.data.patch_check import Scan, check_dataset
-from slidemap.data.patch_files import PatchSpec, load_spec, read_mask, read_raw, to_inputs
-from slidemap.data.patch_masks import Labels
-from slidemap.data.patch_set import ROLES, PatchSetData, PatchSetDataModule, PatchSplit, prepare_splits, tiles_patch
-from slidemap.data.patch_stream import PairReader, StreamedMasks, StreamedPatches, sample_indices, sample_pieces, \
+from slidemap.data.patchsets.base import ROLES, PatchSetData, PatchSetDataModule, PatchSplit, prepare_splits, tiles_patch
+from slidemap.data.patchsets.check import Scan, check_dataset
+from slidemap.data.patchsets.files import PatchSpec, load_spec, read_mask, read_raw, to_inputs
+from slidemap.data.patchsets.masks import Labels
+from slidemap.data.patchsets.stream import PairReader, StreamedMasks, StreamedPatches, sample_indices, sample_pieces, \
     should_stream
-from slidemap.data.patches import fit_statistics
-from slidemap.data.units import sample_distribution
-from slidemap.data.site import DEFAULT_CHANNELS
-from slidemap.data.split import WINDOWS
+from slidemap.data.sites.site import DEFAULT_CHANNELS
+from slidemap.data.sites.units import sample_distribution
+from slidemap.data.tiling.patches import fit_statistics
+from slidemap.data.tiling.split import WINDOWS
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def labelled_somewhere(found: Scan, pairs: list[tuple[Path, Path]], labels: Labe
 
 def stream_splits(plan: dict[str, list[tuple[Path, Path]]], read: PairReader, found: Scan, spec: PatchSpec,
                   window: int, inputs: tuple[str, ...], seed: int, sample: int, root: Path) -> PatchSetData:
-    """Every split served from its files (:mod:`slidemap.data.patch_stream`), the normaliser and distribution fitted
+    """Every split served from its files (:mod:`slidemap.data.patchsets.stream`), the normaliser and distribution fitted
     on ``sample`` train patches drawn by ``seed`` (0: every train patch, one read more before the first step)."""
     shape = found.shape()
     assert shape is not None
@@ -197,7 +197,7 @@ class PatchFolderDataModule(PatchSetDataModule):
         seed: Seed of the training shuffle, of a split drawn from train/ and of the streamed normaliser's sample.
         split_seed: Seed of a split drawn from train/ when it should not follow ``seed`` (None: ``seed``).
         stream: Read tiles from their files per batch (true), hold every split in memory (false), or ``auto``:
-            stream when the inputs would take more than 2 GiB (:mod:`slidemap.data.patch_stream`).
+            stream when the inputs would take more than 2 GiB (:mod:`slidemap.data.patchsets.stream`).
         stream_sample: Train patches the streamed normaliser is fitted on (0: all of them).
         Other arguments as in ``SiteDataModule``.
     """

@@ -2,7 +2,7 @@
 
 PNG headers are parsed from the IHDR chunk as the PNG specification lays it out (W3C PNG, section 11.2.2: width,
 height, bit depth, colour type right after the 8-byte signature), NumPy headers by ``np.load(mmap_mode='r')``, HDF5
-headers from the dataset's shape and dtype (:mod:`~slidemap.data.patch_h5`); everything else (GeoTIFF, JPEG)
+headers from the dataset's shape and dtype (:mod:`~slidemap.data.patchsets.h5`); everything else (GeoTIFF, JPEG)
 through GDAL, which reads only the header on open.
 """
 
@@ -18,8 +18,8 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
-from slidemap.data.patch_h5 import H5Keys, h5_header
-from slidemap.data.raster import reading
+from slidemap.data.patchsets.h5 import H5Keys, h5_header
+from slidemap.data.sites.raster import reading
 from slidemap.errors import InputError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

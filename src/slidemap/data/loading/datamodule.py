@@ -13,15 +13,15 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from slidemap.config_checks import check_count
-from slidemap.data.augment import Augmentation, augment_batch, generator_for
-from slidemap.data.channels import canonical_all
-from slidemap.data.loaders import eval_loader, train_loader
-from slidemap.data.offsets import EpochSampler, OffsetWindows, TrainArea
-from slidemap.data.patches import Normaliser, Patches, cut_patches, fit_normaliser
-from slidemap.data.reader import read_sites
-from slidemap.data.site import DEFAULT_CHANNELS, Site
-from slidemap.data.split import WINDOWS, Block, SiteSplit, split_sites
-from slidemap.data.units import REFLECTANCE, Distribution, sample_distribution, units_of
+from slidemap.data.loading.augment import Augmentation, augment_batch, generator_for
+from slidemap.data.loading.loaders import eval_loader, train_loader
+from slidemap.data.sites.channels import canonical_all
+from slidemap.data.sites.reader import read_sites
+from slidemap.data.sites.site import DEFAULT_CHANNELS, Site
+from slidemap.data.sites.units import REFLECTANCE, Distribution, sample_distribution, units_of
+from slidemap.data.tiling.offsets import EpochSampler, OffsetWindows, TrainArea
+from slidemap.data.tiling.patches import Normaliser, Patches, cut_patches, fit_normaliser
+from slidemap.data.tiling.split import WINDOWS, Block, SiteSplit, split_sites
 from slidemap.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class PatchDataModule(pl.LightningDataModule):
         min_samples_per_epoch: A training set smaller than this is cycled (reshuffled each pass) so an epoch
             still makes a few optimiser steps: with 128 px windows a small site holds only a handful of
             patches, and early stopping per epoch would otherwise end training after a dozen updates.
-        augment: The ``augment`` group (:class:`~slidemap.data.augment.Augmentation`); None = the paper's none.
+        augment: The ``augment`` group (:class:`~slidemap.data.loading.augment.Augmentation`); None = the paper's none.
         windows: The windows the data config declares (``data.windows``); None = the source's own
             (:attr:`windows`).
     """

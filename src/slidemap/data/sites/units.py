@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from slidemap.data.channels import OPTICAL_UNITS, canonical, canonical_all, is_band
+from slidemap.data.sites.channels import OPTICAL_UNITS, canonical, canonical_all, is_band
 
 REFLECTANCE, BRIGHTNESS, DEGREES, METRES, INDEX = "reflectance", "brightness", "degrees", "metres", "index"
 
@@ -98,7 +98,7 @@ def sample_distribution(channels: Sequence[str], pieces: Iterable[tuple[Iterable
                         size: int = SAMPLE_SIZE, seed: int = 0) -> Distribution | None:
     """The :class:`Distribution` of some pixels, in one pass and bounded memory; None when no pixel is valid.
 
-    Each piece is (one array per channel, their valid mask), as :func:`slidemap.data.patches.fit_statistics`
+    Each piece is (one array per channel, their valid mask), as :func:`slidemap.data.tiling.patches.fit_statistics`
     takes them. Mean and std are summed in float64 over every valid pixel. The quantiles come from a bottom-k
     sample: each valid pixel draws a random key and the ``size`` smallest keys are kept, which is a uniform
     sample without replacement whatever the number and size of the pieces (deterministic for a given ``seed``).

@@ -1,6 +1,6 @@
 """``slidemap dataset``: the dataset.yaml a patch folder needs, inferred from the folder as its authors published it.
 
-One pass reads every header and every mask (:func:`~slidemap.data.patch_check.scan`) and a sample of images for
+One pass reads every header and every mask (:func:`~slidemap.data.patchsets.check.scan`) and a sample of images for
 value ranges (:data:`SAMPLE`), never every image pixel, so 2,000 patches take seconds. Each key comes with what it
 was inferred from; a key that stays a guess is written commented out, so training stops on it until the user
 sets it; the problems found are checked the way ``data=patches`` checks them, all at once.
@@ -20,19 +20,19 @@ import yaml
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
-from slidemap.data.channels import band_common_name
-from slidemap.data.esri_export import EMD_FILE, ModelDefinition, read_emd, read_world_file
-from slidemap.data.l4s_release import IMAGE_KEY, PATCH, STORED, is_release, physical_factors
-from slidemap.data.mask_infer import Entry, infer_labels
-from slidemap.data.patch_check import Scan, check_images, check_masks, scan
-from slidemap.data.patch_files import FORMATS, SPEC_FILE, PatchSpec
-from slidemap.data.patch_h5 import H5Keys, parse_h5_key, read_h5
-from slidemap.data.patch_headers import ARRAY_FORMATS
-from slidemap.data.patch_layout import ROLES, find_layout
-from slidemap.data.patch_masks import OTHER, parse_labels
-from slidemap.data.raster import reading
-from slidemap.data.reflectance import L2A_DN_SCALE, MAX_MEDIAN_REFLECTANCE
-from slidemap.data.split import WINDOWS
+from slidemap.data.patchsets.check import Scan, check_images, check_masks, scan
+from slidemap.data.patchsets.esri_export import EMD_FILE, ModelDefinition, read_emd, read_world_file
+from slidemap.data.patchsets.files import FORMATS, SPEC_FILE, PatchSpec
+from slidemap.data.patchsets.h5 import H5Keys, parse_h5_key, read_h5
+from slidemap.data.patchsets.headers import ARRAY_FORMATS
+from slidemap.data.patchsets.l4s_release import IMAGE_KEY, PATCH, STORED, is_release, physical_factors
+from slidemap.data.patchsets.layout import ROLES, find_layout
+from slidemap.data.patchsets.mask_infer import Entry, infer_labels
+from slidemap.data.patchsets.masks import OTHER, parse_labels
+from slidemap.data.sites.channels import band_common_name
+from slidemap.data.sites.raster import reading
+from slidemap.data.sites.reflectance import L2A_DN_SCALE, MAX_MEDIAN_REFLECTANCE
+from slidemap.data.tiling.split import WINDOWS
 from slidemap.errors import InputError
 
 SAMPLE = 24

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from slidemap.data.patches import Normaliser
+from slidemap.data.tiling.patches import Normaliser
 
 PairReader = Callable[[Path, Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 """(image, mask) -> inputs (C, H, W) float32 in physical units, 0/1 mask, valid (scored), seen (inputs valid)."""
@@ -72,7 +72,7 @@ class StreamedPatches(Dataset):
         read: Reads one pair in physical units (:data:`PairReader`).
         shape: Every patch's (rows, cols); ``window`` must divide both.
         window: Tile size.
-        normaliser: Set once fitted (:func:`slidemap.data.patch_folder.prepare`); items need it.
+        normaliser: Set once fitted (:func:`slidemap.data.patchsets.folder.prepare`); items need it.
         per_patch: Standardise each patch on its own before the normaliser.
     """
 
