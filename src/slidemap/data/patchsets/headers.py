@@ -23,6 +23,9 @@ from slidemap.data.sites.raster import reading
 from slidemap.errors import InputError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+"""The IEND chunk every PNG ends with (PNG specification, 11.2.5: length 0, type, CRC): a file that does not end
+so was cut short, and GDAL decodes what it can of it without a word (zeros for the rest)."""
 ARRAY_FORMATS: tuple[str, ...] = ("NumPy", "HDF5")
 """Formats stored as a bare array, (C, H, W) or (H, W, C) as dataset.yaml's ``npy_layout`` says."""
 PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
@@ -48,11 +51,24 @@ class Header:
     key: str = ""
 
 
+def check_png_complete(path: Path) -> None:
+    """Refuse a PNG without its IEND chunk near its end (truncated: a partial download or copy); bytes some tools
+    append after IEND are tolerated."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 4096))
+        if PNG_END not in f.read():
+            raise InputError(path, f"cannot read: the PNG file is truncated ({size} bytes, no IEND chunk at its end: "
+                                   "download or copy it again)")
+
+
 def _png(path: Path) -> Header:
     with open(path, "rb") as f:
         head = f.read(33)
     if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
         raise InputError(path, "cannot read: not a PNG file (no PNG signature and IHDR chunk)")
+    check_png_complete(path)
     width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
     if colour not in PNG_CHANNELS:
         raise InputError(path, f"cannot read: PNG colour type {colour} is not in the PNG specification")

@@ -205,6 +205,7 @@ def infer(root: Path) -> Inference:
     hwc = first.fmt in ARRAY_FORMATS and len(first.shape3) == 3 and first.shape3[-1] < min(first.shape3[:2])
     bands = first.shape3[-1] if hwc else first.bands - (1 if first.alpha else 0)
     sample = [(np.moveaxis(d, -1, 0), i, n) if hwc else (d, i, n) for d, i, n in _sample(found, keys)]
+    sample = [s for s in sample if s[0].shape[0] >= bands] or sample  # an odd image is a problem listed below
     names = sorted({h.key for h in headers if h.key})
     stored = f"{'/'.join(fmts)} {'/'.join(dtypes)}" + (f" (dataset {', '.join(names)})" if names else "") + \
         f", {bands} band(s)" + (" + alpha" if first.alpha else "")
@@ -268,6 +269,27 @@ def entries_as_meta(entries: list[Entry]) -> dict[str, Any]:
     return meta
 
 
+def check_like_most(found: Scan, hwc: bool) -> None:
+    """Every image has the band count and size most images have (the odd one is named, not the others)."""
+    def size_of(h: Any) -> tuple[int, int]:
+        return (int(h.shape3[0]), int(h.shape3[1])) if hwc and len(h.shape3) == 3 else (h.rows, h.cols)
+
+    def bands_of(h: Any) -> int:
+        return int(h.shape3[-1]) if hwc and len(h.shape3) == 3 else h.bands - (1 if h.alpha else 0)
+
+    headers = found.headers
+    (bands, n_bands), = Counter(bands_of(h) for h in headers.values()).most_common(1)
+    (size, n_size), = Counter(size_of(h) for h in headers.values()).most_common(1)
+    for image, header in headers.items():
+        if bands_of(header) != bands:
+            found.problems.append(InputError(image, f"has {bands_of(header)} band(s); {n_bands} of the "
+                                                    f"{len(headers)} images have {bands}"))
+        elif size_of(header) != size:
+            rows, cols = size_of(header)
+            found.problems.append(InputError(image, f"is {rows} x {cols} px; {n_size} of the {len(headers)} images "
+                                                    f"are {size[0]} x {size[1]} px"))
+
+
 def _check(result: Inference, found: Scan) -> None:
     """The checks ``data=patches`` runs, on the inferred keys (masks only once the labels are known)."""
     meta = entries_as_meta(result.entries)
@@ -276,14 +298,8 @@ def _check(result: Inference, found: Scan) -> None:
         spec = PatchSpec(path, tuple(meta["channels"]), hwc=meta.get("npy_layout") == "hwc",
                          h5=parse_h5_key(path, meta.get("h5_key")))
         check_images(found, spec)
-    else:  # channels still to be set: the patch sizes are checked all the same
-        first: tuple[int, int] | None = None
-        for image, header in found.headers.items():
-            size = tuple(header.shape3[:2]) if meta.get("npy_layout") == "hwc" else (header.rows, header.cols)
-            first = first or size
-            if size != first:
-                found.problems.append(InputError(image, f"is {size[0]} x {size[1]} px; the dataset's patches are "
-                                                        f"{first[0]} x {first[1]} px (the first image's)"))
+    else:  # channels still to be set: sizes and band counts are checked against most images'
+        check_like_most(found, meta.get("npy_layout") == "hwc")
     labels = meta.get("labels", {})
     if "landslide" in labels and "background" in labels:
         check_masks(found, parse_labels(path, labels), path)

@@ -34,6 +34,8 @@ PATCH_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".n
 SIDECARS: tuple[str, ...] = (".aux.xml", ".ovr", ".msk", ".pgw", ".pngw", ".tfw", ".tifw", ".wld", ".prj", ".jgw",
                              ".jpgw", ".xml", ".txt", ".json")
 """GDAL, world-file and metadata sidecars next to a patch (statistics, overviews, georeference): not patches."""
+SYSTEM_FILES: tuple[str, ...] = ("thumbs.db", "desktop.ini", "ehthumbs.db")
+"""Files operating systems leave in folders (Windows thumbnails and folder settings; macOS's start with a dot)."""
 
 _NUMBER = re.compile(r"(\d+)")
 MAX_LISTED = 3
@@ -84,7 +86,7 @@ def parse_layout(path: Path, meta: dict[str, Any]) -> Layout:
 def is_patch_name(path: Path) -> bool:
     """Whether a directory entry is a candidate patch (not hidden, not a sidecar)."""
     name = path.name.lower()
-    return not name.startswith(".") and not name.endswith(SIDECARS)
+    return not name.startswith(".") and not name.endswith(SIDECARS) and name not in SYSTEM_FILES
 
 
 def list_patches(folder: Path) -> tuple[list[Path], list[InputError]]:

@@ -21,6 +21,7 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
 from slidemap.data.patchsets.h5 import is_h5, read_h5
+from slidemap.data.patchsets.headers import check_png_complete
 from slidemap.data.sites.raster import reading
 from slidemap.errors import InputError
 
@@ -141,6 +142,8 @@ def read_mask_bands(path: Path, key: str | None = None) -> np.ndarray:
         if data.ndim == 3 and data.shape[-1] in (1, 3, 4) and data.shape[0] not in (1, 3, 4):
             data = np.moveaxis(data, -1, 0)
         return data[None] if data.ndim == 2 else data
+    if path.suffix.lower() == ".png":
+        check_png_complete(path)
     with reading(path), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path) as src:
