@@ -72,3 +72,16 @@ def test_the_odd_image_is_named_not_the_others(tmp_path, capsys):
     n = len(images)
     assert [p for p in problems(capsys, root) if p.startswith(str(root))] == [f"{images[0]}: has 3 band(s); {n - 1} of the {n} images have 4",
                                       f"{images[1]}: is 262 x 256 px; {n - 1} of the {n} images are 256 x 256 px"]
+
+
+def test_a_rare_colour_that_is_no_edge_blend_is_left_to_the_user(tmp_path, capsys):
+    root = copy_real(tmp_path, "sichuan_aerial_colour_masks")
+    mask = sorted((root / "mask").glob("*.png"))[0]
+    pixels = np.array(Image.open(mask).convert("RGB"))
+    pixels[:50, :50] = (0, 255, 0)  # a green block: a class of its own, not a blend of black and magenta
+    Image.fromarray(pixels).save(mask)
+    assert main(["dataset", str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "# unlabelled: other  # GUESS: 1 rare colour(s) that are no blend of background and landslide: " \
+           "[0, 255, 0] (2500 px)" in out
+    assert "#   labels.unlabelled" in out  # listed among the keys to set: nothing is dropped silently

@@ -13,11 +13,17 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
+
 from slidemap.data.patchsets.esri_export import ModelDefinition
 from slidemap.data.patchsets.masks import code_colour
 
 MINOR_SHARE = 0.05
 """A colour or value with fewer pixels than this share of the largest non-background one is an edge blend."""
+
+BLEND_TOLERANCE = 16.0
+"""How far (0-255 units) an edge blend may lie from the line between background and a landslide colour: resizing
+mixes the two, so a blend lies on that line up to rounding; a colour off every such line is a class of its own."""
 
 IGNORE = 255
 """The mask value that class-map releases (0/1 classes) use for unlabelled pixels."""
@@ -101,14 +107,29 @@ def infer_labels(totals: Counter[int], presence: Counter[int], masks: int, colou
     top = max(rest.values())
     main = sorted((c for c, n in rest.items() if n >= MINOR_SHARE * top), key=lambda c: -rest[c])
     minor = [c for c in rest if c not in main]
+    odd = [c for c in minor if not any(is_blend(c, background, m, colours) for m in main)]
     certain = len(main) == 1
     source = f"mask {what}: {'the' if certain else 'GUESS, merged'} dominant non-{'black' if colours else 'zero'} " \
              f"{'colour' if colours else 'value'}{'s' if len(main) > 1 else ''}" + ("" if certain else "; confirm")
     entries = [Entry("labels.landslide", [_show(c, colours) for c in main], source, certain),
                Entry("labels.background", [_show(background, colours)], "black" if colours else "zero")]
-    if minor:
+    if odd:
+        listed = ", ".join(f"{_show(c, colours)} ({rest[c]} px)" for c in sorted(odd, key=lambda c: -rest[c])[:5])
+        entries.append(Entry("labels.unlabelled", "other", f"GUESS: {len(odd)} rare {'colour' if colours else 'value'}"
+                             f"(s) that are no blend of background and landslide: {listed}; a class of their own? "
+                             "list them under landslide or background, or confirm 'other' (no loss, no score)",
+                             False))
+    elif minor:
         pixels = sum(rest[c] for c in minor)
         entries.append(Entry("labels.unlabelled", "other", f"{len(minor)} faint {'colours' if colours else 'values'} "
                              f"({_share(pixels, total)} of mask pixels) blended at edges (masks resized): no loss, "
                              "no score"))
     return entries
+
+
+def is_blend(code: int, background: int, landslide: int, colours: bool) -> bool:
+    """Whether ``code`` lies between background and a landslide code, as resizing blends them at edges."""
+    point, start, end = (np.array(code_colour(c) if colours else (c,), float) for c in (code, background, landslide))
+    span = end - start
+    t = float(np.clip(np.dot(point - start, span) / max(float(np.dot(span, span)), 1e-9), 0.0, 1.0))
+    return float(np.linalg.norm(point - (start + t * span))) <= BLEND_TOLERANCE
