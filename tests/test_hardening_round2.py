@@ -102,6 +102,16 @@ def test_a_setting_lightning_checks_only_in_fit_is_refused_in_one_line(synthetic
                                             "(5000) must be less than or equal to the number of the training batches")
 
 
+def test_a_run_whose_loss_diverges_stops_in_one_line_and_scores_nothing(synthetic_root, tmp_path):
+    done = hydra_entry("train.py", ["logger=none", "window=32", "scenario=china", f"data.root={synthetic_root}",
+                                    "optimizer.lr=1e6", "trainer.max_epochs=3", f"hydra.run.dir={tmp_path / 'run'}"],
+                       tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert one_line(done.stderr).startswith("error: train/loss: training diverged: the training loss is nan in "
+                                            "epoch 0")
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
 def test_only_lightnings_own_setting_checks_become_input_errors():
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 

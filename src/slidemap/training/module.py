@@ -18,6 +18,7 @@ from torchmetrics.classification import BinaryStatScores
 from slidemap.evaluation.calibration import CalibrationBins, bins_record, ece, pool_bins
 from slidemap.evaluation.histogram import ProbabilityHistogram, average_precision
 from slidemap.evaluation.scoring import POOLED, area_results, as_number, scores
+from slidemap.errors import InputError
 from slidemap.training.losses import build_loss, masked_bce
 from slidemap.training.object_scores import TileObjectCounts, add_object_scores
 
@@ -122,6 +123,16 @@ class LandslideModule(pl.LightningModule):
         loss, _ = self._loss(batch)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch[0].shape[0])
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        """Stop a run whose training loss is no longer a number: what it would score and map means nothing (checked
+        once per epoch on the logged mean, no per-step synchronisation)."""
+        loss = self.trainer.callback_metrics.get("train/loss")
+        if loss is not None and not bool(torch.isfinite(loss)):
+            raise InputError("train/loss", f"training diverged: the training loss is {float(loss)} in epoch "
+                                           f"{self.current_epoch} (a learning rate too high for this data, or NaN "
+                                           "in the inputs or the initial weights): lower optimizer.lr or check them; "
+                                           "nothing is scored")
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         loss, logits = self._loss(batch)
