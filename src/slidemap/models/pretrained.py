@@ -60,6 +60,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {str(k): v for k, v in raw.items()}
 
 
+def repeated(names: Sequence[str]) -> str | None:
+    """The first (in sorted order) name that occurs more than once, or None."""
+    twice = sorted({n for n in names if list(names).count(n) > 1})
+    return twice[0] if twice else None
+
+
 def first_conv_filters(weight: torch.Tensor, weights_bands: Sequence[str], channels: Sequence[str],
                        new_channel_scale: float = 1.0, same_band: Mapping[str, str] | None = None) -> torch.Tensor:
     """The first convolution's weight for ``channels``: each channel's filter copied from the band of that name in
@@ -68,9 +74,9 @@ def first_conv_filters(weight: torch.Tensor, weights_bands: Sequence[str], chann
     if weight.ndim != 4 or weight.shape[1] != len(weights_bands):
         raise WeightsError(FIRST_CONV, f"has shape {tuple(weight.shape)}, but model.weights_bands names "
                                        f"{len(weights_bands)} bands")
-    twice = sorted({b for b in weights_bands if list(weights_bands).count(b) > 1})
+    twice = repeated(weights_bands)
     if twice:
-        raise WeightsError("model.weights_bands", f"names {twice[0]} twice")
+        raise WeightsError("model.weights_bands", f"names {twice} twice")
     mean = weight.mean(dim=1) * float(new_channel_scale)
     index = {band: i for i, band in enumerate(weights_bands)}
     source = [band_for(c, index, same_band) for c in channels]

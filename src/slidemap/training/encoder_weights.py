@@ -13,7 +13,7 @@ from torch import nn
 
 from slidemap.data.sites.channels import PRE_SUFFIX, canonical_all, is_band
 from slidemap.errors import InputError
-from slidemap.models.pretrained import WeightsError, freeze, load_encoder, read_state_dict
+from slidemap.models.pretrained import WeightsError, freeze, load_encoder, read_state_dict, repeated
 from slidemap.training.weights_card import input_affine, read_card
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,9 @@ def apply_encoder_options(net: nn.Module, model: Mapping[str, Any], channels: Se
             names = canonical_all(bands)
         except ValueError as err:
             raise InputError("model.weights_bands", str(err)) from None
-        twice = sorted({b for b in names if names.count(b) > 1})
+        twice = repeated(names)
         if twice:
-            raise InputError("model.weights_bands", f"names {twice[0]} twice")
+            raise InputError("model.weights_bands", f"names {twice} twice")
         inputs = canonical_all(channels)
         try:
             record = load_encoder(encoder, read_state_dict(weights), names, inputs,

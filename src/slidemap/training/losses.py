@@ -77,19 +77,19 @@ class WeightedLoss(nn.Module):
                 weight: torch.Tensor | None = None) -> torch.Tensor:
         """The loss of logits (N, H, W) against 0/1 ``target`` on ``valid`` pixels (a ``weight`` of 0 = ignored)."""
         keep = valid if weight is None else valid & (weight > 0)
+        if not bool(keep.any()):  # no labelled pixel: nothing to learn (smp's focal loss would average nothing: NaN)
+            return logits.sum() * 0.0
         total = logits.new_zeros(())
         for w, fn in zip(self.weights, self.terms):
             if isinstance(fn, MaskedBCE):
                 part = fn(logits, target, valid, weight)
-            elif hasattr(fn, "ignore_index") and not bool(keep.any()):
-                part = logits.sum() * 0.0  # no labelled pixel: smp's focal loss would average nothing (NaN)
             elif hasattr(fn, "ignore_index"):
                 if weight is not None and bool(((weight > 0) & (weight != 1) & valid).any()):
                     raise ValueError(f"{type(fn).__name__} takes no per-pixel weight map other than 0/1")
                 masked = torch.where(keep, target, torch.full_like(target, float(IGNORE)))
                 part = fn(logits.unsqueeze(1), masked.unsqueeze(1))
             else:
-                part = fn(logits[keep], target[keep]) if bool(keep.any()) else logits.sum() * 0.0
+                part = fn(logits[keep], target[keep])
             total = total + w * part
         return total
 

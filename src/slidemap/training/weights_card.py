@@ -36,6 +36,7 @@ import yaml
 from slidemap.data.sites.channels import canonical_all
 from slidemap.data.sites.units import REFLECTANCE
 from slidemap.errors import InputError
+from slidemap.models.pretrained import repeated
 
 CARD_UNITS = ("dn", REFLECTANCE)
 """The units a card's statistics may be given in."""
@@ -94,9 +95,9 @@ def read_card(path: str | Path, weights_bands: Sequence[str] | None) -> WeightsC
         names = canonical_all([str(b) for b in bands])
     except ValueError as err:
         raise InputError(where, f"'bands': {err}") from None
-    twice = sorted({b for b in names if names.count(b) > 1})
+    twice = repeated(names)
     if twice:
-        raise InputError(where, f"'bands' names {twice[0]} twice (as {[str(b) for b in bands]})")
+        raise InputError(where, f"'bands' names {twice} twice (as {[str(b) for b in bands]})")
     units = str(raw["units"])
     if units not in CARD_UNITS:
         raise InputError(where, f"'units' is {units!r}; expected one of {', '.join(CARD_UNITS)}")
@@ -127,7 +128,7 @@ def input_affine(card: WeightsCard, info: Mapping[str, Any], same_band: Mapping[
                                     "model.weights_card unset")
     channels = canonical_all(info["channels"])
     norm = info["normaliser"]
-    scale, shift, taken = [], [], []
+    scale, shift, taken = [], [], {}  # taken: channel -> the card's band it takes
     for channel, unit, m, s in zip(channels, info["units"], norm["mean"], norm["std"]):
         band = channel if channel in card.mean else (same_band or {}).get(channel)
         if band not in card.mean:
@@ -140,12 +141,11 @@ def input_affine(card: WeightsCard, info: Mapping[str, Any], same_band: Mapping[
                                         "reflectance)")
         scale.append(float(s) / card.std[band])
         shift.append((float(m) - card.mean[band]) / card.std[band])
-        taken.append(channel)
+        taken[channel] = band
     if not taken:
         raise InputError(card.path, f"names none of the input channels {list(channels)}: nothing to normalise as "
                                     f"the weights expect (card bands: {sorted(card.mean)})")
-    record = {"card": card.path, "source": card.source, "from_card": taken,
+    record = {"card": card.path, "source": card.source, "from_card": list(taken),
               "from_train": [c for c in channels if c not in taken],
-              "mean": {c: card.mean.get(c, card.mean.get((same_band or {}).get(c, ""))) for c in taken},
-              "std": {c: card.std.get(c, card.std.get((same_band or {}).get(c, ""))) for c in taken}}
+              "mean": {c: card.mean[b] for c, b in taken.items()}, "std": {c: card.std[b] for c, b in taken.items()}}
     return scale, shift, record
