@@ -111,6 +111,8 @@ def test_a_job_past_its_time_limit_is_requeued_and_continues_from_last_ckpt(clus
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p))
     done = train(["-m", *JOB, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5",
                   "hydra.launcher.max_num_timeout=4", f"hydra.sweep.dir={sweep}", "window=32",
+                  # SLURM truncates a requeued job's log files on its next start: keep both starts' lines
+                  "+hydra.launcher.additional_parameters.open-mode=append",
                   *tiny(synthetic_root, "logger=none", "model.net.base_filters=8", f"trainer.max_epochs={epochs}",
                         f"trainer.min_epochs={epochs}", "callbacks.early_stopping.patience=100",
                         "+callbacks.slow._target_=slow_epochs.SlowEpochs", "+callbacks.slow.seconds=8")],
